@@ -1,0 +1,120 @@
+"""The target tables and view, created and upgraded by ``scorer migrate``.
+
+Migrations are an ordered list of SQL scripts applied under an advisory lock and
+recorded in ``schema_migrations``; re-running ``migrate`` applies only what is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from scorer.errors import NotMigratedError
+from scorer.identifiers import quote_identifier
+
+log = structlog.get_logger("scorer.schema")
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: runs, predictions and the consumer view.
+    """
+    CREATE TABLE {s}.scoring_runs (
+        run_id                text PRIMARY KEY,
+        status                text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+        model_name            text NOT NULL,
+        model_selector        text NOT NULL,
+        model_version         integer,
+        mlflow_run_id         text,
+        model_source          text,
+        model_id              text,
+        model_flavor          text,
+        threshold             double precision NOT NULL,
+        snapshot              text NOT NULL,
+        features_relation     text NOT NULL,
+        trigger               text NOT NULL,
+        attempts              integer NOT NULL DEFAULT 1,
+        started_at            timestamptz NOT NULL,
+        finished_at           timestamptz,
+        timings               jsonb,
+        rows_read             bigint,
+        rows_scored           bigint,
+        rows_rejected         bigint,
+        score_mean            double precision,
+        score_p50             double precision,
+        score_p90             double precision,
+        share_above_threshold double precision,
+        scorer_version        text NOT NULL,
+        k8s_namespace         text,
+        k8s_pod               text,
+        k8s_node              text,
+        k8s_job               text,
+        k8s_cronjob           text,
+        image                 text,
+        error                 text
+    );
+    CREATE INDEX scoring_runs_latest_idx ON {s}.scoring_runs (model_name, snapshot, finished_at)
+        WHERE status = 'succeeded';
+    CREATE TABLE {s}.predictions (
+        run_id        text NOT NULL,
+        entity_id     bigint NOT NULL,
+        score         double precision NOT NULL,
+        label         smallint NOT NULL,
+        model_name    text NOT NULL,
+        model_version integer NOT NULL,
+        snapshot      text NOT NULL,
+        scored_at     timestamptz NOT NULL,
+        PRIMARY KEY (run_id, entity_id)
+    );
+    CREATE VIEW {s}.latest_predictions AS
+    SELECT p.*
+    FROM {s}.predictions AS p
+    JOIN (
+        SELECT DISTINCT ON (model_name) run_id
+        FROM {s}.scoring_runs
+        WHERE status = 'succeeded'
+        ORDER BY model_name, snapshot DESC, finished_at DESC, run_id DESC
+    ) AS latest USING (run_id);
+    """,
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def migrate(conn: Any, schema: str) -> list[int]:
+    """Create or upgrade the tables in ``schema`` on a DB-API connection; return versions applied."""
+    s = quote_identifier(schema)
+    applied: list[int] = []
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"migrate:{schema}",))
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur.execute(f"SELECT coalesce(max(version), 0) FROM {s}.schema_migrations")
+        current = cur.fetchone()[0]
+        for version, script in enumerate(_MIGRATIONS, start=1):
+            if version > current:
+                cur.execute(script.format(s=s))
+                cur.execute(f"INSERT INTO {s}.schema_migrations (version) VALUES (%s)", (version,))
+                applied.append(version)
+    conn.commit()
+    return applied
+
+
+def require_migrated(conn: Any, schema: str) -> None:
+    """Raise ``NotMigratedError`` unless ``schema`` is at the current version."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (f"{quote_identifier(schema)}.schema_migrations",))
+        version = 0
+        if cur.fetchone()[0] is not None:
+            cur.execute(
+                f"SELECT coalesce(max(version), 0) FROM {quote_identifier(schema)}.schema_migrations"
+            )
+            version = cur.fetchone()[0]
+    conn.rollback()
+    if version < SCHEMA_VERSION:
+        raise NotMigratedError(
+            f"schema {schema!r} is at version {version}, scorer needs {SCHEMA_VERSION}: "
+            "run `python -m scorer migrate`"
+        )

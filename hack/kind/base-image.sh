@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# kind's base image, rebuilt offline: a debootstrap'd bookworm rootfs (Debian's
+# systemd, containerd, runc, CNI plugins) plus kind $KIND_VERSION's
+# images/base/files and the same setup steps as kind's images/base/Dockerfile.
+# Prints the docker image tag. Cached as a docker image and a saved tar.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+tag="scorer.local/kind-base:$KIND_VERSION-bookworm"
+saved="$KIND_CACHE/base/kind-base-$KIND_VERSION-bookworm.tar"
+if docker image inspect "$tag" >/dev/null 2>&1; then echo "$tag"; exit 0; fi
+if [[ -s "$saved" ]]; then
+  log "docker load $saved"
+  docker load -i "$saved" >/dev/null
+  echo "$tag"; exit 0
+fi
+
+rootfs_tar="$("$HACK_KIND_DIR/rootfs.sh" node)"
+kind_dir="$(go mod download -json sigs.k8s.io/kind@"$KIND_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+files="$kind_dir/images/base/files"
+
+mkdir -p "$KIND_CACHE/base"
+dir="$(mktemp -d "$KIND_CACHE/base/rootfs.XXXXXX")"
+trap 'rm -rf "$dir"' EXIT
+tar -C "$dir" -xf "$rootfs_tar"
+
+log "applying kind $KIND_VERSION base files"
+install -d -m 0755 "$dir/kind/bin" "$dir/LICENSES" "$dir/etc/kubernetes/manifests" "$dir/opt/cni/bin" "$dir/etc/cni/net.d"
+install -m 0755 "$files"/usr/local/bin/* "$dir/usr/local/bin/"
+install -m 0644 "$files"/kind/README.txt "$dir/kind/"
+install -m 0755 "$files"/kind/bin/* "$dir/kind/bin/"
+install -m 0644 "$files"/LICENSES/* "$dir/LICENSES/"
+install -m 0644 "$files"/etc/crictl.yaml "$dir/etc/"
+install -D -m 0644 "$files"/etc/containerd/config.toml "$dir/etc/containerd/config.toml"
+install -m 0644 "$files"/etc/default/* "$dir/etc/default/"
+install -m 0644 "$files"/etc/sysctl.d/* "$dir/etc/sysctl.d/"
+install -m 0644 "$files"/etc/systemd/system/*.service "$dir/etc/systemd/system/"
+install -d "$dir/etc/systemd/system/kubelet.service.d"
+install -m 0644 "$files"/etc/systemd/system/kubelet.service.d/* "$dir/etc/systemd/system/kubelet.service.d/"
+
+# Debian puts containerd in /usr/bin and the CNI plugins in /usr/lib/cni;
+# kind's units and containerd config expect /usr/local/bin and /opt/cni/bin.
+for b in containerd ctr containerd-shim-runc-v2; do ln -sf "/usr/bin/$b" "$dir/usr/local/bin/$b"; done
+for p in host-local loopback ptp portmap bridge; do cp "$dir/usr/lib/cni/$p" "$dir/opt/cni/bin/$p"; done
+install -m 0644 "$HACK_KIND_DIR/files/10-scorer-ptp.conflist" "$dir/etc/cni/net.d/"
+# runc wrapper (no-op unless CAP_SYS_RESOURCE is missing from the bounding set)
+install -m 0755 "$HACK_KIND_DIR/files/runc-wrapper" "$dir/usr/local/sbin/runc"
+
+# containerd's base OCI spec with kind's product-files hook (as in kind's Dockerfile)
+ctr oci spec \
+  | jq '.hooks.createContainer[.hooks.createContainer| length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' \
+  | jq 'del(.process.rlimits)' >"$dir/etc/containerd/cri-base.json"
+
+find "$dir/lib/systemd/system/sysinit.target.wants/" -name "systemd-tmpfiles-setup.service" -delete
+rm -f "$dir"/lib/systemd/system/multi-user.target.wants/* \
+  "$dir"/etc/systemd/system/*.wants/* \
+  "$dir"/lib/systemd/system/local-fs.target.wants/* \
+  "$dir"/lib/systemd/system/sockets.target.wants/*udev* \
+  "$dir"/lib/systemd/system/sockets.target.wants/*initctl* \
+  "$dir"/lib/systemd/system/basic.target.wants/*
+echo "ReadKMsg=no" >>"$dir/etc/systemd/journald.conf"
+ln -sf /lib/systemd/systemd "$dir/sbin/init"
+chroot "$dir" systemctl enable kubelet.service containerd.service undo-mount-hacks.service >/dev/null 2>&1
+chroot "$dir" systemctl mask systemd-binfmt.service >/dev/null 2>&1
+[[ -e "$dir/etc/systemd/system/multi-user.target.wants/kubelet.service" ]] || { log "systemctl enable failed"; exit 1; }
+
+log "docker import $tag"
+tar -C "$dir" --numeric-owner -c . | docker import \
+  --change 'ENV container=docker' \
+  --change 'STOPSIGNAL SIGRTMIN+3' \
+  --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
+  - "$tag" >/dev/null
+docker save -o "$saved.tmp" "$tag" && mv "$saved.tmp" "$saved"
+echo "$tag"

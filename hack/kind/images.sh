@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Container images for the Kubernetes $K8S_VERSION control plane and add-ons,
+# tagged exactly as `kubeadm config images list` expects, built without any
+# registry (docker import of small root filesystems):
+#   kube-apiserver, kube-controller-manager, kube-scheduler  (static binary)
+#   kube-proxy                                                (+ iptables, conntrack)
+#   etcd, pause, coredns
+# Each image is saved to $IMAGE_CACHE/<name>.tar (for the node image) and kept
+# in docker. Prints the saved tar paths.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+K8S_BIN="$K8S_CACHE/bin"
+kubeadm="$K8S_BIN/kubeadm"
+[[ -x "$kubeadm" ]] || { log "missing $kubeadm: run k8s-binaries.sh first"; exit 1; }
+mapfile -t wanted < <("$kubeadm" config images list --kubernetes-version "$K8S_VERSION" 2>/dev/null)
+image_for() { printf '%s\n' "${wanted[@]}" | grep -E "/$1:" | head -n1; }
+
+# rootfs skeleton shared by the static images (as in distroless/static)
+skeleton() {
+  local d="$1"
+  install -d -m 0755 "$d/etc" "$d/usr/local/bin" "$d/var/run"
+  install -d -m 1777 "$d/tmp"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$d/etc/passwd"
+  printf 'root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n' >"$d/etc/group"
+  echo 'hosts: files dns' >"$d/etc/nsswitch.conf"
+}
+
+# make_image NAME TAG ENTRYPOINT_JSON BASE(static|tools) SRC:DST...
+make_image() {
+  local name="$1" tag="$2" entry="$3" base="$4"; shift 4
+  local saved="$IMAGE_CACHE/$name.tar"
+  if [[ -s "$saved" ]] && docker image inspect "$tag" >/dev/null 2>&1; then echo "$saved"; return; fi
+  if ! docker image inspect "$tag" >/dev/null 2>&1; then
+    if [[ -s "$saved" ]]; then
+      docker load -i "$saved" >/dev/null
+    else
+      local d; d="$(mktemp -d "$IMAGE_CACHE/$name.XXXXXX")"
+      if [[ "$base" == tools ]]; then
+        tar -C "$d" -xf "$("$HACK_KIND_DIR/rootfs.sh" tools)"
+      else
+        skeleton "$d"
+      fi
+      local pair
+      for pair in "$@"; do install -D -m 0755 "${pair%%:*}" "$d/${pair#*:}"; done
+      if [[ "$base" == tools ]]; then
+        for a in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+          ln -sf /usr/sbin/iptables-wrapper "$d/etc/alternatives/$a"
+        done
+      fi
+      log "docker import $tag"
+      tar -C "$d" --numeric-owner -c . | docker import --change "ENTRYPOINT $entry" - "$tag" >/dev/null
+      rm -rf "$d"
+    fi
+  fi
+  [[ -s "$saved" ]] || { docker save -o "$saved.tmp" "$tag" && mv "$saved.tmp" "$saved"; }
+  echo "$saved"
+}
+
+etcd_tag="$(image_for etcd)"                 # registry.k8s.io/etcd:3.5.24-0
+etcd_version="${etcd_tag##*:}"; etcd_version="${etcd_version%-*}"
+coredns_tag="$(image_for coredns)"           # registry.k8s.io/coredns/coredns:v1.11.3
+[[ "${coredns_tag##*:}" == "$COREDNS_VERSION" ]] || log "warning: kubeadm wants $coredns_tag, building $COREDNS_VERSION"
+# pause: the node's containerd sandbox_image (kind's config.toml), which kubeadm also lists
+pause_tag="$(image_for pause)"
+
+for c in kube-apiserver kube-controller-manager kube-scheduler; do
+  make_image "$c" "$(image_for "$c")" "[\"/usr/local/bin/$c\"]" static "$K8S_BIN/$c:usr/local/bin/$c"
+done
+make_image kube-proxy "$(image_for kube-proxy)" '["/usr/local/bin/kube-proxy"]' tools \
+  "$K8S_BIN/kube-proxy:usr/local/bin/kube-proxy" "$HACK_KIND_DIR/files/iptables-wrapper:usr/sbin/iptables-wrapper"
+make_image etcd "$etcd_tag" '["/usr/local/bin/etcd"]' static "$("$HACK_KIND_DIR/tools.sh" etcd "$etcd_version"):usr/local/bin/etcd"
+make_image pause "$pause_tag" '["/pause"]' static "$("$HACK_KIND_DIR/tools.sh" pause):pause"
+make_image coredns "$coredns_tag" '["/coredns"]' static "$("$HACK_KIND_DIR/tools.sh" coredns):coredns"

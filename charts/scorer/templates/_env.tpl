@@ -1,0 +1,79 @@
+{{/*
+The container's environment: the contract with the scorer (see the README's "Environment"
+section). Optional SCORER_* variables are only set when their value is set, so the scorer's
+own defaults apply.
+*/}}
+{{- define "scorer.env" -}}
+{{- $v := .Values }}
+{{- $optional := list
+  (list "SCORER_MODEL_ALIAS" $v.model.alias)
+  (list "SCORER_MODEL_STAGE" $v.model.stage)
+  (list "SCORER_MODEL_VERSION" $v.model.version)
+  (list "SCORER_REQUIRE_ALIAS" $v.model.requireAlias)
+  (list "SCORER_REQUIRE_STAGE" $v.model.requireStage)
+  (list "SCORER_ENTITY_COLUMN" $v.features.entityColumn)
+  (list "SCORER_SNAPSHOT" $v.features.snapshot)
+  (list "SCORER_THRESHOLD" $v.scoring.threshold)
+  (list "SCORER_CHUNK_ROWS" $v.scoring.chunkRows)
+  (list "SCORER_MAX_REJECTED_RATIO" $v.scoring.maxRejectedRatio)
+  (list "SCORER_TARGET_SCHEMA" $v.scoring.targetSchema)
+  (list "SCORER_LOG_FORMAT" $v.log.format)
+  (list "SCORER_LOG_LEVEL" $v.log.level)
+-}}
+- name: MLFLOW_TRACKING_URI
+  value: {{ $v.mlflow.trackingUri | quote }}
+{{- with $v.mlflow.existingSecret }}
+{{- $secret := . }}
+{{- range $name, $key := dict "MLFLOW_TRACKING_USERNAME" $v.mlflow.usernameKey "MLFLOW_TRACKING_PASSWORD" $v.mlflow.passwordKey "MLFLOW_TRACKING_TOKEN" $v.mlflow.tokenKey }}
+{{- if $key }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret | quote }}
+      key: {{ $key | quote }}
+      optional: true
+{{- end }}
+{{- end }}
+{{- end }}
+- name: SCORER_MODEL_NAME
+  value: {{ $v.model.name | quote }}
+- name: SCORER_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "scorer.databaseSecretName" . | quote }}
+      key: {{ $v.database.urlKey | quote }}
+- name: SCORER_FEATURES_TABLE
+  value: {{ $v.features.table | quote }}
+{{- range $pair := $optional }}
+{{- $value := index $pair 1 }}
+{{- if not (eq (toString $value) "" "<nil>") }}
+- name: {{ index $pair 0 }}
+  value: {{ include "scorer.envValue" $value | quote }}
+{{- end }}
+{{- end }}
+# Lineage: which Job, pod, node and image produced the run
+- name: SCORER_RUN_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.labels['batch.kubernetes.io/job-name']
+- name: SCORER_K8S_JOB
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.labels['batch.kubernetes.io/job-name']
+- name: SCORER_K8S_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: SCORER_K8S_POD
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: SCORER_K8S_NODE
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+- name: SCORER_K8S_CRONJOB
+  value: {{ include "scorer.fullname" . | quote }}
+- name: SCORER_IMAGE
+  value: {{ include "scorer.image" . | quote }}
+{{- end }}

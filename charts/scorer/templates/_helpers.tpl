@@ -1,0 +1,172 @@
+{{/*
+Expand the name of the chart.
+*/}}
+{{- define "scorer.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Create a default fully qualified app name.
+Truncated at 63 chars because some Kubernetes name fields are limited to this (by the DNS naming
+spec). The CronJob name is further limited to 52 characters: see "scorer.validate".
+If the release name contains the chart name it is used as the full name.
+*/}}
+{{- define "scorer.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Create chart name and version as used by the chart label.
+*/}}
+{{- define "scorer.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels.
+*/}}
+{{- define "scorer.labels" -}}
+helm.sh/chart: {{ include "scorer.chart" . }}
+{{ include "scorer.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Selector labels.
+*/}}
+{{- define "scorer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "scorer.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The model label: the registered model name made a valid label value (at most 63 characters of
+[A-Za-z0-9-_.], starting and ending with an alphanumeric), so `kubectl get jobs,pods -l
+scorer.dev/model=<name>` finds a model's runs.
+*/}}
+{{- define "scorer.modelLabelValue" -}}
+{{- regexReplaceAll "[^A-Za-z0-9_.-]+" (toString .Values.model.name) "-" | trunc 63 | trimAll "-_." }}
+{{- end }}
+
+{{- define "scorer.modelLabels" -}}
+scorer.dev/model: {{ include "scorer.modelLabelValue" . | quote }}
+{{- end }}
+
+{{/*
+Name of the ServiceAccount to use.
+*/}}
+{{- define "scorer.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "scorer.fullname" .) .Values.serviceAccount.name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The image reference (cert-manager style): repository, then "@digest" when a digest is set
+(it wins over the tag), else ":tag" with the tag defaulting to the chart's appVersion.
+*/}}
+{{- define "scorer.image" -}}
+{{- $image := .Values.image }}
+{{- $image.repository }}
+{{- if $image.digest }}
+{{- printf "@%s" $image.digest }}
+{{- else }}
+{{- printf ":%s" (toString (default .Chart.AppVersion $image.tag)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the Secret holding the database URL.
+*/}}
+{{- define "scorer.databaseSecretName" -}}
+{{- if .Values.database.createSecret }}
+{{- printf "%s-database" (include "scorer.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- .Values.database.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/*
+Prefix of the Job name used by the one-off run printed in NOTES.txt: Job names feed the
+63-character `batch.kubernetes.io/job-name` label and "-manual-<10 digits>" takes 18.
+*/}}
+{{- define "scorer.manualJobPrefix" -}}
+{{- include "scorer.fullname" . | trunc 45 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+A scalar value as an environment variable string. Numbers from values files arrive as float64,
+which would print as 1e+06: integers are printed as integers.
+*/}}
+{{- define "scorer.envValue" -}}
+{{- $v := . }}
+{{- if and (kindIs "float64" $v) (eq (float64 (int64 $v)) $v) }}
+{{- int64 $v | toString }}
+{{- else }}
+{{- toString $v }}
+{{- end }}
+{{- end }}
+
+{{/*
+The model selector, for NOTES.txt: "alias=champion", "stage=Production" or "version=7".
+*/}}
+{{- define "scorer.modelSelector" -}}
+{{- $m := .Values.model }}
+{{- if $m.alias }}alias={{ $m.alias }}
+{{- else if $m.stage }}stage={{ $m.stage }}
+{{- else }}version={{ include "scorer.envValue" $m.version }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks the schema cannot express (or expresses with a less readable message). values.schema.json
+runs first; these guard `--skip-schema-validation` too.
+*/}}
+{{- define "scorer.validate" -}}
+{{- $m := .Values.model }}
+{{- if not $m.name }}
+{{- fail "model.name is required: the registered model name in the MLflow Model Registry" }}
+{{- end }}
+{{- $selectors := 0 }}
+{{- range $k := list "alias" "stage" "version" }}
+{{- if not (eq (toString (index $m $k)) "" "<nil>") }}
+{{- $selectors = add1 $selectors }}
+{{- end }}
+{{- end }}
+{{- if ne (int $selectors) 1 }}
+{{- fail "set exactly one of model.alias, model.stage, model.version" }}
+{{- end }}
+{{- if and $m.requireAlias $m.requireStage }}
+{{- fail "set at most one of model.requireAlias, model.requireStage" }}
+{{- end }}
+{{- if not .Values.features.table }}
+{{- fail "features.table is required: the feature relation as schema.table" }}
+{{- end }}
+{{- if not .Values.mlflow.trackingUri }}
+{{- fail "mlflow.trackingUri is required" }}
+{{- end }}
+{{- if .Values.database.createSecret }}
+{{- if not .Values.database.url }}
+{{- fail "database.url is required when database.createSecret is true (development only; there is no default)" }}
+{{- end }}
+{{- else if not .Values.database.existingSecret }}
+{{- fail "database.existingSecret is required: the Secret holding the PostgreSQL URL under database.urlKey (or, for development only, database.createSecret=true with database.url)" }}
+{{- end }}
+{{- if gt (len (include "scorer.fullname" .)) 52 }}
+{{- fail (printf "the CronJob name %q is longer than 52 characters: set fullnameOverride" (include "scorer.fullname" .)) }}
+{{- end }}
+{{- end }}

@@ -11,7 +11,6 @@ own defaults apply.
   (list "SCORER_MODEL_VERSION" $v.model.version)
   (list "SCORER_REQUIRE_ALIAS" $v.model.requireAlias)
   (list "SCORER_REQUIRE_STAGE" $v.model.requireStage)
-  (list "SCORER_ENTITY_COLUMN" $v.features.entityColumn)
   (list "SCORER_SNAPSHOT" $v.features.snapshot)
   (list "SCORER_THRESHOLD" $v.scoring.threshold)
   (list "SCORER_CHUNK_ROWS" $v.scoring.chunkRows)
@@ -44,6 +43,8 @@ own defaults apply.
       key: {{ $v.database.urlKey | quote }}
 - name: SCORER_FEATURES_TABLE
   value: {{ $v.features.table | quote }}
+- name: SCORER_ENTITY_COLUMN
+  value: {{ $v.features.entityColumn | quote }}
 {{- range $pair := $optional }}
 {{- $value := index $pair 1 }}
 {{- if not (eq (toString $value) "" "<nil>") }}

@@ -156,6 +156,9 @@ runs first; these guard `--skip-schema-validation` too.
 {{- if not .Values.features.table }}
 {{- fail "features.table is required: the feature relation as schema.table" }}
 {{- end }}
+{{- if not .Values.features.entityColumn }}
+{{- fail "features.entityColumn is required: the integer entity id column of features.table" }}
+{{- end }}
 {{- if not .Values.mlflow.trackingUri }}
 {{- fail "mlflow.trackingUri is required" }}
 {{- end }}

@@ -1,0 +1,32 @@
+"""Fixtures for the chart tests: the helm binary, a scratch home, a fake API for NOTES."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.chart.helm import Helm, find_helm, fake_discovery_server
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.chart)
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    binary = find_helm()
+    if binary is None:
+        pytest.skip("helm not found: run `bash hack/helm.sh` (or set HELM_BIN)")
+    return Helm(binary, tmp_path_factory.mktemp("helm"))
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with fake_discovery_server(tmp_path_factory.mktemp("fake-api")) as path:
+        yield path

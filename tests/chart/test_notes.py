@@ -1,0 +1,63 @@
+"""NOTES.txt, as `helm install --dry-run=client` prints it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.chart.helm import BASE_VALUES, CI_VALUES, ENV_VALUES, Helm, merged
+
+CI = {path.name.removesuffix("-values.yaml"): path for path in CI_VALUES}
+
+
+def test_notes_alias(helm: Helm, kubeconfig: Path) -> None:
+    notes = helm.notes(kubeconfig, values=BASE_VALUES, release="nightly", namespace="ml")
+    lines = notes.splitlines()
+    assert (
+        "  kubectl create job --from=cronjob/nightly-scorer "
+        "nightly-scorer-manual-$(date +%s) -n ml"
+    ) in lines
+    assert '  Schedule: "0 3 * * *"' in lines
+    assert "  Model:    churn alias=champion" in lines
+    assert "  Image:    scorer:0.1.0" in lines
+    assert "  Features: features.customers" in lines
+
+
+def test_notes_prod(helm: Helm, kubeconfig: Path) -> None:
+    notes = helm.notes(kubeconfig, ENV_VALUES["prod"], release="scorer", namespace="scorer")
+    lines = notes.splitlines()
+    assert (
+        "  kubectl create job --from=cronjob/scorer scorer-manual-$(date +%s) -n scorer"
+    ) in lines
+    assert '  Schedule: "0 3 * * *" (Etc/UTC)' in lines
+    assert "  Model:    churn version=7" in lines
+    assert "  Image:    registry.example.com/ml/scorer:0.1.0" in lines
+    assert "WARNING" not in notes
+
+
+def test_notes_gate_digest_and_dev_secret(helm: Helm, kubeconfig: Path) -> None:
+    gate = helm.notes(kubeconfig, CI["version-gate"], release="eu", namespace="scoring")
+    assert "  Model:    Churn Model/EU version=12 (gate: alias champion)" in gate.splitlines()
+    assert "kubectl create job --from=cronjob/eu-scorer eu-scorer-manual-$(date +%s) -n scoring" in gate
+
+    digest = helm.notes(kubeconfig, CI["digest"])
+    image = "registry.example.com/ml/scorer@sha256:" + "0123456789abcdef" * 4
+    assert f"  Image:    {image}" in digest.splitlines()
+
+    dev = helm.notes(kubeconfig, CI["dev-secret"], release="dev", namespace="scorer-dev")
+    assert (
+        "kubectl create job --from=cronjob/scorer-dev scorer-dev-manual-$(date +%s) -n scorer-dev"
+        in dev
+    )
+    assert "WARNING: database.createSecret=true" in dev
+
+
+def test_notes_manual_job_name_fits_a_label(helm: Helm, kubeconfig: Path) -> None:
+    """Job names become 63-character label values: a long full name is cut for the one-off run."""
+    fullname = "a-very-long-scorer-release-name-for-some-model-x"  # 48 characters
+    notes = helm.notes(kubeconfig, values=merged(BASE_VALUES, {"fullnameOverride": fullname}))
+    (line,) = [ln for ln in notes.splitlines() if "kubectl create job" in ln]
+    prefix = f"  kubectl create job --from=cronjob/{fullname} "
+    assert line.startswith(prefix)
+    job_name = line.removeprefix(prefix).removesuffix(" -n ml")
+    assert job_name == f"{fullname[:45]}-manual-$(date +%s)"
+    assert len(job_name.replace("$(date +%s)", "1700000000")) <= 63

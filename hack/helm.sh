@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build helm (and, best effort, skaffold) from the Go module proxy into ~/.cache/scorer/bin.
+# Build helm (and, best effort, helm-docs and skaffold) from the Go module proxy into
+# ~/.cache/scorer/bin.
 #
 #   bash hack/helm.sh            -> prints the helm binary path on stdout (last line)
 #
@@ -12,13 +13,17 @@
 # ("The go.mod file for the module providing named packages contains one or more replace
 # directives"). It is therefore built from a tiny wrapper module that requires skaffold and
 # repeats its replace/exclude lines. A skaffold failure only warns; it never fails the script
-# (set SKAFFOLD=0 to skip it).
+# (set SKAFFOLD=0 to skip it). helm-docs (regenerates charts/scorer/README.md) is best effort too
+# (HELM_DOCS=0 skips it).
 #
-# Environment: HELM_VERSION, SKAFFOLD_VERSION, SKAFFOLD (1|0), SCORER_CACHE (default ~/.cache/scorer).
+# Environment: HELM_VERSION, HELM_DOCS_VERSION, SKAFFOLD_VERSION, HELM_DOCS (1|0), SKAFFOLD (1|0),
+# SCORER_CACHE (default ~/.cache/scorer).
 set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-v3.19.5}"
+HELM_DOCS_VERSION="${HELM_DOCS_VERSION:-v1.14.2}"
 SKAFFOLD_VERSION="${SKAFFOLD_VERSION:-v2.16.1}"
+HELM_DOCS="${HELM_DOCS:-1}"
 SKAFFOLD="${SKAFFOLD:-1}"
 CACHE="${SCORER_CACHE:-${HOME}/.cache/scorer}"
 BIN="${CACHE}/bin"
@@ -69,6 +74,24 @@ build_helm() {
   log "built $("${out}" version --short)"
 }
 
+build_helm_docs() {
+  local out="${BIN}/helm-docs-${HELM_DOCS_VERSION}"
+  if [[ -x "${out}" ]] && "${out}" --version >/dev/null 2>&1; then
+    log "helm-docs ${HELM_DOCS_VERSION} already built"
+    link helm-docs "${HELM_DOCS_VERSION}"
+    return 0
+  fi
+  log "building helm-docs ${HELM_DOCS_VERSION}"
+  local gobin
+  gobin="$(mktemp -d "${CACHE}/gobin.XXXXXX")"
+  GOBIN="${gobin}" nice -n 10 go install -trimpath -ldflags "-s -w -X main.version=${HELM_DOCS_VERSION#v}" \
+    "github.com/norwoodj/helm-docs/cmd/helm-docs@${HELM_DOCS_VERSION}" || { rm -rf "${gobin}"; return 1; }
+  mv -f "${gobin}/helm-docs" "${out}"
+  rmdir "${gobin}"
+  link helm-docs "${HELM_DOCS_VERSION}"
+  log "built helm-docs ${HELM_DOCS_VERSION}"
+}
+
 build_skaffold() {
   local out="${BIN}/skaffold-${SKAFFOLD_VERSION}"
   if [[ -x "${out}" ]] && "${out}" version >/dev/null 2>&1; then
@@ -108,6 +131,9 @@ build_skaffold() {
 }
 
 build_helm
+if [[ "${HELM_DOCS}" == "1" ]]; then
+  build_helm_docs || log "WARNING: helm-docs ${HELM_DOCS_VERSION} did not build; continuing without it"
+fi
 if [[ "${SKAFFOLD}" == "1" ]]; then
   build_skaffold || log "WARNING: skaffold ${SKAFFOLD_VERSION} did not build; continuing without it"
 fi

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.helm import Helm, find_helm, fake_discovery_server
+from tests.chart.helm import Helm, fake_discovery_server, find_helm
 
 HERE = Path(__file__).parent
 

@@ -226,8 +226,13 @@ _DISCOVERY: dict[str, Any] = {
         "kind": "APIResourceList",
         "groupVersion": "v1",
         "resources": [
-            {"name": name, "singularName": kind.lower(), "namespaced": True, "kind": kind,
-             "verbs": ["get", "list", "create"]}
+            {
+                "name": name,
+                "singularName": kind.lower(),
+                "namespaced": True,
+                "kind": kind,
+                "verbs": ["get", "list", "create"],
+            }
             for name, kind in (("secrets", "Secret"), ("serviceaccounts", "ServiceAccount"))
         ],
     },
@@ -235,8 +240,13 @@ _DISCOVERY: dict[str, Any] = {
         "kind": "APIResourceList",
         "groupVersion": "batch/v1",
         "resources": [
-            {"name": name, "singularName": kind.lower(), "namespaced": True, "kind": kind,
-             "verbs": ["get", "list", "create"]}
+            {
+                "name": name,
+                "singularName": kind.lower(),
+                "namespaced": True,
+                "kind": kind,
+                "verbs": ["get", "list", "create"],
+            }
             for name, kind in (("cronjobs", "CronJob"), ("jobs", "Job"))
         ],
     },
@@ -249,8 +259,13 @@ class _DiscoveryHandler(BaseHTTPRequestHandler):
         status = 200
         if body is None:
             status = 404
-            body = {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                    "reason": "NotFound", "code": 404}
+            body = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": "NotFound",
+                "code": 404,
+            }
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -258,7 +273,7 @@ class _DiscoveryHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 

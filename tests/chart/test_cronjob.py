@@ -80,7 +80,8 @@ def test_invariants(renders: dict[str, Rendered], scenario: str) -> None:
     assert pod["spec"]["automountServiceAccountToken"] is False
 
     # A writable /tmp on a read-only root.
-    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    mounts = container["volumeMounts"]
+    assert mounts == [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - a path in the pod
     (volume,) = pod["spec"]["volumes"]
     assert volume["name"] == "tmp"
     assert "emptyDir" in volume
@@ -121,7 +122,7 @@ def test_active_deadline_shorter_than_schedule_interval(
 
 def schedule_interval_seconds(schedule: str) -> int:
     """The shortest interval of the simple schedules used here (step minutes, daily, weekly)."""
-    minute, hour, dom, month, dow = schedule.split()
+    minute, hour, dom, month, _dow = schedule.split()
     if minute.startswith("*/"):
         return int(minute[2:]) * 60
     assert minute.isdigit(), schedule
@@ -303,7 +304,9 @@ def test_digest_scenario(renders: dict[str, Rendered]) -> None:
     assert r.container["envFrom"] == [{"configMapRef": {"name": "scorer-extra"}}]
     # Three separate annotation maps, each on its own object.
     assert r.cronjob["metadata"]["annotations"] == {"example.com/owner": "ml-platform"}
-    assert r.cronjob["spec"]["jobTemplate"]["metadata"]["annotations"] == {"example.com/job": "true"}
+    assert r.cronjob["spec"]["jobTemplate"]["metadata"]["annotations"] == {
+        "example.com/job": "true"
+    }
     assert r.pod["metadata"]["annotations"] == {"example.com/pod": "true"}
     assert r.pod["metadata"]["labels"]["team"] == "ml"
     assert "team" not in r.cronjob["metadata"]["labels"]
@@ -392,7 +395,9 @@ def test_fullname_override_and_length_limit(helm: Helm) -> None:
 
 
 def test_image_tag_override(helm: Helm) -> None:
-    r = helm.template(values=BASE_VALUES, sets=["image.repository=ghcr.io/acme/scorer", "image.tag=1.2.3"])
+    r = helm.template(
+        values=BASE_VALUES, sets=["image.repository=ghcr.io/acme/scorer", "image.tag=1.2.3"]
+    )
     assert r.container["image"] == "ghcr.io/acme/scorer:1.2.3"
     assert r.env_value("SCORER_IMAGE") == "ghcr.io/acme/scorer:1.2.3"
 

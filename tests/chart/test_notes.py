@@ -13,8 +13,7 @@ def test_notes_alias(helm: Helm, kubeconfig: Path) -> None:
     notes = helm.notes(kubeconfig, values=BASE_VALUES, release="nightly", namespace="ml")
     lines = notes.splitlines()
     assert (
-        "  kubectl create job --from=cronjob/nightly-scorer "
-        "nightly-scorer-manual-$(date +%s) -n ml"
+        "  kubectl create job --from=cronjob/nightly-scorer nightly-scorer-manual-$(date +%s) -n ml"
     ) in lines
     assert '  Schedule: "0 3 * * *"' in lines
     assert "  Model:    churn alias=champion" in lines
@@ -37,7 +36,10 @@ def test_notes_prod(helm: Helm, kubeconfig: Path) -> None:
 def test_notes_gate_digest_and_dev_secret(helm: Helm, kubeconfig: Path) -> None:
     gate = helm.notes(kubeconfig, CI["version-gate"], release="eu", namespace="scoring")
     assert "  Model:    Churn Model/EU version=12 (gate: alias champion)" in gate.splitlines()
-    assert "kubectl create job --from=cronjob/eu-scorer eu-scorer-manual-$(date +%s) -n scoring" in gate
+    assert (
+        "kubectl create job --from=cronjob/eu-scorer eu-scorer-manual-$(date +%s) -n scoring"
+        in gate
+    )
 
     digest = helm.notes(kubeconfig, CI["digest"])
     image = "registry.example.com/ml/scorer@sha256:" + "0123456789abcdef" * 4

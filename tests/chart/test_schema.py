@@ -70,7 +70,10 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "no-tracking-uri": ({"mlflow": {"trackingUri": ""}}, "at '/mlflow/trackingUri'"),
     "bad-table": ({"features": {"table": "features.customers; drop"}}, "at '/features/table'"),
-    "bad-entity-column": ({"features": {"entityColumn": "customer id"}}, "at '/features/entityColumn'"),
+    "bad-entity-column": (
+        {"features": {"entityColumn": "customer id"}},
+        "at '/features/entityColumn'",
+    ),
     "threshold-above-one": ({"scoring": {"threshold": 1.5}}, "at '/scoring/threshold'"),
     "threshold-zero": ({"scoring": {"threshold": 0}}, "at '/scoring/threshold'"),
     "chunk-rows-zero": ({"scoring": {"chunkRows": 0}}, "at '/scoring/chunkRows'"),
@@ -147,9 +150,7 @@ def test_scenarios_validate_with_python_jsonschema(path: Any) -> None:
 
 
 def test_defaults_only_miss_the_required_values() -> None:
-    errors = sorted(
-        e.json_path for e in jsonschema.Draft7Validator(SCHEMA).iter_errors(DEFAULTS)
-    )
+    errors = sorted(e.json_path for e in jsonschema.Draft7Validator(SCHEMA).iter_errors(DEFAULTS))
     assert errors == [
         "$.database.existingSecret",
         "$.features.entityColumn",

@@ -1,0 +1,125 @@
+"""skaffold.yaml builds the one image and installs the chart with each environment's values."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.helm import CHART, ENV_VALUES, ROOT, Helm
+
+SKAFFOLD_YAML = ROOT / "skaffold.yaml"
+CONFIG: dict[str, Any] = yaml.safe_load(SKAFFOLD_YAML.read_text())
+
+
+def find_skaffold() -> Path | None:
+    candidate = Path(os.environ.get("SKAFFOLD_BIN") or Path.home() / ".cache/scorer/bin/skaffold")
+    if candidate.is_file():
+        return candidate
+    found = shutil.which("skaffold")
+    return Path(found) if found else None
+
+
+def release(config: dict[str, Any]) -> dict[str, Any]:
+    (only,) = config["deploy"]["helm"]["releases"]
+    return only
+
+
+def with_profile(name: str) -> dict[str, Any]:
+    """The config with a profile's JSON patches applied (the subset of RFC 6902 used here)."""
+    config = yaml.safe_load(SKAFFOLD_YAML.read_text())
+    (profile,) = [p for p in config["profiles"] if p["name"] == name]
+    for patch in profile.get("patches", []):
+        *parents, leaf = patch["path"].strip("/").split("/")
+        node = config
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        assert patch["op"] in {"add", "replace"}
+        if patch["op"] == "replace":
+            assert leaf in node, patch["path"]
+        node[leaf] = patch["value"]
+    return config
+
+
+def test_one_artifact_and_its_templates_in_step() -> None:
+    assert CONFIG["apiVersion"].startswith("skaffold/v4beta")
+    assert CONFIG["kind"] == "Config"
+    build = CONFIG["build"]
+    (artifact,) = build["artifacts"]
+    assert artifact == {"image": "scorer", "context": ".", "docker": {"dockerfile": "Dockerfile"}}
+    assert build["tagPolicy"] == {"inputDigest": {}}
+    assert build["local"]["push"] is False
+    rel = release(CONFIG)
+    assert (ROOT / rel["chartPath"]).resolve() == CHART
+    name = artifact["image"]
+    assert rel["setValueTemplates"] == {
+        "image.repository": f"{{{{.IMAGE_REPO_{name}}}}}",
+        "image.tag": f"{{{{.IMAGE_TAG_{name}}}}}",
+    }
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_profile_uses_the_environment_values(env: str) -> None:
+    config = with_profile(env)
+    rel = release(config)
+    assert [ROOT / f for f in rel["valuesFiles"]] == [ENV_VALUES[env]]
+    assert (
+        rel["namespace"]
+        == {"dev": "scorer-dev", "staging": "scorer-staging", "prod": "scorer"}[env]
+    )
+    assert config["build"]["local"]["push"] is (env != "dev")
+
+
+def test_dev_profile_is_for_kind() -> None:
+    (dev,) = [p for p in CONFIG["profiles"] if p["name"] == "dev"]
+    assert dev["activation"] == [{"kubeContext": "kind-.*"}]
+    assert release(with_profile("dev"))["setValues"] == {"image.pullPolicy": "IfNotPresent"}
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_what_skaffold_passes_renders(helm: Helm, env: str) -> None:
+    """The values skaffold would pass (templates filled as skaffold fills them) pass the schema."""
+    rel = release(with_profile(env))
+    sets = [f"{k}={v}" for k, v in rel.get("setValues", {}).items()]
+    sets += ["image.repository=scorer", "image.tag=4f9c2d1e8a7b"]
+    rendered = helm.template(
+        *(ROOT / f for f in rel["valuesFiles"]),
+        sets=sets,
+        release=rel["name"],
+        namespace=rel["namespace"],
+    )
+    assert rendered.container["image"] == "scorer:4f9c2d1e8a7b"
+    assert rendered.cronjob["metadata"]["namespace"] == rel["namespace"]
+
+
+def test_skaffold_accepts_the_file() -> None:
+    binary = find_skaffold()
+    if binary is None:
+        pytest.skip("skaffold not found: run `bash hack/helm.sh` (or set SKAFFOLD_BIN)")
+    for profile in ("dev", "staging", "prod"):
+        proc = subprocess.run(
+            [
+                str(binary),
+                "diagnose",
+                "--yaml-only",
+                "-p",
+                profile,
+                "--filename",
+                str(SKAFFOLD_YAML),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+            env={**os.environ, "SKAFFOLD_UPDATE_CHECK": "false", "SKAFFOLD_DISABLE_TELEMETRY": "1"},
+        )
+        assert proc.returncode == 0, proc.stderr
+        effective = yaml.safe_load(proc.stdout)
+        assert effective["apiVersion"] == CONFIG["apiVersion"]
+        assert release(effective)["valuesFiles"] == [f"deploy/values/{profile}.yaml"]

@@ -4,7 +4,7 @@
 #
 #   bash hack/helm.sh            -> prints the helm binary path on stdout (last line)
 #
-# No release downloads: both tools are compiled with `go` against the module proxy.
+# No release downloads: every tool is compiled with `go` against the module proxy.
 # Binaries are keyed by version (bin/helm-v3.19.5, bin/skaffold-v2.16.1) and bin/helm,
 # bin/skaffold are symlinks to the current one, so a warm run does nothing. The Go module
 # and build caches live under ~/.cache/scorer/go so warm rebuilds are quick.
@@ -130,11 +130,17 @@ build_skaffold() {
   log "built skaffold $("${out}" version)"
 }
 
-build_helm
-if [[ "${HELM_DOCS}" == "1" ]]; then
-  build_helm_docs || log "WARNING: helm-docs ${HELM_DOCS_VERSION} did not build; continuing without it"
-fi
-if [[ "${SKAFFOLD}" == "1" ]]; then
-  build_skaffold || log "WARNING: skaffold ${SKAFFOLD_VERSION} did not build; continuing without it"
-fi
-echo "${BIN}/helm"
+main() {
+  build_helm
+  if [[ "${HELM_DOCS}" == "1" ]]; then
+    build_helm_docs || log "WARNING: helm-docs ${HELM_DOCS_VERSION} did not build; continuing without it"
+  fi
+  if [[ "${SKAFFOLD}" == "1" ]]; then
+    build_skaffold || log "WARNING: skaffold ${SKAFFOLD_VERSION} did not build; continuing without it"
+  fi
+  echo "${BIN}/helm"
+}
+
+# Everything above only defines; bash has read the whole file before main runs, so editing
+# this script while a long build is running cannot derail it.
+main "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.helm import CHART, ENV_VALUES, ROOT, Helm
+from tests.chart.helm import CHART, ENV_VALUES, ROOT, Helm, Rendered
 
 SKAFFOLD_YAML = ROOT / "skaffold.yaml"
 CONFIG: dict[str, Any] = yaml.safe_load(SKAFFOLD_YAML.read_text())
@@ -97,29 +98,65 @@ def test_what_skaffold_passes_renders(helm: Helm, env: str) -> None:
     assert rendered.cronjob["metadata"]["namespace"] == rel["namespace"]
 
 
-def test_skaffold_accepts_the_file() -> None:
+@pytest.fixture(scope="module")
+def skaffold(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Run skaffold with the built helm on PATH and a scratch HOME (no global config written)."""
     binary = find_skaffold()
     if binary is None:
         pytest.skip("skaffold not found: run `bash hack/helm.sh` (or set SKAFFOLD_BIN)")
-    for profile in ("dev", "staging", "prod"):
+    home = tmp_path_factory.mktemp("skaffold-home")
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "PATH": f"{helm.binary.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "SKAFFOLD_UPDATE_CHECK": "false",
+        "SKAFFOLD_INTERACTIVE": "false",
+        "KUBECONFIG": str(home / "no-kubeconfig"),
+    }
+
+    def run(*args: str) -> str:
         proc = subprocess.run(
-            [
-                str(binary),
-                "diagnose",
-                "--yaml-only",
-                "-p",
-                profile,
-                "--filename",
-                str(SKAFFOLD_YAML),
-            ],
+            [str(binary), *args],
             capture_output=True,
             text=True,
             cwd=ROOT,
-            timeout=120,
+            timeout=300,
             check=False,
-            env={**os.environ, "SKAFFOLD_UPDATE_CHECK": "false", "SKAFFOLD_DISABLE_TELEMETRY": "1"},
+            env=env,
         )
         assert proc.returncode == 0, proc.stderr
-        effective = yaml.safe_load(proc.stdout)
-        assert effective["apiVersion"] == CONFIG["apiVersion"]
-        assert release(effective)["valuesFiles"] == [f"deploy/values/{profile}.yaml"]
+        return proc.stdout
+
+    return run
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_skaffold_diagnose_accepts_the_file(skaffold: Any, env: str) -> None:
+    effective = yaml.safe_load(skaffold("diagnose", "--yaml-only", "-p", env))
+    assert effective["apiVersion"] == CONFIG["apiVersion"]
+    rel = release(effective)
+    assert [Path(f) for f in rel["valuesFiles"]] == [ENV_VALUES[env]]
+    assert effective["build"]["tagPolicy"] == {"inputDigest": {}}
+
+
+@pytest.mark.parametrize(
+    ("env", "selector"),
+    [
+        ("dev", ("SCORER_MODEL_ALIAS", "candidate")),
+        ("staging", ("SCORER_MODEL_ALIAS", "champion")),
+        ("prod", ("SCORER_MODEL_VERSION", "7")),
+    ],
+)
+def test_skaffold_renders_offline(skaffold: Any, env: str, selector: tuple[str, str]) -> None:
+    """No cluster, no registry: the image is tagged with the digest of its build inputs."""
+    out = skaffold("render", "--offline=true", "--digest-source=tag", "-p", env)
+    docs = [doc for doc in yaml.safe_load_all(out) if doc]
+    rendered = Rendered(docs)
+    namespace = release(with_profile(env))["namespace"]
+    assert rendered.cronjob["metadata"]["namespace"] == namespace
+    image = rendered.container["image"]
+    assert re.fullmatch(r"scorer:[0-9a-f]{64}", image), image
+    assert rendered.env_value("SCORER_IMAGE") == image
+    assert rendered.env_value(selector[0]) == selector[1]
+    pull = rendered.container["imagePullPolicy"]
+    assert pull == "IfNotPresent"

@@ -52,7 +52,7 @@ _MIGRATIONS: tuple[str, ...] = (
         image                 text,
         error                 text
     );
-    CREATE INDEX scoring_runs_latest_idx ON {s}.scoring_runs (model_name, snapshot, finished_at)
+    CREATE INDEX scoring_runs_latest_idx ON {s}.scoring_runs (model_name, finished_at)
         WHERE status = 'succeeded';
     CREATE TABLE {s}.predictions (
         run_id        text NOT NULL,
@@ -72,7 +72,7 @@ _MIGRATIONS: tuple[str, ...] = (
         SELECT DISTINCT ON (model_name) run_id
         FROM {s}.scoring_runs
         WHERE status = 'succeeded'
-        ORDER BY model_name, snapshot DESC, finished_at DESC, run_id DESC
+        ORDER BY model_name, finished_at DESC, run_id DESC
     ) AS latest USING (run_id);
     """,
 )

@@ -1,0 +1,503 @@
+"""The scorer against a real PostgreSQL and a real MLflow tracking server."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+
+import numpy as np
+import pytest
+
+from tests import services
+from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
+
+pytestmark = pytest.mark.integration
+
+BIG_TABLE = "features.customers_big"
+BIG_ROWS = 600_000
+
+
+def new_run_id(prefix: str = "it") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def run_row(url: str, run_id: str) -> dict[str, object] | None:
+    with closing(services.psycopg2.connect(url)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT * FROM scoring.scoring_runs WHERE run_id = %s", (run_id,))
+        row = cur.fetchone()
+        return None if row is None else dict(zip([c.name for c in cur.description], row, strict=True))
+
+
+def prediction_count(url: str, run_id: str) -> int:
+    return int(
+        services.query(url, "SELECT count(*) FROM scoring.predictions WHERE run_id = %s", (run_id,))[
+            0
+        ][0]
+    )
+
+
+def latest_runs(url: str) -> set[str]:
+    return {
+        row[0]
+        for row in services.query(
+            url,
+            "SELECT DISTINCT run_id FROM scoring.latest_predictions WHERE model_name = %s",
+            ("churn-test",),
+        )
+    }
+
+
+def assert_no_secret(result: subprocess.CompletedProcess[str], url: str) -> None:
+    password = services.urlsplit(url).password
+    assert password
+    assert password not in result.stdout
+    assert password not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ({"SCORER_MODEL_ALIAS": "champion"}, "champion"),
+        ({"SCORER_MODEL_STAGE": "Production"}, "production"),
+        ({"SCORER_MODEL_VERSION": "1"}, "version1"),
+    ],
+    ids=["alias", "stage", "version"],
+)
+def test_each_selector_scores_with_its_version(
+    scorer_env: dict[str, str],
+    churn_model: ChurnModel,
+    postgres_url: str,
+    selector: dict[str, str],
+    expected: str,
+) -> None:
+    version = {
+        "champion": churn_model.champion,
+        "production": churn_model.production,
+        "version1": churn_model.versions[0],
+    }[expected]
+    env = {k: v for k, v in scorer_env.items() if k != "SCORER_MODEL_ALIAS"}
+    run_id = new_run_id("sel")
+    result = services.run_scorer({**env, **selector, "SCORER_RUN_ID": run_id}, "run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = run_row(postgres_url, run_id)
+    assert row is not None
+    assert row["status"] == "succeeded"
+    assert row["model_version"] == version
+    assert row["model_selector"] == next(
+        f"{k.removeprefix('SCORER_MODEL_').lower()}:{v}" for k, v in selector.items()
+    )
+    versions = services.query(
+        postgres_url,
+        "SELECT model_version, count(*) FROM scoring.predictions WHERE run_id = %s GROUP BY 1",
+        (run_id,),
+    )
+    assert versions == [(version, CUSTOMERS)]
+    assert_no_secret(result, postgres_url)
+
+
+def test_lineage_and_statistics_are_exact(
+    scorer_env: dict[str, str], churn_model: ChurnModel, postgres_url: str, mlflow_uri: str
+) -> None:
+    import mlflow.xgboost
+    import xgboost
+
+    from scorer.demo import FEATURES
+
+    run_id = new_run_id("lineage")
+    result = services.run_scorer(
+        {**scorer_env, "SCORER_RUN_ID": run_id, "SCORER_SNAPSHOT": "2026-01-31"}, "run"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    row = run_row(postgres_url, run_id)
+    assert row is not None
+    from mlflow import MlflowClient
+
+    version = MlflowClient(mlflow_uri).get_model_version(churn_model.name, str(churn_model.champion))
+    assert row["mlflow_run_id"] == version.run_id
+    assert row["model_source"] == version.source
+    assert row["model_flavor"] == "xgboost"
+    assert row["snapshot"] == "2026-01-31"
+    assert row["features_relation"] == FEATURES_TABLE
+    assert row["trigger"] == "local"
+    assert (row["rows_read"], row["rows_scored"], row["rows_rejected"]) == (CUSTOMERS, CUSTOMERS, 0)
+    assert row["started_at"] <= row["finished_at"]
+    assert row["scorer_version"] == "0.1.0"
+
+    rows = services.query(
+        postgres_url,
+        "SELECT p.entity_id, p.score, p.label, p.model_name, p.model_version, p.snapshot,"
+        " p.scored_at, "
+        + ", ".join(f"f.{name}" for name in FEATURES)
+        + " FROM scoring.predictions p JOIN features.customers f ON f.customer_id = p.entity_id"
+        " WHERE p.run_id = %s ORDER BY p.entity_id",
+        (run_id,),
+    )
+    assert len(rows) == CUSTOMERS
+    assert {(r[3], r[4], r[5]) for r in rows} == {("churn-test", churn_model.champion, "2026-01-31")}
+    assert {r[6] for r in rows} == {row["started_at"]}
+
+    booster = mlflow.xgboost.load_model(f"models:/{churn_model.name}/{churn_model.champion}")
+    matrix = np.array([r[7:] for r in rows], dtype=np.float32)
+    expected = booster.predict(xgboost.DMatrix(matrix, feature_names=list(FEATURES))).astype(
+        np.float64
+    )
+    scores = np.array([r[1] for r in rows])
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    np.testing.assert_array_equal([r[2] for r in rows], (expected >= 0.5).astype(int))
+    assert row["score_mean"] == pytest.approx(float(expected.mean()), rel=1e-9)
+    assert row["score_p50"] == pytest.approx(float(np.quantile(expected, 0.5, method="inverted_cdf")), abs=1e-5)
+    assert row["score_p90"] == pytest.approx(float(np.quantile(expected, 0.9, method="inverted_cdf")), abs=1e-5)
+    assert row["share_above_threshold"] == pytest.approx(float((expected >= 0.5).mean()))
+
+    lines = services.json_lines(result.stdout)
+    names = [line["event"] for line in lines]
+    for step in ("model.resolved", "features.checked", "batch.scored", "run.published"):
+        assert step in names
+    assert names[-1] == "run.succeeded"
+    assert all(line["run_id"] == run_id for line in lines)
+    assert all(line["model_name"] == churn_model.name for line in lines)
+    after_resolve = lines[names.index("model.resolved") :]
+    assert all(line["model_version"] == churn_model.champion for line in after_resolve)
+    assert lines[-1]["rows_scored"] == CUSTOMERS
+
+
+def test_promotion_gate_refuses_and_writes_nothing(
+    scorer_env: dict[str, str], churn_model: ChurnModel, postgres_url: str
+) -> None:
+    env = {k: v for k, v in scorer_env.items() if k != "SCORER_MODEL_ALIAS"}
+    run_id = new_run_id("gate")
+    result = services.run_scorer(
+        {
+            **env,
+            "SCORER_MODEL_VERSION": str(churn_model.production),
+            "SCORER_REQUIRE_ALIAS": "champion",
+            "SCORER_RUN_ID": run_id,
+        },
+        "run",
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    last = services.json_lines(result.stdout)[-1]
+    assert last["event"] == "run.failed"
+    assert last["kind"] == "promotion_gate"
+    assert "champion" in last["error"]
+    assert run_row(postgres_url, run_id) is None
+    assert prediction_count(postgres_url, run_id) == 0
+
+
+def test_gate_passes_when_the_pinned_version_carries_the_alias(
+    scorer_env: dict[str, str], churn_model: ChurnModel, postgres_url: str
+) -> None:
+    env = {k: v for k, v in scorer_env.items() if k != "SCORER_MODEL_ALIAS"}
+    run_id = new_run_id("gate-ok")
+    result = services.run_scorer(
+        {
+            **env,
+            "SCORER_MODEL_VERSION": str(churn_model.champion),
+            "SCORER_REQUIRE_ALIAS": "champion",
+            "SCORER_RUN_ID": run_id,
+        },
+        "run",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert prediction_count(postgres_url, run_id) == CUSTOMERS
+
+
+@pytest.mark.parametrize(
+    ("override", "kind"),
+    [
+        ({"SCORER_MODEL_NAME": "no-such-model"}, "model_not_found"),
+        ({"SCORER_MODEL_ALIAS": "no-such-alias"}, "model_not_found"),
+        ({"SCORER_MODEL_ALIAS": "", "SCORER_MODEL_VERSION": "99"}, "model_not_found"),
+        ({"SCORER_MODEL_VERSION": "1"}, "config"),
+        ({"SCORER_FEATURES_TABLE": "features.nope"}, "schema_mismatch"),
+        ({"SCORER_TARGET_SCHEMA": "not_migrated"}, "not_migrated"),
+    ],
+    ids=["name", "alias", "version", "two-selectors", "relation", "schema"],
+)
+def test_permanent_failures_exit_2_and_write_nothing(
+    scorer_env: dict[str, str], postgres_url: str, override: dict[str, str], kind: str
+) -> None:
+    env = {**scorer_env, **override}
+    env = {k: v for k, v in env.items() if v != ""}
+    run_id = new_run_id("perm")
+    result = services.run_scorer({**env, "SCORER_RUN_ID": run_id}, "run")
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = services.json_lines(result.stdout)
+    assert lines[-1]["event"] == "run.failed"
+    assert lines[-1]["kind"] == kind
+    assert [line["event"] for line in lines].count("run.failed") == 1
+    assert run_row(postgres_url, run_id) is None
+    assert_no_secret(result, postgres_url)
+
+
+def test_missing_signature_column_fails_before_any_write(
+    scorer_env: dict[str, str], postgres_url: str
+) -> None:
+    services.execute(
+        postgres_url,
+        "CREATE OR REPLACE VIEW features.customers_no_calls AS "
+        "SELECT customer_id, tenure_months, monthly_charges, total_charges, contract_months,"
+        " late_payments, data_usage_gb, num_products FROM features.customers",
+    )
+    run_id = new_run_id("nocol")
+    result = services.run_scorer(
+        {**scorer_env, "SCORER_FEATURES_TABLE": "features.customers_no_calls", "SCORER_RUN_ID": run_id},
+        "run",
+    )
+    assert result.returncode == 2
+    last = services.json_lines(result.stdout)[-1]
+    assert last["kind"] == "schema_mismatch"
+    assert "support_calls" in last["error"]
+    assert "model.resolved" in services.events(result.stdout)
+    assert run_row(postgres_url, run_id) is None
+
+
+def test_unusable_column_type_is_a_schema_mismatch(
+    scorer_env: dict[str, str], postgres_url: str
+) -> None:
+    services.execute(
+        postgres_url,
+        "CREATE OR REPLACE VIEW features.customers_bad_type AS "
+        "SELECT customer_id, tenure_months, monthly_charges, total_charges,"
+        " now() AS support_calls, contract_months, late_payments, data_usage_gb, num_products"
+        " FROM features.customers",
+    )
+    result = services.run_scorer(
+        {**scorer_env, "SCORER_FEATURES_TABLE": "features.customers_bad_type"}, "check"
+    )
+    assert result.returncode == 2
+    assert "support_calls (timestamptz)" in services.json_lines(result.stdout)[-1]["error"]
+
+
+def test_check_verifies_and_writes_nothing(scorer_env: dict[str, str], postgres_url: str) -> None:
+    run_id = new_run_id("check")
+    result = services.run_scorer({**scorer_env, "SCORER_RUN_ID": run_id}, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert services.events(result.stdout)[-1] == "check.passed"
+    assert run_row(postgres_url, run_id) is None
+
+
+def test_registry_down_is_retryable(scorer_env: dict[str, str], postgres_url: str) -> None:
+    run_id = new_run_id("down")
+    result = services.run_scorer(
+        {
+            **scorer_env,
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{services.free_port()}",
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+            "SCORER_RUN_ID": run_id,
+        },
+        "run",
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    last = services.json_lines(result.stdout)[-1]
+    assert last["event"] == "run.failed"
+    assert last["exit_code"] == 1
+    assert run_row(postgres_url, run_id) is None
+
+
+def test_database_down_is_retryable_and_password_never_logged(scorer_env: dict[str, str]) -> None:
+    port = services.free_port()
+    url = f"postgresql://scorer:Sup3r-s3cret-pw@127.0.0.1:{port}/scorer"
+    for command in ("migrate", "run"):
+        result = services.run_scorer({**scorer_env, "SCORER_DATABASE_URL": url}, command, timeout=120)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Sup3r-s3cret-pw" not in result.stdout + result.stderr
+        assert "unreachable" in services.json_lines(result.stdout)[-1]["error"]
+
+
+def test_rejected_rows_are_counted_and_the_ratio_enforced(
+    scorer_env: dict[str, str], postgres_url: str
+) -> None:
+    services.execute(
+        postgres_url,
+        "CREATE OR REPLACE VIEW features.customers_dirty AS "
+        "SELECT customer_id, tenure_months, monthly_charges,"
+        " CASE WHEN customer_id % 100 = 0 THEN 'Infinity'::float8 ELSE total_charges END"
+        " AS total_charges,"
+        " CASE WHEN customer_id % 250 = 1 THEN 'n/a' ELSE support_calls::text END AS support_calls,"
+        " contract_months, late_payments,"
+        " CASE WHEN customer_id % 7 = 0 THEN NULL ELSE data_usage_gb END AS data_usage_gb,"
+        " num_products FROM features.customers",
+    )
+    rejected = CUSTOMERS // 100 + CUSTOMERS // 250
+    env = {**scorer_env, "SCORER_FEATURES_TABLE": "features.customers_dirty"}
+
+    strict_id = new_run_id("dirty-strict")
+    strict = services.run_scorer({**env, "SCORER_RUN_ID": strict_id}, "run")
+    assert strict.returncode == 2
+    assert services.json_lines(strict.stdout)[-1]["kind"] == "rejected_rows"
+    row = run_row(postgres_url, strict_id)
+    assert row is not None
+    assert row["status"] == "failed"
+    assert row["rows_rejected"] == rejected
+    assert prediction_count(postgres_url, strict_id) == 0
+
+    lenient_id = new_run_id("dirty-ok")
+    lenient = services.run_scorer(
+        {**env, "SCORER_RUN_ID": lenient_id, "SCORER_MAX_REJECTED_RATIO": "0.05"}, "run"
+    )
+    assert lenient.returncode == 0, lenient.stdout
+    row = run_row(postgres_url, lenient_id)
+    assert row is not None
+    assert (row["rows_read"], row["rows_rejected"]) == (CUSTOMERS, rejected)
+    assert prediction_count(postgres_url, lenient_id) == CUSTOMERS - rejected
+
+
+def test_concurrent_run_for_the_same_model_and_snapshot_is_refused(
+    scorer_env: dict[str, str], postgres_url: str, churn_model: ChurnModel
+) -> None:
+    key = f"scorer:scoring:{churn_model.name}:2026-02-01"
+    with closing(services.psycopg2.connect(postgres_url)) as holder:
+        holder.autocommit = True
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        run_id = new_run_id("locked")
+        result = services.run_scorer(
+            {**scorer_env, "SCORER_RUN_ID": run_id, "SCORER_SNAPSHOT": "2026-02-01"}, "run"
+        )
+    assert result.returncode == 1
+    last = services.json_lines(result.stdout)[-1]
+    assert last["kind"] == "lock_busy"
+    assert run_row(postgres_url, run_id) is None
+
+
+def test_migrate_is_idempotent(postgres_url: str) -> None:
+    env = {"SCORER_DATABASE_URL": postgres_url}
+    result = services.run_scorer(env, "migrate")
+    assert result.returncode == 0, result.stdout
+    assert services.json_lines(result.stdout)[-1]["applied"] == []
+    with services.fresh_database("scorer_migrate") as url:
+        first = services.run_scorer({"SCORER_DATABASE_URL": url}, "migrate")
+        second = services.run_scorer({"SCORER_DATABASE_URL": url}, "migrate")
+        assert services.json_lines(first.stdout)[-1]["applied"] == [1]
+        assert services.json_lines(second.stdout)[-1]["applied"] == []
+        tables = services.query(
+            url,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'scoring'"
+            " ORDER BY 1",
+        )
+        assert [t[0] for t in tables] == [
+            "latest_predictions",
+            "predictions",
+            "schema_migrations",
+            "scoring_runs",
+        ]
+
+
+@pytest.fixture(scope="module")
+def big_table(postgres_url: str) -> Iterator[str]:
+    from scorer.demo import load_features, synthetic_customers
+
+    load_features(postgres_url, BIG_TABLE, synthetic_customers(BIG_ROWS, seed=5))
+    yield BIG_TABLE
+    services.execute(postgres_url, f"DROP TABLE {BIG_TABLE}")
+
+
+def start_and_signal(env: dict[str, str], signum: int) -> tuple[int, str]:
+    """Start a run, wait until it is streaming, send ``signum``; return exit code and stdout."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer", "run"],
+        env=services.scorer_process_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=services.REPO,
+    )
+    assert process.stdout is not None
+    seen: list[str] = []
+    for line in process.stdout:
+        seen.append(line)
+        if '"batch.scored"' in line:
+            process.send_signal(signum)
+            break
+    out, _ = process.communicate(timeout=120)
+    return process.returncode, "".join(seen) + out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_killed_run_leaves_nothing_visible_and_its_retry_is_exact(
+    scorer_env: dict[str, str], postgres_url: str, big_table: str, signum: int
+) -> None:
+    env = {
+        **scorer_env,
+        "SCORER_FEATURES_TABLE": big_table,
+        "SCORER_CHUNK_ROWS": "1000",
+        "SCORER_SNAPSHOT": f"kill-{signum}",
+    }
+    published_id = new_run_id("before-kill")
+    first = services.run_scorer({**env, "SCORER_RUN_ID": published_id}, "run")
+    assert first.returncode == 0, first.stdout
+
+    run_id = new_run_id("killed")
+    code, out = start_and_signal({**env, "SCORER_RUN_ID": run_id}, signum)
+    row = run_row(postgres_url, run_id)
+    assert row is not None
+    assert prediction_count(postgres_url, run_id) == 0
+    assert run_id not in latest_runs(postgres_url)
+    if signum == signal.SIGTERM:
+        assert code == 1
+        assert row["status"] == "failed"
+        assert "SIGTERM" in str(row["error"])
+        assert services.json_lines(out)[-1]["event"] == "run.failed"
+    else:
+        assert code == -signal.SIGKILL
+        assert row["status"] == "running"
+
+    retry = services.run_scorer({**env, "SCORER_RUN_ID": run_id}, "run")
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+    row = run_row(postgres_url, run_id)
+    assert row is not None
+    assert (row["status"], row["attempts"], row["rows_scored"]) == ("succeeded", 2, BIG_ROWS)
+    assert prediction_count(postgres_url, run_id) == BIG_ROWS
+    distinct = services.query(
+        postgres_url,
+        "SELECT count(DISTINCT entity_id) FROM scoring.predictions WHERE run_id = %s",
+        (run_id,),
+    )
+    assert distinct == [(BIG_ROWS,)]
+
+    again = services.run_scorer({**env, "SCORER_RUN_ID": run_id}, "run")
+    assert again.returncode == 0
+    assert "run.already_succeeded" in services.events(again.stdout)
+    assert prediction_count(postgres_url, run_id) == BIG_ROWS
+
+
+def test_latest_predictions_switches_only_when_a_run_succeeds(
+    scorer_env: dict[str, str], postgres_url: str, churn_model: ChurnModel
+) -> None:
+    env = {**scorer_env, "SCORER_SNAPSHOT": "latest-switch"}
+    first_id = new_run_id("latest-a")
+    assert services.run_scorer({**env, "SCORER_RUN_ID": first_id}, "run").returncode == 0
+    assert latest_runs(postgres_url) == {first_id}
+
+    failing = services.run_scorer(
+        {
+            **env,
+            "SCORER_RUN_ID": new_run_id("latest-fail"),
+            "SCORER_FEATURES_TABLE": "features.customers_dirty",
+        },
+        "run",
+    )
+    assert failing.returncode == 2
+    assert latest_runs(postgres_url) == {first_id}
+
+    second_id = new_run_id("latest-b")
+    pinned = {k: v for k, v in env.items() if k != "SCORER_MODEL_ALIAS"}
+    second = services.run_scorer(
+        {**pinned, "SCORER_MODEL_VERSION": str(churn_model.production), "SCORER_RUN_ID": second_id},
+        "run",
+    )
+    assert second.returncode == 0
+    assert latest_runs(postgres_url) == {second_id}
+    versions = services.query(
+        postgres_url,
+        "SELECT DISTINCT model_version FROM scoring.latest_predictions WHERE model_name = %s",
+        (churn_model.name,),
+    )
+    assert versions == [(churn_model.production,)]
+    assert prediction_count(postgres_url, first_id) == CUSTOMERS

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Make a local stand-in for python:3.11-slim-bookworm when no registry can be reached.
+#
+# debootstrap (minbase) + Debian's python3.11, python3-venv, ca-certificates and libgomp1
+# (OpenMP runtime for xgboost), `python`/`python3` on PATH at /usr/local/bin like the official
+# image, then `docker import` under exactly the official tag, so the Dockerfile's
+# `FROM python:3.11-slim-bookworm` resolves locally and nothing is pulled.
+# A second image, the same rootfs plus binutils (`strip`), is imported as
+# scorer.local/python-build:3.11-slim-bookworm for the Dockerfile's builder stage, which
+# strips the venv's extension modules (the official image would apt-get binutils instead).
+#
+# The rootfs tarballs are cached under ~/.cache/scorer/base-image/ by a version key (suite,
+# packages, mirrors, this script's content), so a re-run only re-imports them (seconds); an
+# image imported by an older version of this script (label io.scorer.base-image.key) is
+# replaced, an image of that tag that this script did not make (a pulled official image) is
+# left alone.
+#
+# Usage: hack/base-image.sh [--force] [--rootfs-only]
+#   --force        re-import even if the tags are current (the cached tarballs are reused)
+#   --rootfs-only  build/cache the rootfs tarballs, do not touch docker
+# Env: BASE_IMAGE_TAG, BUILD_IMAGE_TAG, DEBIAN_MIRROR, SECURITY_MIRROR, SCORER_CACHE.
+set -euo pipefail
+
+BASE_IMAGE_TAG="${BASE_IMAGE_TAG:-python:3.11-slim-bookworm}"
+BUILD_IMAGE_TAG="${BUILD_IMAGE_TAG:-scorer.local/python-build:3.11-slim-bookworm}"
+BUILD_PACKAGES="binutils"
+SUITE=bookworm
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+SECURITY_MIRROR="${SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
+PACKAGES="python3.11,python3-venv,ca-certificates,libgomp1"
+SCORER_CACHE="${SCORER_CACHE:-$HOME/.cache/scorer}"
+CACHE_DIR="$SCORER_CACHE/base-image"
+
+force=0
+rootfs_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --force) force=1 ;;
+    --rootfs-only) rootfs_only=1 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[base-image %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+key="$(
+  {
+    printf '%s\n' "$SUITE" "$PACKAGES" "$BUILD_PACKAGES" "$DEBIAN_MIRROR" "$SECURITY_MIRROR"
+    cat "$0"
+  } | sha256sum | cut -c1-16
+)"
+tarball="$CACHE_DIR/rootfs-$SUITE-$key.tar"
+build_tarball="$CACHE_DIR/rootfs-build-$SUITE-$key.tar"
+
+# 0: absent or made by an older version of this script; 1: current; 2: not ours (leave it).
+image_state() {
+  local label
+  label="$(docker image inspect --format '{{ index .Config.Labels "io.scorer.base-image.key" }}' "$1" 2>/dev/null)" \
+    || { echo 0; return; }
+  if [[ $label == "$key" ]]; then echo 1; elif [[ -z $label || $label == "<no value>" ]]; then echo 2; else echo 0; fi
+}
+
+if [[ $rootfs_only == 0 && $force == 0 ]]; then
+  base_state="$(image_state "$BASE_IMAGE_TAG")"
+  if [[ $base_state == 2 ]]; then
+    log "$BASE_IMAGE_TAG exists and was not made here (a pulled image?): leaving it and $BUILD_IMAGE_TAG alone"
+    exit 0
+  fi
+  if [[ $base_state == 1 && $(image_state "$BUILD_IMAGE_TAG") == 1 ]]; then
+    log "$BASE_IMAGE_TAG and $BUILD_IMAGE_TAG are current; nothing to do (--force to re-import)"
+    exit 0
+  fi
+fi
+
+mkdir -p "$CACHE_DIR"
+
+if [[ -s $tarball && -s $build_tarball ]]; then
+  log "using cached rootfs tarballs ($key)"
+else
+  [[ $(id -u) == 0 ]] || { echo "debootstrap needs root" >&2; exit 1; }
+  command -v debootstrap >/dev/null || { echo "debootstrap is not installed (apt-get install debootstrap)" >&2; exit 1; }
+  rootfs="$(mktemp -d "${TMPDIR:-/tmp}/scorer-rootfs.XXXXXX")"
+  cleanup() {
+    # debootstrap mounts /proc and /sys in the target; never leave them behind.
+    local m
+    for m in proc sys dev/pts dev; do
+      mountpoint -q "$rootfs/$m" 2>/dev/null && umount -l "$rootfs/$m" || true
+    done
+    rm -rf --one-file-system "$rootfs"
+  }
+  trap cleanup EXIT
+
+  log "debootstrap --variant=minbase $SUITE (+ $PACKAGES) into $rootfs"
+  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" "$DEBIAN_MIRROR" \
+    >"$CACHE_DIR/debootstrap.log" 2>&1 || {
+    tail -30 "$CACHE_DIR/debootstrap.log" >&2
+    exit 1
+  }
+
+  log "applying $SUITE-updates and $SUITE-security"
+  cat >"$rootfs/etc/apt/sources.list" <<EOF
+deb $DEBIAN_MIRROR $SUITE main
+deb $DEBIAN_MIRROR $SUITE-updates main
+deb $SECURITY_MIRROR $SUITE-security main
+EOF
+  cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+  chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
+    sh -c 'apt-get update -qq && apt-get -y -qq -o Dpkg::Use-Pty=0 dist-upgrade && apt-get clean' \
+    >>"$CACHE_DIR/debootstrap.log" 2>&1 || {
+    tail -30 "$CACHE_DIR/debootstrap.log" >&2
+    exit 1
+  }
+
+  log "slimming and adding /usr/local/bin/python"
+  # Like the official image: `python` and `python3` in /usr/local/bin (first on PATH).
+  ln -sf /usr/bin/python3.11 "$rootfs/usr/local/bin/python"
+  ln -sf /usr/bin/python3.11 "$rootfs/usr/local/bin/python3"
+  ln -sf /usr/bin/python3.11 "$rootfs/usr/local/bin/python3.11"
+  # What Debian's slim images also drop: docs, man pages, translations (keeping locale.alias),
+  # apt lists and caches, logs; the host's resolv.conf is emptied below.
+  find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+  rm -rf "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
+    "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
+    "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/*
+  # Bytecode of the standard library, so a read-only root never wants to write it.
+  chroot "$rootfs" /usr/bin/python3.11 -m compileall -q -j 0 /usr/lib/python3.11 >/dev/null || true
+  : >"$rootfs/etc/resolv.conf"
+  printf '%s\n' "$SUITE-minbase $PACKAGES key=$key" >"$rootfs/etc/scorer-base-image"
+
+  log "packing $tarball"
+  tar --numeric-owner --xattrs -C "$rootfs" -cf "$tarball.tmp" .
+
+  log "builder variant: + $BUILD_PACKAGES"
+  cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+  chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
+    sh -c "apt-get update -qq && apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends $BUILD_PACKAGES && apt-get clean" \
+    >>"$CACHE_DIR/debootstrap.log" 2>&1 || {
+    tail -30 "$CACHE_DIR/debootstrap.log" >&2
+    exit 1
+  }
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* \
+    "$rootfs"/var/log/apt/* "$rootfs"/var/log/*.log
+  find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+  : >"$rootfs/etc/resolv.conf"
+  tar --numeric-owner --xattrs -C "$rootfs" -cf "$build_tarball.tmp" .
+  mv "$tarball.tmp" "$tarball"
+  mv "$build_tarball.tmp" "$build_tarball"
+  # Keep only the current version of the cache.
+  find "$CACHE_DIR" -maxdepth 1 -name "rootfs-*.tar" ! -name "$(basename "$tarball")" \
+    ! -name "$(basename "$build_tarball")" -delete
+fi
+
+[[ $rootfs_only == 1 ]] && { log "rootfs ready: $tarball $build_tarball"; exit 0; }
+
+import_image() { # TARBALL TAG DESCRIPTION
+  log "docker import -> $2"
+  docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'ENV PYTHON_VERSION=3.11' \
+    --change "LABEL org.opencontainers.image.description=\"$3\"" \
+    --change "LABEL io.scorer.base-image.key=$key" \
+    --change 'CMD ["python3"]' \
+    "$1" "$2" >/dev/null
+  log "done: $(docker image ls --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}' "$2")"
+}
+import_image "$tarball" "$BASE_IMAGE_TAG" \
+  "Local stand-in for python:3.11-slim-bookworm (debootstrap minbase + Debian python3.11)"
+import_image "$build_tarball" "$BUILD_IMAGE_TAG" \
+  "$BASE_IMAGE_TAG stand-in plus $BUILD_PACKAGES, for builder stages"

@@ -14,7 +14,7 @@ import structlog
 
 from scorer import __version__, logs
 from scorer.config import DatabaseSettings, RunSettings, load
-from scorer.errors import EXIT_OK, ConfigError, ScorerError, TerminatedError
+from scorer.errors import EXIT_OK, ScorerError, TerminatedError
 
 log = structlog.get_logger("scorer")
 
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args.command, overrides, args)
     except ScorerError as exc:
         if not exc.logged:
-            log.error(
+            log.error(  # noqa: TRY400 - the traceback is noise; the message is the news
                 f"{args.command}.failed", error=str(exc), kind=exc.kind, exit_code=exc.exit_code
             )
         return exc.exit_code

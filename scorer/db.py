@@ -47,11 +47,12 @@ def safe_url(url: str) -> str:
 
 @stamina.retry(on=psycopg2.OperationalError, attempts=4, timeout=60.0, wait_initial=0.5)
 def _connect(kwargs: dict[str, Any]) -> psycopg2.extensions.connection:
-    return psycopg2.connect(**kwargs)
+    conn: psycopg2.extensions.connection = psycopg2.connect(**kwargs)
+    return conn
 
 
 def connect(url: str) -> psycopg2.extensions.connection:
-    """Open a connection, retrying transient failures; raise ``RetryableError`` when it stays down."""
+    """Open a connection, retrying transient failures; ``RetryableError`` if it stays down."""
     try:
         return _connect(connect_kwargs(url))
     except psycopg2.OperationalError as exc:

@@ -107,7 +107,7 @@ def register_versions(
 
 def load_features(url: str, table: str, frame: pd.DataFrame) -> None:
     """(Re)create ``table`` with the entity id and ``FEATURES`` and COPY ``frame`` into it."""
-    schema_name = table.split(".")[0]
+    schema_name = table.split(".", maxsplit=1)[0]
     columns = ", ".join(f"{name} double precision" for name in FEATURES)
     buffer = io.StringIO()
     frame[["customer_id", *FEATURES]].to_csv(buffer, index=False, header=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,8 +120,9 @@ def parse_rows(data: bytes | bytearray | memoryview, plan: FeaturePlan) -> Chunk
     """Parse whole binary COPY rows into ids and a float32 feature matrix."""
     rows = np.frombuffer(data, dtype=plan.dtype)
     features = np.empty((rows.size, len(plan.features)), dtype=np.float32)
-    for index in range(len(plan.features)):
-        features[:, index] = rows[f"f{index}"]
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, and inf is rejected
+        for index in range(len(plan.features)):
+            features[:, index] = rows[f"f{index}"]
     bad = rows["bad"].astype(bool) | np.isinf(features).any(axis=1)
     rejected = int(bad.sum())
     ids = rows["id"].astype(np.int64)
@@ -201,8 +203,6 @@ def stream(conn: Any, plan: FeaturePlan, chunk_rows: int, depth: int = 2) -> Ite
         if reader.is_alive():
             conn.cancel()
             while reader.is_alive():  # drain so a blocked put() can finish
-                try:
+                with suppress(queue.Empty):
                     chunks.get(timeout=0.1)
-                except queue.Empty:
-                    pass
         reader.join()

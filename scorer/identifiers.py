@@ -34,7 +34,7 @@ class Relation:
     def parse(cls, text: str) -> Relation:
         """Parse ``table`` or ``schema.table``; each part must be a valid identifier."""
         parts = text.split(".")
-        if len(parts) > 2:  # noqa: PLR2004 - schema.table at most
+        if len(parts) > 2:
             raise ValueError(f"{text!r} must be 'table' or 'schema.table'")
         for part in parts:
             validate_identifier(part)

@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -46,8 +46,8 @@ def redact_event(
     return {key: _redact_value(value) for key, value in event_dict.items()}
 
 
-def configure(log_format: str = "json", level: str = "INFO") -> None:
-    """Configure structlog once for the process."""
+def configure(log_format: str = "json", level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Configure structlog once for the process; lines go to ``stream`` (stdout by default)."""
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
@@ -65,6 +65,6 @@ def configure(log_format: str = "json", level: str = "INFO") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
         cache_logger_on_first_use=False,
     )

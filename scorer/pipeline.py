@@ -95,85 +95,113 @@ def run(settings: RunSettings) -> int:
 
     Every path ends with one canonical summary line, ``run.succeeded`` or ``run.failed``.
     """
-    timer = Timer()
-    started = time.perf_counter()
-    counts = Counts()
-    stats = ScoreStats(settings.threshold)
+    state = _RunState(settings)
     try:
-        _run(settings, timer, counts, stats)
+        state.execute()
     except BaseException as exc:
         failure = classify(exc)
-        _summary("run.failed", settings, counts, stats, timer, started, failure)
+        state.summary("run.failed", failure)
         failure.logged = True
         raise failure from None
-    _summary("run.succeeded", settings, counts, stats, timer, started)
+    state.summary("run.succeeded")
     return 0
 
 
-def _run(settings: RunSettings, timer: Timer, counts: Counts, stats: ScoreStats) -> None:
-    url = settings.database_url.get_secret_value()
-    with closing(db.connect(url)) as writer, closing(db.connect(url)) as reader:
-        prepared = prepare(settings, writer, timer)
-        record = RunRecord(writer, settings, prepared.resolved)
-        record.lock()
-        if record.status() == "succeeded":
-            log.info("run.already_succeeded", detail="this run id already published; nothing to do")
-            return
-        started_at = datetime.now(UTC)
-        record.open(prepared.model.flavor, started_at)
-        log.info("run.started", trigger=trigger_of(settings, started_at))
-        try:
-            with timer.step("score"):
-                _score(settings, prepared, reader, writer, counts, stats, started_at)
-            _check_rejected(settings, counts)
-            with timer.step("publish"):
-                finished = record.publish(counts, stats, timer.timings)
-        except BaseException as exc:
-            record.fail(str(classify(exc)), counts, timer.timings)
-            raise
-    log.info("run.published", finished_at=finished.isoformat())
+@dataclass
+class _RunState:
+    """One run's settings and everything it measures along the way."""
 
+    settings: RunSettings
+    timer: Timer = field(default_factory=Timer)
+    counts: Counts = field(default_factory=Counts)
+    started: float = field(default_factory=time.perf_counter)
 
-def _score(
-    settings: RunSettings,
-    prepared: Prepared,
-    reader: Any,
-    writer: Any,
-    counts: Counts,
-    stats: ScoreStats,
-    started_at: datetime,
-) -> None:
-    """Stream, predict and COPY; reading, predicting and writing overlap in three threads."""
-    encoder = sink.PredictionEncoder(
-        sink.Lineage(
-            run_id=settings.run_id,
-            model_name=prepared.resolved.name,
-            model_version=prepared.resolved.version,
-            snapshot=settings.snapshot,
-            scored_at=started_at,
+    def __post_init__(self) -> None:
+        self.stats = ScoreStats(self.settings.threshold)
+
+    def execute(self) -> None:
+        """Prepare, lock, open the run row, score in one transaction, publish."""
+        settings, timer = self.settings, self.timer
+        url = settings.database_url.get_secret_value()
+        with closing(db.connect(url)) as writer, closing(db.connect(url)) as reader:
+            prepared = prepare(settings, writer, timer)
+            record = RunRecord(writer, settings, prepared.resolved)
+            record.lock()
+            if record.status() == "succeeded":
+                log.info("run.already_succeeded", detail="this run id already published")
+                return
+            started_at = datetime.now(UTC)
+            record.open(prepared.model.flavor, started_at)
+            log.info("run.started", trigger=trigger_of(settings, started_at))
+            try:
+                with timer.step("score"):
+                    self._score(prepared, reader, writer, started_at)
+                _check_rejected(settings, self.counts)
+                with timer.step("publish"):
+                    finished = record.publish(self.counts, self.stats, timer.timings)
+            except BaseException as exc:
+                record.fail(str(classify(exc)), self.counts, timer.timings)
+                raise
+        log.info("run.published", finished_at=finished.isoformat())
+
+    def _score(self, prepared: Prepared, reader: Any, writer: Any, started_at: datetime) -> None:
+        """Stream, predict and COPY; reading, predicting and writing overlap in three threads."""
+        settings, counts = self.settings, self.counts
+        encoder = sink.PredictionEncoder(
+            sink.Lineage(
+                run_id=settings.run_id,
+                model_name=prepared.resolved.name,
+                model_version=prepared.resolved.version,
+                snapshot=settings.snapshot,
+                scored_at=started_at,
+            )
         )
-    )
-    statement = sink.copy_sql(settings.target_schema)
-    with _Writer(writer, statement) as send:
-        begin = last = time.perf_counter()
-        for chunk in features.stream(reader, prepared.plan, settings.chunk_rows):
-            counts.read += chunk.read
-            counts.rejected += chunk.rejected
-            if chunk.ids.size:
-                scores = prepared.model.predict(chunk.features)
-                labels = label(scores, settings.threshold)
-                stats.add(scores, labels)
-                send(encoder.encode(chunk.ids, scores, labels))
-                counts.scored += int(chunk.ids.size)
-            now = time.perf_counter()
-            if now - last >= _PROGRESS_EVERY_SECONDS or counts.read == chunk.read:
-                log.info(
-                    "batch.scored",
-                    rows=counts.read,
-                    rejected=counts.rejected,
-                    rows_per_s=round(counts.read / max(now - begin, 1e-9)),
-                )
-                last = now
+        with _Writer(writer, sink.copy_sql(settings.target_schema)) as send:
+            begin = last = time.perf_counter()
+            for chunk in features.stream(reader, prepared.plan, settings.chunk_rows):
+                counts.read += chunk.read
+                counts.rejected += chunk.rejected
+                if chunk.ids.size:
+                    scores = prepared.model.predict(chunk.features)
+                    labels = label(scores, settings.threshold)
+                    self.stats.add(scores, labels)
+                    send(encoder.encode(chunk.ids, scores, labels))
+                    counts.scored += int(chunk.ids.size)
+                now = time.perf_counter()
+                if now - last >= _PROGRESS_EVERY_SECONDS or counts.read == chunk.read:
+                    log.info(
+                        "batch.scored",
+                        rows=counts.read,
+                        rejected=counts.rejected,
+                        rows_per_s=round(counts.read / max(now - begin, 1e-9)),
+                    )
+                    last = now
+
+    def summary(self, event: str, failure: ScorerError | None = None) -> None:
+        """The one canonical line that sums the run up."""
+        elapsed = time.perf_counter() - self.started
+        counts, stats = self.counts, self.stats
+        fields: dict[str, Any] = {
+            "status": "failed" if failure else "succeeded",
+            "snapshot": self.settings.snapshot,
+            "features": self.settings.features_table,
+            "rows_read": counts.read,
+            "rows_scored": counts.scored,
+            "rows_rejected": counts.rejected,
+            "score_mean": stats.mean,
+            "score_p50": stats.quantile(0.5),
+            "score_p90": stats.quantile(0.9),
+            "share_above_threshold": stats.share_above,
+            "threshold": self.settings.threshold,
+            "seconds": round(elapsed, 3),
+            "rows_per_s": round(counts.read / elapsed) if elapsed > 0 else None,
+            "timings": self.timer.timings,
+        }
+        if failure is None:
+            log.info(event, **fields)
+        else:
+            kind, code = failure.kind, failure.exit_code
+            log.error(event, error=str(failure), kind=kind, exit_code=code, **fields)
 
 
 class _Writer:
@@ -242,36 +270,3 @@ def classify(exc: BaseException) -> ScorerError:
     if isinstance(exc, psycopg2.errors.DataError | psycopg2.errors.UndefinedColumn):
         return PermanentError(_describe(exc))
     return RetryableError(_describe(exc))
-
-
-def _summary(
-    event: str,
-    settings: RunSettings,
-    counts: Counts,
-    stats: ScoreStats,
-    timer: Timer,
-    started: float,
-    failure: ScorerError | None = None,
-) -> None:
-    """The one canonical line that sums the run up."""
-    elapsed = time.perf_counter() - started
-    fields: dict[str, Any] = {
-        "status": "failed" if failure else "succeeded",
-        "snapshot": settings.snapshot,
-        "features": settings.features_table,
-        "rows_read": counts.read,
-        "rows_scored": counts.scored,
-        "rows_rejected": counts.rejected,
-        "score_mean": stats.mean,
-        "score_p50": stats.quantile(0.5),
-        "score_p90": stats.quantile(0.9),
-        "share_above_threshold": stats.share_above,
-        "threshold": settings.threshold,
-        "seconds": round(elapsed, 3),
-        "rows_per_s": round(counts.read / elapsed) if elapsed > 0 else None,
-        "timings": timer.timings,
-    }
-    if failure is not None:
-        log.error(event, error=str(failure), kind=failure.kind, exit_code=failure.exit_code, **fields)
-    else:
-        log.info(event, **fields)

@@ -128,7 +128,9 @@ def _check_gate(client: Any, settings: RunSettings, resolved: ResolvedModel) -> 
     if settings.require_alias is not None:
         # Ask the alias itself: search results may omit aliases (mlflow#9783).
         try:
-            holder = int(client.get_model_version_by_alias(resolved.name, settings.require_alias).version)
+            holder = int(
+                client.get_model_version_by_alias(resolved.name, settings.require_alias).version
+            )
         except Exception as exc:
             if getattr(exc, "error_code", None) not in _PERMANENT_CODES:
                 raise
@@ -156,7 +158,9 @@ def load(resolved: ResolvedModel, tracking_uri: str | None) -> LoadedModel:
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)
             mlflow.set_registry_uri(tracking_uri)
-        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri, dst_path=workdir))
+        path = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri, dst_path=workdir)
+        )
     meta = Model.load(str(path))
     names = _signature_names(meta)
     if "xgboost" in meta.flavors:
@@ -207,7 +211,7 @@ def _pyfunc_scores(model: Any, names: tuple[str, ...]) -> Callable[[Features], S
 
 def _positive_class(out: npt.NDArray[Any]) -> Scores:
     """Scores of the positive class: a vector as is, the last column of a 2-column matrix."""
-    if out.ndim == 2 and out.shape[1] == 2:  # noqa: PLR2004 - binary classifier output
+    if out.ndim == 2 and out.shape[1] == 2:
         out = out[:, 1]
     if out.ndim != 1:
         raise PermanentError(f"model output has shape {out.shape}; a binary score is needed")

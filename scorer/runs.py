@@ -58,7 +58,9 @@ class RunRecord:
 
     def lock(self) -> None:
         """Take the (model, snapshot) advisory lock for the session, or raise ``LockBusyError``."""
-        key = f"scorer:{self._settings.target_schema}:{self._resolved.name}:{self._settings.snapshot}"
+        key = (
+            f"scorer:{self._settings.target_schema}:{self._resolved.name}:{self._settings.snapshot}"
+        )
         deadline = time.monotonic() + self._settings.lock_wait_seconds
         self._conn.autocommit = True
         with self._conn.cursor() as cur:
@@ -76,7 +78,9 @@ class RunRecord:
     def status(self) -> str | None:
         """This run id's current status, if it has a row."""
         with self._conn.cursor() as cur:
-            cur.execute(f"SELECT status FROM {self._table} WHERE run_id = %s", (self._settings.run_id,))
+            cur.execute(
+                f"SELECT status FROM {self._table} WHERE run_id = %s", (self._settings.run_id,)
+            )
             row = cur.fetchone()
         return None if row is None else str(row[0])
 
@@ -113,7 +117,8 @@ class RunRecord:
         with self._conn.cursor() as cur:
             cur.execute(
                 f"INSERT INTO {self._table} ({names}) VALUES ({params}) "
-                f"ON CONFLICT (run_id) DO UPDATE SET {reset}, attempts = {self._table}.attempts + 1,"
+                f"ON CONFLICT (run_id) DO UPDATE SET {reset},"
+                f" attempts = {self._table}.attempts + 1,"
                 " finished_at = NULL, error = NULL, rows_read = NULL, rows_scored = NULL,"
                 " rows_rejected = NULL, timings = NULL",
                 values,
@@ -154,7 +159,13 @@ class RunRecord:
                     f"UPDATE {self._table} SET status = 'failed', finished_at = now(), error = %s,"
                     " timings = %s, rows_read = %s, rows_scored = 0, rows_rejected = %s"
                     " WHERE run_id = %s",
-                    (error, json.dumps(timings), counts.read, counts.rejected, self._settings.run_id),
+                    (
+                        error,
+                        json.dumps(timings),
+                        counts.read,
+                        counts.rejected,
+                        self._settings.run_id,
+                    ),
                 )
         except psycopg2.Error:
             pass  # the database is gone: the row stays 'running' and the retry resets it

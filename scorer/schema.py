@@ -81,7 +81,7 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def migrate(conn: Any, schema: str) -> list[int]:
-    """Create or upgrade the tables in ``schema`` on a DB-API connection; return versions applied."""
+    """Create or upgrade the tables in ``schema``; return the migration versions applied."""
     s = quote_identifier(schema)
     applied: list[int] = []
     with conn.cursor() as cur:
@@ -104,13 +104,12 @@ def migrate(conn: Any, schema: str) -> list[int]:
 
 def require_migrated(conn: Any, schema: str) -> None:
     """Raise ``NotMigratedError`` unless ``schema`` is at the current version."""
+    table = f"{quote_identifier(schema)}.schema_migrations"
     with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s)", (f"{quote_identifier(schema)}.schema_migrations",))
+        cur.execute("SELECT to_regclass(%s)", (table,))
         version = 0
         if cur.fetchone()[0] is not None:
-            cur.execute(
-                f"SELECT coalesce(max(version), 0) FROM {quote_identifier(schema)}.schema_migrations"
-            )
+            cur.execute(f"SELECT coalesce(max(version), 0) FROM {table}")
             version = cur.fetchone()[0]
     conn.rollback()
     if version < SCHEMA_VERSION:

@@ -8,7 +8,10 @@ from contextlib import closing
 from dataclasses import dataclass
 
 import pytest
+from mlflow import MlflowClient
 
+from scorer import db, schema
+from scorer.demo import load_features, register_versions, synthetic_customers
 from tests import services
 
 CUSTOMERS = 5_000
@@ -36,10 +39,6 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def churn_model(mlflow_uri: str) -> ChurnModel:
     """Two versions of a real XGBoost churn classifier registered through the server."""
-    from mlflow import MlflowClient
-
-    from scorer.demo import register_versions, synthetic_customers
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         versions = register_versions(mlflow_uri, MODEL_NAME, synthetic_customers(2_000, seed=3))
@@ -52,9 +51,6 @@ def churn_model(mlflow_uri: str) -> ChurnModel:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated database with ``features.customers`` (dropped after the session)."""
-    from scorer import db, schema
-    from scorer.demo import load_features, synthetic_customers
-
     with services.fresh_database() as url:
         with closing(db.connect(url)) as conn:
             schema.migrate(conn, "scoring")

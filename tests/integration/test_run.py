@@ -9,9 +9,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import closing
 
+import mlflow.xgboost
 import numpy as np
 import pytest
+import xgboost
+from mlflow import MlflowClient
 
+from scorer.demo import FEATURES, load_features, synthetic_customers
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
 
@@ -29,14 +33,16 @@ def run_row(url: str, run_id: str) -> dict[str, object] | None:
     with closing(services.psycopg2.connect(url)) as conn, conn.cursor() as cur:
         cur.execute("SELECT * FROM scoring.scoring_runs WHERE run_id = %s", (run_id,))
         row = cur.fetchone()
-        return None if row is None else dict(zip([c.name for c in cur.description], row, strict=True))
+        return (
+            None if row is None else dict(zip([c.name for c in cur.description], row, strict=True))
+        )
 
 
 def prediction_count(url: str, run_id: str) -> int:
     return int(
-        services.query(url, "SELECT count(*) FROM scoring.predictions WHERE run_id = %s", (run_id,))[
-            0
-        ][0]
+        services.query(
+            url, "SELECT count(*) FROM scoring.predictions WHERE run_id = %s", (run_id,)
+        )[0][0]
     )
 
 
@@ -102,11 +108,6 @@ def test_each_selector_scores_with_its_version(
 def test_lineage_and_statistics_are_exact(
     scorer_env: dict[str, str], churn_model: ChurnModel, postgres_url: str, mlflow_uri: str
 ) -> None:
-    import mlflow.xgboost
-    import xgboost
-
-    from scorer.demo import FEATURES
-
     run_id = new_run_id("lineage")
     result = services.run_scorer(
         {**scorer_env, "SCORER_RUN_ID": run_id, "SCORER_SNAPSHOT": "2026-01-31"}, "run"
@@ -115,9 +116,9 @@ def test_lineage_and_statistics_are_exact(
 
     row = run_row(postgres_url, run_id)
     assert row is not None
-    from mlflow import MlflowClient
-
-    version = MlflowClient(mlflow_uri).get_model_version(churn_model.name, str(churn_model.champion))
+    version = MlflowClient(mlflow_uri).get_model_version(
+        churn_model.name, str(churn_model.champion)
+    )
     assert row["mlflow_run_id"] == version.run_id
     assert row["model_source"] == version.source
     assert row["model_flavor"] == "xgboost"
@@ -138,7 +139,9 @@ def test_lineage_and_statistics_are_exact(
         (run_id,),
     )
     assert len(rows) == CUSTOMERS
-    assert {(r[3], r[4], r[5]) for r in rows} == {("churn-test", churn_model.champion, "2026-01-31")}
+    assert {(r[3], r[4], r[5]) for r in rows} == {
+        ("churn-test", churn_model.champion, "2026-01-31")
+    }
     assert {r[6] for r in rows} == {row["started_at"]}
 
     booster = mlflow.xgboost.load_model(f"models:/{churn_model.name}/{churn_model.champion}")
@@ -150,8 +153,12 @@ def test_lineage_and_statistics_are_exact(
     np.testing.assert_allclose(scores, expected, rtol=1e-6)
     np.testing.assert_array_equal([r[2] for r in rows], (expected >= 0.5).astype(int))
     assert row["score_mean"] == pytest.approx(float(expected.mean()), rel=1e-9)
-    assert row["score_p50"] == pytest.approx(float(np.quantile(expected, 0.5, method="inverted_cdf")), abs=1e-5)
-    assert row["score_p90"] == pytest.approx(float(np.quantile(expected, 0.9, method="inverted_cdf")), abs=1e-5)
+    assert row["score_p50"] == pytest.approx(
+        float(np.quantile(expected, 0.5, method="inverted_cdf")), abs=1e-5
+    )
+    assert row["score_p90"] == pytest.approx(
+        float(np.quantile(expected, 0.9, method="inverted_cdf")), abs=1e-5
+    )
     assert row["share_above_threshold"] == pytest.approx(float((expected >= 0.5).mean()))
 
     lines = services.json_lines(result.stdout)
@@ -246,7 +253,11 @@ def test_missing_signature_column_fails_before_any_write(
     )
     run_id = new_run_id("nocol")
     result = services.run_scorer(
-        {**scorer_env, "SCORER_FEATURES_TABLE": "features.customers_no_calls", "SCORER_RUN_ID": run_id},
+        {
+            **scorer_env,
+            "SCORER_FEATURES_TABLE": "features.customers_no_calls",
+            "SCORER_RUN_ID": run_id,
+        },
         "run",
     )
     assert result.returncode == 2
@@ -304,7 +315,9 @@ def test_database_down_is_retryable_and_password_never_logged(scorer_env: dict[s
     port = services.free_port()
     url = f"postgresql://scorer:Sup3r-s3cret-pw@127.0.0.1:{port}/scorer"
     for command in ("migrate", "run"):
-        result = services.run_scorer({**scorer_env, "SCORER_DATABASE_URL": url}, command, timeout=120)
+        result = services.run_scorer(
+            {**scorer_env, "SCORER_DATABASE_URL": url}, command, timeout=120
+        )
         assert result.returncode == 1, result.stdout + result.stderr
         assert "Sup3r-s3cret-pw" not in result.stdout + result.stderr
         assert "unreachable" in services.json_lines(result.stdout)[-1]["error"]
@@ -391,8 +404,6 @@ def test_migrate_is_idempotent(postgres_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def big_table(postgres_url: str) -> Iterator[str]:
-    from scorer.demo import load_features, synthetic_customers
-
     load_features(postgres_url, BIG_TABLE, synthetic_customers(BIG_ROWS, seed=5))
     yield BIG_TABLE
     services.execute(postgres_url, f"DROP TABLE {BIG_TABLE}")

@@ -131,7 +131,7 @@ class _RunState:
                 log.info("run.already_succeeded", detail="this run id already published")
                 return
             started_at = datetime.now(UTC)
-            record.open(prepared.model.flavor, started_at)
+            record.open(prepared.model, started_at)
             log.info("run.started", trigger=trigger_of(settings, started_at))
             try:
                 with timer.step("score"):

@@ -67,6 +67,7 @@ class LoadedModel:
     flavor: str
     feature_names: tuple[str, ...]
     predict: Callable[[Features], Scores]
+    signature: list[dict[str, Any]]
 
 
 @contextmanager
@@ -168,11 +169,20 @@ def load(resolved: ResolvedModel, tracking_uri: str | None) -> LoadedModel:
         names = names or tuple(booster.feature_names or ())
         if not names:
             raise SchemaMismatchError(f"{resolved.uri} has neither a signature nor feature names")
-        return LoadedModel("xgboost", names, _booster_scores(booster))
+        return LoadedModel("xgboost", names, _booster_scores(booster), _signature(meta, names))
     if not names:
         raise SchemaMismatchError(f"{resolved.uri} has no input signature with column names")
     pyfunc = mlflow.pyfunc.load_model(str(path))
-    return LoadedModel("python_function", names, _pyfunc_scores(pyfunc, names))
+    return LoadedModel(
+        "python_function", names, _pyfunc_scores(pyfunc, names), _signature(meta, names)
+    )
+
+
+def _signature(meta: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The input signature as recorded in ``scoring_runs.model_signature``."""
+    if meta.signature is not None:
+        return list(meta.signature.inputs.to_dict())
+    return [{"name": name} for name in names]
 
 
 def _signature_names(meta: Any) -> tuple[str, ...]:

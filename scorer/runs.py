@@ -16,7 +16,7 @@ from scorer.identifiers import quote_identifier
 
 if TYPE_CHECKING:
     from scorer.config import RunSettings
-    from scorer.registry import ResolvedModel
+    from scorer.registry import LoadedModel, ResolvedModel
     from scorer.stats import ScoreStats
 
 _SCHEDULED_WINDOW_SECONDS = 86_400
@@ -84,7 +84,7 @@ class RunRecord:
             row = cur.fetchone()
         return None if row is None else str(row[0])
 
-    def open(self, flavor: str, started_at: datetime) -> None:
+    def open(self, model: LoadedModel, started_at: datetime) -> None:
         """Insert (or, on retry, reset) the row as ``running``, committed at once."""
         s, m = self._settings, self._resolved
         values = {
@@ -96,7 +96,8 @@ class RunRecord:
             "mlflow_run_id": m.mlflow_run_id,
             "model_source": m.source,
             "model_id": m.model_id,
-            "model_flavor": flavor,
+            "model_flavor": model.flavor,
+            "model_signature": json.dumps(model.signature),
             "threshold": s.threshold,
             "snapshot": s.snapshot,
             "features_relation": s.features_table,

@@ -28,6 +28,7 @@ _MIGRATIONS: tuple[str, ...] = (
         model_source          text,
         model_id              text,
         model_flavor          text,
+        model_signature       jsonb,
         threshold             double precision NOT NULL,
         snapshot              text NOT NULL,
         features_relation     text NOT NULL,

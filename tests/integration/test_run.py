@@ -122,6 +122,8 @@ def test_lineage_and_statistics_are_exact(
     assert row["mlflow_run_id"] == version.run_id
     assert row["model_source"] == version.source
     assert row["model_flavor"] == "xgboost"
+    assert [column["name"] for column in row["model_signature"]] == list(FEATURES)
+    assert {column["type"] for column in row["model_signature"]} == {"double"}
     assert row["snapshot"] == "2026-01-31"
     assert row["features_relation"] == FEATURES_TABLE
     assert row["trigger"] == "local"

@@ -96,15 +96,6 @@ RUN set -eu; \
     python -c 'import xgboost, xgboost.sklearn, scipy.sparse, scipy.special, mlflow.xgboost, mlflow.pyfunc, pandas, sqlalchemy.dialects.postgresql.psycopg2, scorer'
 
 FROM ${PYTHON_IMAGE}
-ARG VERSION=0.0.0-dev
-ARG REVISION=unknown
-ARG SOURCE=https://github.com/scorer/scorer
-LABEL org.opencontainers.image.title="scorer" \
-      org.opencontainers.image.description="Batch-score an MLflow registry model over PostgreSQL features" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="${SOURCE}"
 # A passwd entry for 10001, so getpass.getuser() (MLflow's user tag) works; HOME is /tmp so
 # nothing (MLflow, xgboost, Python) tries to write to the read-only root filesystem.
 RUN groupadd --gid 10001 scorer \
@@ -122,3 +113,13 @@ WORKDIR /tmp
 USER 10001:10001
 ENTRYPOINT ["python", "-m", "scorer"]
 CMD ["run"]
+# Metadata last, so a new revision does not rebuild (or re-push) the venv layer.
+ARG VERSION=0.0.0-dev
+ARG REVISION=unknown
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="scorer" \
+      org.opencontainers.image.description="Batch-score an MLflow registry model over PostgreSQL features" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"

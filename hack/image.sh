@@ -4,7 +4,8 @@
 # and Docker's layer cache.
 #
 # Usage: hack/image.sh [TAG]          (default scorer:dev)
-# Env:   VERSION, REVISION, SOURCE    OCI label values (default: pyproject version, git HEAD)
+# Env:   VERSION, REVISION, SOURCE    OCI label values (default: pyproject version, git HEAD,
+#                                     git remote origin)
 #        DOCKER_BUILD_ARGS            extra `docker build` arguments (word-split)
 set -euo pipefail
 
@@ -30,7 +31,14 @@ revision="${REVISION:-$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknow
 if [[ -z ${REVISION:-} ]] && [[ -n $(git -C "$repo" status --porcelain -- scorer pyproject.toml Dockerfile 2>/dev/null) ]]; then
   revision="$revision-dirty"
 fi
-source_url="${SOURCE:-https://github.com/scorer/scorer}"
+# The repository URL: $SOURCE, else the git remote `origin` if it is a URL (credentials
+# stripped), else unknown.
+source_url="${SOURCE:-}"
+if [[ -z $source_url ]]; then
+  origin="$(git -C "$repo" remote get-url origin 2>/dev/null || true)"
+  [[ $origin =~ ^(https?|ssh|git):// ]] && source_url="$(sed -E 's#://[^@/]*@#://#' <<<"$origin")"
+fi
+source_url="${source_url:-unknown}"
 
 # Without the buildx plugin the Docker CLI can only use the classic builder; the Dockerfile
 # works with both.
@@ -48,7 +56,7 @@ fi
 
 log "docker build -t $tag (version $version, revision $revision)"
 # shellcheck disable=SC2086
-docker build --tag "$tag" \
+docker build --force-rm --tag "$tag" \
   --build-arg VERSION="$version" \
   --build-arg REVISION="$revision" \
   --build-arg SOURCE="$source_url" \

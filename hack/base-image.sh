@@ -15,8 +15,9 @@
 # replaced, an image of that tag that this script did not make (a pulled official image) is
 # left alone.
 #
-# Usage: hack/base-image.sh [--force] [--rootfs-only]
+# Usage: hack/base-image.sh [--force] [--refresh] [--rootfs-only]
 #   --force        re-import even if the tags are current (the cached tarballs are reused)
+#   --refresh      rebuild the rootfs too (picks up Debian security updates), then re-import
 #   --rootfs-only  build/cache the rootfs tarballs, do not touch docker
 # Env: BASE_IMAGE_TAG, BUILD_IMAGE_TAG, DEBIAN_MIRROR, SECURITY_MIRROR, SCORER_CACHE.
 set -euo pipefail
@@ -32,12 +33,14 @@ SCORER_CACHE="${SCORER_CACHE:-$HOME/.cache/scorer}"
 CACHE_DIR="$SCORER_CACHE/base-image"
 
 force=0
+refresh=0
 rootfs_only=0
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
+    --refresh) refresh=1; force=1 ;;
     --rootfs-only) rootfs_only=1 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -75,11 +78,17 @@ fi
 
 mkdir -p "$CACHE_DIR"
 
+[[ $refresh == 1 ]] && rm -f "$tarball" "$build_tarball"
 if [[ -s $tarball && -s $build_tarball ]]; then
   log "using cached rootfs tarballs ($key)"
 else
   [[ $(id -u) == 0 ]] || { echo "debootstrap needs root" >&2; exit 1; }
-  command -v debootstrap >/dev/null || { echo "debootstrap is not installed (apt-get install debootstrap)" >&2; exit 1; }
+  if ! command -v debootstrap >/dev/null; then
+    log "installing debootstrap (apt)"
+    apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+      --no-install-recommends debootstrap >/dev/null
+  fi
   rootfs="$(mktemp -d "${TMPDIR:-/tmp}/scorer-rootfs.XXXXXX")"
   cleanup() {
     # debootstrap mounts /proc and /sys in the target; never leave them behind.

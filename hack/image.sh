@@ -22,6 +22,12 @@ if ! docker info >/dev/null 2>&1; then
   fi
 fi
 
+# One build at a time on this machine (concurrent test sessions share ./wheels and the cache).
+lock_dir="${SCORER_CACHE:-$HOME/.cache/scorer}"
+mkdir -p "$lock_dir"
+exec 9>"$lock_dir/image.lock"
+flock 9
+
 start=$SECONDS
 bash "$repo/hack/base-image.sh"
 bash "$repo/hack/wheels.sh"

@@ -48,7 +48,7 @@ key="$({ printf '%s\n' "$requirements"; cat "$0"; } | sha256sum | cut -c1-16)"
 mkdir -p "$WHEELS_DIR"
 if [[ $force == 0 && -f $WHEELS_DIR/.key && $(cat "$WHEELS_DIR/.key") == "$key" ]] \
   && ls "$WHEELS_DIR"/*.whl >/dev/null 2>&1; then
-  log "dependency wheels up to date in $WHEELS_DIR ($(ls "$WHEELS_DIR"/*.whl | wc -l) wheels)"
+  log "dependency wheels up to date in $WHEELS_DIR ($(find "$WHEELS_DIR" -maxdepth 1 -name "*.whl" | wc -l) wheels)"
 else
   log "downloading dependency wheels into $WHEELS_DIR"
   rm -f "$WHEELS_DIR"/*.whl "$WHEELS_DIR/constraints.txt" "$WHEELS_DIR/.key"

@@ -79,11 +79,14 @@ def test_image_config(image: str) -> None:
     with (REPO / "pyproject.toml").open("rb") as f:
         version = tomllib.load(f)["project"]["version"]
     assert labels["org.opencontainers.image.version"] == version
-    head = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    # The commit the image was built from (HEAD may have moved since): one of this repo's.
     revision = labels["org.opencontainers.image.revision"]
-    assert revision.startswith(head) if head else revision
+    commit = revision.removesuffix("-dirty")
+    assert re.fullmatch(r"[0-9a-f]{40}", commit), revision
+    known = subprocess.run(
+        ["git", "-C", str(REPO), "cat-file", "-e", f"{commit}^{{commit}}"], check=False
+    )
+    assert known.returncode == 0, f"{revision} is not a commit of {REPO}"
     assert labels["org.opencontainers.image.source"]
 
     assert attrs["Size"] < MAX_SIZE_BYTES, f"image is {attrs['Size'] / 1e6:.0f} MB"

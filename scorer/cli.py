@@ -14,7 +14,7 @@ import structlog
 
 from scorer import __version__, logs
 from scorer.config import DatabaseSettings, RunSettings, load
-from scorer.errors import EXIT_OK, ScorerError, TerminatedError
+from scorer.errors import EXIT_OK, ConfigError, ScorerError, TerminatedError
 
 log = structlog.get_logger("scorer")
 
@@ -93,7 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace) -> int:
     if command == "demo":
-        from scorer import demo  # noqa: PLC0415 - demo-only dependencies
+        try:
+            import pgserver  # noqa: F401, PLC0415 - demo-only dependency
+        except ImportError:
+            raise ConfigError("the demo needs its extra: pip install 'scorer[demo]'") from None
+        from scorer import demo  # noqa: PLC0415
 
         return demo.main(rows=args.rows)
     if command == "migrate":

@@ -1,9 +1,11 @@
 """Each stage alone, in one child process: ``python -m benchmarks.stages ...`` prints JSON.
 
 - ``read``: the scorer's feature COPY (binary, fixed width) to a sink that drops the bytes;
+- ``read-raw``: plain ``COPY table TO STDOUT (FORMAT binary)``, what the SQL projection costs;
 - ``read-parse``: the scorer's reader (``features.stream``: COPY + numpy parse into chunks);
 - ``predict``: native ``Booster.inplace_predict`` on float32 chunks, one thread per core;
 - ``write-narrow``: binary COPY of narrow rows (entity, score, label) into an unindexed table;
+- ``write-wide``: the scorer's wide lineage rows into a copy of ``predictions`` without the PK;
 - ``write-scorer``: the scorer's writer (``sink``: wide lineage rows into ``predictions``, PK).
 
 Client CPU is this process's (all threads); server CPU is the cluster's process tree.
@@ -31,7 +33,15 @@ from scorer import features, sink
 from scorer.identifiers import Relation
 
 CHUNK = 50_000
-STAGES = ("read", "read-parse", "predict", "write-narrow", "write-scorer")
+STAGES = (
+    "read",
+    "read-raw",
+    "read-parse",
+    "predict",
+    "write-narrow",
+    "write-wide",
+    "write-scorer",
+)
 _COPY_HEADER = features.COPY_SIGNATURE + bytes(8)
 _NARROW = np.dtype(
     [
@@ -66,6 +76,17 @@ def read(url: str, _rows: int, _model: str) -> Callable[[], None]:
     def run() -> None:
         with conn.cursor() as cur:
             cur.copy_expert(plan.copy_sql, _Discard())
+        conn.rollback()
+
+    return run
+
+
+def read_raw(url: str, _rows: int, _model: str) -> Callable[[], None]:
+    conn = psycopg2.connect(url)
+
+    def run() -> None:
+        with conn.cursor() as cur:
+            cur.copy_expert(f"COPY {TABLE} TO STDOUT (FORMAT binary)", _Discard())
         conn.rollback()
 
     return run
@@ -121,43 +142,53 @@ def write_narrow(url: str, rows: int, _model: str) -> Callable[[], None]:
     return run
 
 
-def write_scorer(url: str, rows: int, _model: str) -> Callable[[], None]:
-    conn = psycopg2.connect(url)
-    rng = np.random.default_rng(3)
-    statement = sink.copy_sql("scoring")
-    counter = iter(range(1_000_000))
+def _write_lineage(indexed: bool) -> Callable[[str, int, str], Callable[[], None]]:
+    target = "scoring.predictions" if indexed else "bench.wide"
 
-    def run() -> None:
-        with conn.cursor() as cur:
-            cur.execute("TRUNCATE scoring.predictions")
-        conn.commit()
-        encoder = sink.PredictionEncoder(
-            sink.Lineage(
-                run_id=f"run-20250101T000000Z-bench{next(counter):02d}",
-                model_name="bench",
-                model_version=1,
-                snapshot="2025-01-01",
-                scored_at=datetime.now(UTC),
-            )
-        )
-        with conn.cursor() as cur:
-            for start, size in _chunks(rows):
-                scores = rng.random(size)
-                ids = np.arange(start + 1, start + size + 1, dtype=np.int64)
-                sink.write(
-                    cur, statement, encoder.encode(ids, scores, (scores >= 0.5).astype(np.int16))
+    def factory(url: str, rows: int, _model: str) -> Callable[[], None]:
+        conn = psycopg2.connect(url)
+        rng = np.random.default_rng(3)
+        statement = sink.copy_sql("scoring").replace('"scoring".predictions', target)
+        counter = iter(range(1_000_000))
+
+        def run() -> None:
+            with conn.cursor() as cur:
+                if indexed:
+                    cur.execute("TRUNCATE scoring.predictions")
+                else:
+                    cur.execute("DROP TABLE IF EXISTS bench.wide")
+                    cur.execute("CREATE TABLE bench.wide (LIKE scoring.predictions)")  # no PK
+            conn.commit()
+            encoder = sink.PredictionEncoder(
+                sink.Lineage(
+                    run_id=f"run-20250101T000000Z-bench{next(counter):02d}",
+                    model_name="bench",
+                    model_version=1,
+                    snapshot="2025-01-01",
+                    scored_at=datetime.now(UTC),
                 )
-        conn.commit()
+            )
+            with conn.cursor() as cur:
+                for start, size in _chunks(rows):
+                    scores = rng.random(size)
+                    ids = np.arange(start + 1, start + size + 1, dtype=np.int64)
+                    labels = (scores >= 0.5).astype(np.int16)
+                    sink.write(cur, statement, encoder.encode(ids, scores, labels))
+            conn.commit()
 
-    return run
+        return run
+
+    return factory
 
 
 _FACTORIES: dict[str, Callable[[str, int, str], Callable[[], None]]] = {
     "read": read,
+    "read-raw": read_raw,
     "read-parse": read_parse,
     "predict": predict,
     "write-narrow": write_narrow,
-    "write-scorer": write_scorer,
+    "write-wide": _write_lineage(indexed=False),
+    "write-scorer": _write_lineage(indexed=True),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
@@ -78,6 +79,9 @@ def prepare(settings: RunSettings, writer: Any, timer: Timer) -> Prepared:
     with timer.step("check"):
         plan = features.plan(writer, settings.features, settings.entity_column, model.feature_names)
     log.info("features.checked", relation=str(plan.relation), columns=len(plan.features))
+    # Imports and the model are now loaded for good: move them out of the garbage collector's
+    # sight, so neither collections while scoring nor the one at exit traverse them again.
+    gc.freeze()
     return Prepared(resolved, model, plan)
 
 

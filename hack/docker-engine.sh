@@ -17,11 +17,6 @@ mkdir -p "$LOG_DIR"
 
 log() { printf '[docker-engine] %s\n' "$*" >&2; }
 
-if docker info >/dev/null 2>&1; then
-  log "docker engine already running"
-  exit 0
-fi
-
 if ! command -v dockerd >/dev/null 2>&1; then
   log "installing docker.io (apt)"
   export DEBIAN_FRONTEND=noninteractive
@@ -35,9 +30,14 @@ if (( ((16#$capbnd) >> 24) & 1 )); then
   log "CAP_SYS_RESOURCE in the bounding set: plain runc"
 else
   command -v jq >/dev/null || { log "jq is required by the runc wrapper"; exit 1; }
-  install -m 0755 "$WRAPPER_SRC" "$WRAPPER_DST"
+  cmp -s "$WRAPPER_SRC" "$WRAPPER_DST" || install -m 0755 "$WRAPPER_SRC" "$WRAPPER_DST"
   args+=(--add-runtime "$RUNTIME_NAME=$WRAPPER_DST" --default-runtime "$RUNTIME_NAME")
   log "CAP_SYS_RESOURCE missing from the bounding set: default runtime $RUNTIME_NAME ($WRAPPER_DST)"
+fi
+
+if docker info >/dev/null 2>&1; then
+  log "docker engine already running"
+  exit 0
 fi
 
 if pgrep -x dockerd >/dev/null; then

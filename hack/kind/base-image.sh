@@ -59,14 +59,14 @@ rm -f "$dir"/lib/systemd/system/multi-user.target.wants/* \
   "$dir"/lib/systemd/system/basic.target.wants/*
 echo "ReadKMsg=no" >>"$dir/etc/systemd/journald.conf"
 ln -sf /lib/systemd/systemd "$dir/sbin/init"
-chroot "$dir" systemctl enable kubelet.service containerd.service undo-mount-hacks.service >/dev/null 2>&1
-chroot "$dir" systemctl mask systemd-binfmt.service >/dev/null 2>&1
-[[ -e "$dir/etc/systemd/system/multi-user.target.wants/kubelet.service" ]] || { log "systemctl enable failed"; exit 1; }
+chroot "$dir" systemctl enable kubelet.service containerd.service undo-mount-hacks.service 2>&1 | sed "s/^/  /" >&2
+chroot "$dir" systemctl mask systemd-binfmt.service 2>&1 | sed "s/^/  /" >&2
+[[ -L "$dir/etc/systemd/system/multi-user.target.wants/kubelet.service" ]] || { log "systemctl enable failed"; exit 1; }
 
+# (docker 20.10's import rejects STOPSIGNAL; kind removes nodes with rm -f anyway)
 log "docker import $tag"
 tar -C "$dir" --numeric-owner -c . | docker import \
   --change 'ENV container=docker' \
-  --change 'STOPSIGNAL SIGRTMIN+3' \
   --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
   - "$tag" >/dev/null
 docker save -o "$saved.tmp" "$tag" && mv "$saved.tmp" "$saved"

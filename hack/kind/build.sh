@@ -25,8 +25,14 @@ stage kind "$HACK_KIND_DIR/tools.sh" kind >/dev/null
 stage kubernetes "$HACK_KIND_DIR/k8s-binaries.sh" >/dev/null
 ln -sf "$K8S_CACHE/bin/kubectl" "$BIN_DIR/kubectl"
 stage rootfs bash -c "'$HACK_KIND_DIR/rootfs.sh' node && '$HACK_KIND_DIR/rootfs.sh' tools" >/dev/null
-stage base-image "$HACK_KIND_DIR/base-image.sh" >/dev/null
-stage images "$HACK_KIND_DIR/images.sh" >/dev/null
+NODE_IMAGE="${KIND_NODE_IMAGE:-scorer.local/kind-node:$K8S_VERSION}"
+NODE_IMAGE_TAR="$K8S_CACHE/kind-node-$K8S_VERSION.tar"
+# The base image and the component images only feed the node image: skip them
+# when the node image is cached (in docker or as a saved tar).
+if ! docker image inspect "$NODE_IMAGE" >/dev/null 2>&1 && [[ ! -s "$NODE_IMAGE_TAR" ]]; then
+  stage base-image "$HACK_KIND_DIR/base-image.sh" >/dev/null
+  stage images "$HACK_KIND_DIR/images.sh" >/dev/null
+fi
 stage node-image "$HACK_KIND_DIR/node-image.sh" >/dev/null
 
 # A small general-purpose image for e2e probes (bash, getent, iproute2).
@@ -37,13 +43,12 @@ probe_image() {
 }
 stage probe-image probe_image
 
-NODE_IMAGE="${KIND_NODE_IMAGE:-scorer.local/kind-node:$K8S_VERSION}"
 cat >"$KIND_ENV_FILE.tmp" <<ENV
 # Written by hack/kind/build.sh; source it or read it as KEY=VALUE lines.
 KIND_BIN=$BIN_DIR/kind
 KUBECTL_BIN=$BIN_DIR/kubectl
 KIND_NODE_IMAGE=$NODE_IMAGE
-KIND_NODE_IMAGE_TAR=$K8S_CACHE/kind-node-$K8S_VERSION.tar
+KIND_NODE_IMAGE_TAR=$NODE_IMAGE_TAR
 KIND_VERSION=$KIND_VERSION
 K8S_VERSION=$K8S_VERSION
 E2E_PROBE_IMAGE=$PROBE_IMAGE

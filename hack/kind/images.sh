@@ -5,8 +5,8 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler  (static binary)
 #   kube-proxy                                                (+ iptables, conntrack)
 #   etcd, pause, coredns
-# Each image is saved to $IMAGE_CACHE/<name>.tar (for the node image) and kept
-# in docker. Prints the saved tar paths.
+# Each image is saved to $IMAGE_CACHE/<name>.tar (what the node image is made
+# from). Prints the saved tar paths.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 K8S_BIN="$K8S_CACHE/bin"
@@ -29,28 +29,28 @@ skeleton() {
 make_image() {
   local name="$1" tag="$2" entry="$3" base="$4"; shift 4
   local saved="$IMAGE_CACHE/$name.tar"
-  if [[ -s "$saved" ]] && docker image inspect "$tag" >/dev/null 2>&1; then echo "$saved"; return; fi
+  # The saved tar is the artefact (node-image.sh imports it into the node's
+  # containerd); the docker image is only the means to write it.
+  if [[ -s "$saved" ]]; then echo "$saved"; return; fi
   if ! docker image inspect "$tag" >/dev/null 2>&1; then
-    if [[ -s "$saved" ]]; then
-      docker load -i "$saved" >/dev/null
+    local d; d="$(mktemp -d "$IMAGE_CACHE/$name.XXXXXX")"
+    if [[ "$base" == tools ]]; then
+      tar -C "$d" -xf "$("$HACK_KIND_DIR/rootfs.sh" tools)"
     else
-      local d; d="$(mktemp -d "$IMAGE_CACHE/$name.XXXXXX")"
-      if [[ "$base" == tools ]]; then
-        tar -C "$d" -xf "$("$HACK_KIND_DIR/rootfs.sh" tools)"
-      else
-        skeleton "$d"
-      fi
-      local pair
-      for pair in "$@"; do install -D -m 0755 "${pair%%:*}" "$d/${pair#*:}"; done
-      if [[ "$base" == tools ]]; then
-        for a in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
-          ln -sf /usr/sbin/iptables-wrapper "$d/etc/alternatives/$a"
-        done
-      fi
-      log "docker import $tag"
-      tar -C "$d" --numeric-owner -c . | docker import --change "ENTRYPOINT $entry" - "$tag" >/dev/null
-      rm -rf "$d"
+      skeleton "$d"
     fi
+    local pair
+    for pair in "$@"; do install -D -m 0755 "${pair%%:*}" "$d/${pair#*:}"; done
+    if [[ "$base" == tools ]]; then
+      for a in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+        ln -sf /usr/sbin/iptables-wrapper "$d/etc/alternatives/$a"
+      done
+    fi
+    log "docker import $tag"
+    tar -C "$d" --numeric-owner -c . | docker import \
+      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      --change "ENTRYPOINT $entry" - "$tag" >/dev/null
+    rm -rf "$d"
   fi
   [[ -s "$saved" ]] || { docker save -o "$saved.tmp" "$tag" && mv "$saved.tmp" "$saved"; }
   echo "$saved"

@@ -41,7 +41,13 @@ for t in "${image_tars[@]}"; do
   x ctr --namespace=k8s.io images import --all-platforms --no-unpack --digests - <"$t" >/dev/null
 done
 x ctr --namespace=k8s.io images ls -q | grep -v '^sha256:' >&2
-x bash -c 'kill "$(cat /tmp/containerd.pid)"; while kill -0 "$(cat /tmp/containerd.pid)" 2>/dev/null; do sleep 0.2; done; rm -f /tmp/containerd.pid /tmp/containerd.log'
+# stop containerd and wait until it has exited (it stays a zombie: PID 1 is sleep)
+x bash -c 'p="$(cat /tmp/containerd.pid)"; kill "$p"
+  for _ in $(seq 1 100); do
+    [[ -e /proc/$p ]] && [[ "$(awk "{print \$3}" /proc/$p/stat 2>/dev/null)" != Z ]] || break
+    sleep 0.2
+  done
+  rm -f /tmp/containerd.pid /tmp/containerd.log'
 
 log "docker commit $tag"
 docker commit \

@@ -269,10 +269,10 @@ def _from_samples(name: str, rows: int, samples: list[Sample]) -> Figure:
     return figure(name, rows, [(s.wall, s.client_cpu, s.server_cpu, s.max_rss_mb) for s in samples])
 
 
-def measure(
-    rows: int, repeat: int, naive_repeat: int, workdir: Path, *, quick: bool = False
-) -> dict[str, Any]:
-    """Everything for one size, in one sitting (``quick``: start-up once, no import profile)."""
+def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, Any]:
+    """Everything for one size, in one sitting (``--quick``: start-up once, no import profile)."""
+    repeat, quick, image = options.repeat, options.quick, options.image
+    naive_repeat = options.naive_repeat or repeat
     small = max(rows // 4, 1)
     cluster = Cluster.start()
     try:
@@ -298,6 +298,12 @@ def measure(
                 print(f"# naive run {attempt + 1}: {naive[-1].wall:.2f}s", flush=True)
         stage_rows = bench.stages(rows, repeat)
         imports = [] if quick else bench.import_times()
+        if image:
+            from benchmarks.image import startup_in_image  # noqa: PLC0415 - needs docker
+
+            startup[0]["image_to_model_loaded"] = startup_in_image(
+                image, bench.scorer_env("bench-image-check"), workdir, repeat
+            )
         load_after = os.getloadavg()
     finally:
         cluster.stop()
@@ -308,9 +314,12 @@ def measure(
         "scorer_quarter": _from_samples("scorer run, N/4 rows", small, quarter),
         "naive": _from_samples("naive: read_sql, pyfunc, to_sql", rows, naive),
         "stages": stages,
-        "startup": {key: statistics.median(s[key] for s in startup) for key in startup[0]},
+        "startup": {
+            key: statistics.median(s[key] for s in startup if key in s) for key in startup[0]
+        },
         "imports": imports,
         "load": [load_before, load_after],
+        "image": image,
     }
 
 
@@ -362,6 +371,14 @@ def report(result: dict[str, Any]) -> str:
         "start-up (`scorer check`, median): process start → model loaded "
         f"{s['to_model_loaded']:.2f}s; whole check {s['check_wall']:.2f}s wall, "
         f"{s['check_cpu']:.2f}s CPU, {s['check_rss_mb']:.0f} MB",
+        *(
+            [
+                f"start-up in image {result['image']} (mlflow-skinny, xgboost-cpu, HTTP registry):"
+                f" process start → model loaded {s['image_to_model_loaded']:.2f}s"
+            ]
+            if "image_to_model_loaded" in s
+            else []
+        ),
         "import time (cumulative, -X importtime): "
         + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result["imports"]),
         "",
@@ -390,18 +407,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-repeat", type=int, default=None, help="runs of the naive pipeline")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows, for CI")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--image", help="also time start-up in this image (e.g. scorer:test; needs docker)"
+    )
     args = parser.parse_args(argv)
     sizes = [QUICK_ROWS] if args.quick else args.rows
     results = []
     for rows in sizes:
         with tempfile.TemporaryDirectory(prefix="scorer-bench-") as workdir:
-            result = measure(
-                rows,
-                args.repeat,
-                args.naive_repeat or args.repeat,
-                Path(workdir),
-                quick=args.quick,
-            )
+            result = measure(rows, Path(workdir), args)
         print(report(result), flush=True)
         results.append(_jsonable(result))
     if args.json:

@@ -10,7 +10,8 @@ Fixtures:
     the parsed env file (``KIND_BIN``, ``KUBECTL_BIN``, ``KIND_NODE_IMAGE``, ...).
 ``kind_cluster``
     a ``pytest_kind.KindCluster`` created from the offline node image, with the
-    node Ready and the ``default`` ServiceAccount present; deleted at the end of
+    node Ready, the ``default`` ServiceAccount present and cluster DNS
+    (coredns) available; deleted at the end of
     the session unless ``--keep-cluster``.
 ``host_address_for_pods``
     the IPv4 gateway of the kind docker network: the docker host's address as
@@ -179,8 +180,21 @@ def kind_cluster(
             )
             return proc.returncode == 0, proc.stderr
 
+        def coredns_available() -> tuple[bool, str]:
+            out = cluster.kubectl(
+                "get",
+                "deployment",
+                "coredns",
+                "-n",
+                "kube-system",
+                "-o",
+                "jsonpath={.status.availableReplicas}",
+            )
+            return out.strip() not in {"", "0"}, f"availableReplicas={out!r}"
+
         _wait_for("node Ready", node_ready)
         _wait_for("the default ServiceAccount", default_sa)
+        _wait_for("cluster DNS (coredns available)", coredns_available)
         yield cluster
     finally:
         if not keep:

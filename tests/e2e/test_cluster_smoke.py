@@ -52,7 +52,12 @@ def host_tcp_server(host_address_for_pods: str) -> Iterator[tuple[str, int, str]
 PROBE_SCRIPT = r"""
 set -u
 echo "probe: started"
-echo "probe: dns $(getent hosts kubernetes.default.svc.cluster.local | awk '{print $1}')"
+for _ in $(seq 1 15); do
+  addr="$(getent hosts kubernetes.default.svc.cluster.local | awk '{print $1}')"
+  [ -n "$addr" ] && break
+  sleep 2
+done
+echo "probe: dns $addr"
 if exec 3<>/dev/tcp/kubernetes.default.svc/443; then echo "probe: service-tcp ok"; exec 3>&-; fi
 if exec 4<>/dev/tcp/$HOST_ADDR/$HOST_PORT; then read -r -t 10 line <&4; echo "probe: host $line"; fi
 """

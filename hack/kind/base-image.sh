@@ -5,7 +5,7 @@
 # Prints the docker image tag. Cached as a docker image and a saved tar.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-tag="scorer.local/kind-base:$KIND_VERSION-bookworm"
+tag="$IMAGE_PREFIX/kind-base:$KIND_VERSION-bookworm"
 saved="$KIND_CACHE/base/kind-base-$KIND_VERSION-bookworm.tar"
 if docker image inspect "$tag" >/dev/null 2>&1; then echo "$tag"; exit 0; fi
 if [[ -s "$saved" ]]; then

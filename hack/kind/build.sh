@@ -7,7 +7,7 @@
 #   source ~/.cache/scorer/kind.env
 #
 # Env overrides: K8S_VERSION, KIND_VERSION, K8S_GO_TOOLCHAIN, COREDNS_VERSION,
-# SCORER_CACHE, DEBIAN_MIRROR. Logs: ~/.cache/scorer/logs/.
+# SCORER_CACHE, SCORER_IMAGE_PREFIX, KIND_NODE_IMAGE, DEBIAN_MIRROR. Logs: ~/.cache/scorer/logs/.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 timings=()
@@ -25,7 +25,7 @@ stage kind "$HACK_KIND_DIR/tools.sh" kind >/dev/null
 stage kubernetes "$HACK_KIND_DIR/k8s-binaries.sh" >/dev/null
 ln -sf "$K8S_CACHE/bin/kubectl" "$BIN_DIR/kubectl"
 stage rootfs bash -c "'$HACK_KIND_DIR/rootfs.sh' node && '$HACK_KIND_DIR/rootfs.sh' tools" >/dev/null
-NODE_IMAGE="${KIND_NODE_IMAGE:-scorer.local/kind-node:$K8S_VERSION}"
+NODE_IMAGE="${KIND_NODE_IMAGE:-$IMAGE_PREFIX/kind-node:$K8S_VERSION}"
 NODE_IMAGE_TAR="$K8S_CACHE/kind-node-$K8S_VERSION.tar"
 # The base image and the component images only feed the node image: skip them
 # when the node image is cached (in docker or as a saved tar).
@@ -36,7 +36,7 @@ fi
 stage node-image "$HACK_KIND_DIR/node-image.sh" >/dev/null
 
 # A small general-purpose image for e2e probes (bash, getent, iproute2).
-PROBE_IMAGE="scorer.local/e2e-probe:bookworm"
+PROBE_IMAGE="$IMAGE_PREFIX/e2e-probe:bookworm"
 probe_image() {
   docker image inspect "$PROBE_IMAGE" >/dev/null 2>&1 && return 0
   docker import --change 'CMD ["/bin/bash"]' "$("$HACK_KIND_DIR/rootfs.sh" tools)" "$PROBE_IMAGE" >/dev/null

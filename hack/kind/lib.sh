@@ -8,6 +8,8 @@ K8S_VERSION="${K8S_VERSION:-v1.31.14}"
 # by GOTOOLCHAIN if the installed go is a different version).
 K8S_GO_TOOLCHAIN="${K8S_GO_TOOLCHAIN:-go1.23.12}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.11.3}"
+# Repository prefix of the images built here (base, node, e2e probe).
+IMAGE_PREFIX="${SCORER_IMAGE_PREFIX:-scorer.local}"
 
 SCORER_CACHE="${SCORER_CACHE:-$HOME/.cache/scorer}"
 BIN_DIR="$SCORER_CACHE/bin"

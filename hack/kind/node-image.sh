@@ -7,7 +7,7 @@
 # Prints the image tag. Cached as a docker image and a saved tar.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-tag="${KIND_NODE_IMAGE:-scorer.local/kind-node:$K8S_VERSION}"
+tag="${KIND_NODE_IMAGE:-$IMAGE_PREFIX/kind-node:$K8S_VERSION}"
 saved="$K8S_CACHE/kind-node-$K8S_VERSION.tar"
 if docker image inspect "$tag" >/dev/null 2>&1; then echo "$tag"; exit 0; fi
 if [[ -s "$saved" ]]; then

@@ -157,7 +157,10 @@ def test_defaults(base: Rendered) -> None:
                 "action": "FailJob",
                 "onExitCodes": {"containerName": "scorer", "operator": "In", "values": [2]},
             },
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+            },
         ]
     }
     assert base.pod["spec"]["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -203,7 +204,10 @@ def deployment(
         with closing(db.connect(database_url)) as conn:
             schema.migrate(conn, "scoring")
         load_features(database_url, "features.customers", synthetic_customers(CUSTOMERS, seed=21))
-        versions = tuple(register_versions(mlflow_uri, MODEL, synthetic_customers(2_000, seed=4)))
+        with warnings.catch_warnings():  # MLflow's own notes while logging a model
+            warnings.simplefilter("ignore")
+            customers = synthetic_customers(2_000, seed=4)
+            versions = tuple(register_versions(mlflow_uri, MODEL, customers))
         MlflowClient(mlflow_uri).set_registered_model_alias(MODEL, "champion", str(versions[0]))
 
         deployment = Deployment(

@@ -299,10 +299,16 @@ def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, 
         stage_rows = bench.stages(rows, repeat)
         imports = [] if quick else bench.import_times()
         if image:
-            from benchmarks.image import startup_in_image  # noqa: PLC0415 - needs docker
+            from benchmarks.image import measure_image  # noqa: PLC0415 - needs docker
 
-            startup[0]["image_to_model_loaded"] = startup_in_image(
-                image, bench.scorer_env("bench-image-check"), workdir, repeat
+            startup[0].update(
+                measure_image(
+                    image,
+                    bench.scorer_env(f"bench-image-{rows}"),
+                    bench.scorer_env(f"bench-image-{small}", "bench.features_quarter"),
+                    workdir,
+                    repeat,
+                )
             )
         load_after = os.getloadavg()
     finally:
@@ -373,8 +379,11 @@ def report(result: dict[str, Any]) -> str:
         f"{s['check_cpu']:.2f}s CPU, {s['check_rss_mb']:.0f} MB",
         *(
             [
-                f"start-up in image {result['image']} (mlflow-skinny, xgboost-cpu, HTTP registry):"
-                f" process start → model loaded {s['image_to_model_loaded']:.2f}s"
+                f"in image {result['image']} (mlflow-skinny, xgboost-cpu, HTTP registry): process"
+                f" start → model loaded {s['image_to_model_loaded']:.2f}s; `run` of {rows:,} rows"
+                f" {s['image_run_wall']:.2f}s ({rows / s['image_run_wall']:,.0f} rows/s, incl."
+                f" start-up), peak RSS {s['image_run_rss_mb']:.0f} MB at N,"
+                f" {s['image_quarter_rss_mb']:.0f} MB at N/4"
             ]
             if "image_to_model_loaded" in s
             else []

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 from pytest_postgresql.janitor import DatabaseJanitor
 
+CACHE = Path(os.environ.get("SCORER_CACHE") or Path.home() / ".cache" / "scorer")
+"""Where the hack/ scripts cache their builds (binaries under ``CACHE / "bin"``)."""
 DEFAULT_ADMIN_URL = "postgresql://scorer:scorer-test-pw@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,11 +16,13 @@ from typing import Any
 
 import yaml
 
+from tests.services import CACHE
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "scorer"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 ENV_VALUES = {env: ROOT / "deploy" / "values" / f"{env}.yaml" for env in ("dev", "staging", "prod")}
-DEFAULT_HELM = Path.home() / ".cache" / "scorer" / "bin" / "helm"
+DEFAULT_HELM = CACHE / "bin" / "helm"
 
 # The smallest valid set of values: everything else is the chart's defaults.
 BASE_VALUES: dict[str, Any] = {

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.chart.helm import CHART, ROOT
+from tests.services import CACHE
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 README = (CHART / "README.md").read_text()
@@ -64,7 +65,7 @@ def test_readme_mentions_the_deadline_warning_and_one_off_run() -> None:
 
 
 def test_readme_is_what_helm_docs_generates() -> None:
-    binary = Path(os.environ.get("HELM_DOCS_BIN") or Path.home() / ".cache/scorer/bin/helm-docs")
+    binary = Path(os.environ.get("HELM_DOCS_BIN") or CACHE / "bin" / "helm-docs")
     if not binary.is_file():
         pytest.skip("helm-docs not found: run `bash hack/helm.sh` (or set HELM_DOCS_BIN)")
     out = subprocess.run(

@@ -13,13 +13,14 @@ import pytest
 import yaml
 
 from tests.chart.helm import CHART, ENV_VALUES, ROOT, Helm, Rendered
+from tests.services import CACHE
 
 SKAFFOLD_YAML = ROOT / "skaffold.yaml"
 CONFIG: dict[str, Any] = yaml.safe_load(SKAFFOLD_YAML.read_text())
 
 
 def find_skaffold() -> Path | None:
-    candidate = Path(os.environ.get("SKAFFOLD_BIN") or Path.home() / ".cache/scorer/bin/skaffold")
+    candidate = Path(os.environ.get("SKAFFOLD_BIN") or CACHE / "bin" / "skaffold")
     if candidate.is_file():
         return candidate
     found = shutil.which("skaffold")

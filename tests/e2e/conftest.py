@@ -34,9 +34,9 @@ from pathlib import Path
 
 import pytest
 
-KIND_ENV_FILE = Path(
-    os.environ.get("SCORER_KIND_ENV", Path.home() / ".cache" / "scorer" / "kind.env")
-)
+from tests.services import CACHE
+
+KIND_ENV_FILE = Path(os.environ.get("SCORER_KIND_ENV") or CACHE / "kind.env")
 KIND_NETWORK = "kind"  # the docker network kind puts its nodes on
 READY_TIMEOUT_S = 300
 NODE_READY_JSONPATH = (

@@ -29,7 +29,7 @@ from benchmarks import fixtures
 from benchmarks.cluster import Cluster, server_cpu
 
 REPO = Path(__file__).resolve().parents[1]
-QUICK_ROWS = 60_000
+QUICK_ROWS = 40_000
 
 
 @dataclass

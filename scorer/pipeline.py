@@ -24,7 +24,7 @@ from scorer.errors import (
     ScorerError,
     TerminatedError,
 )
-from scorer.runs import Counts, RunRecord, trigger_of
+from scorer.runs import Counts, RunRecord
 from scorer.stats import ScoreStats, label
 
 log = structlog.get_logger("scorer")
@@ -135,8 +135,8 @@ class _RunState:
                 log.info("run.already_succeeded", detail="this run id already published")
                 return
             started_at = datetime.now(UTC)
-            record.open(prepared.model, started_at)
-            log.info("run.started", trigger=trigger_of(settings, started_at))
+            trigger = record.open(prepared.model, started_at)
+            log.info("run.started", trigger=trigger)
             try:
                 with timer.step("score"):
                     self._score(prepared, reader, writer, started_at)
@@ -144,8 +144,9 @@ class _RunState:
                 with timer.step("publish"):
                     finished = record.publish(self.counts, self.stats, timer.timings)
             except BaseException as exc:
-                record.fail(str(classify(exc)), self.counts, timer.timings)
-                raise
+                failure = classify(exc)
+                record.fail(str(failure), self.counts, timer.timings)
+                raise failure from exc
         log.info("run.published", finished_at=finished.isoformat())
 
     def _score(self, prepared: Prepared, reader: Any, writer: Any, started_at: datetime) -> None:
@@ -255,14 +256,6 @@ def _check_rejected(settings: RunSettings, counts: Counts) -> None:
         )
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ScorerError):
-        return str(exc)
-    if isinstance(exc, psycopg2.errors.UniqueViolation):
-        return "duplicate entity ids in the feature relation"
-    return f"{type(exc).__name__}: {exc}".strip()
-
-
 def classify(exc: BaseException) -> ScorerError:
     """Map any exception from a run to a ScorerError with the right exit code."""
     if isinstance(exc, ScorerError):
@@ -270,7 +263,8 @@ def classify(exc: BaseException) -> ScorerError:
     if isinstance(exc, KeyboardInterrupt):
         return TerminatedError("interrupted")
     if isinstance(exc, psycopg2.errors.UniqueViolation):
-        return PermanentError(_describe(exc))
+        return PermanentError("duplicate entity ids in the feature relation")
+    description = f"{type(exc).__name__}: {exc}".strip()
     if isinstance(exc, psycopg2.errors.DataError | psycopg2.errors.UndefinedColumn):
-        return PermanentError(_describe(exc))
-    return RetryableError(_describe(exc))
+        return PermanentError(description)
+    return RetryableError(description)

@@ -84,9 +84,13 @@ class RunRecord:
             row = cur.fetchone()
         return None if row is None else str(row[0])
 
-    def open(self, model: LoadedModel, started_at: datetime) -> None:
-        """Insert (or, on retry, reset) the row as ``running``, committed at once."""
+    def open(self, model: LoadedModel, started_at: datetime) -> str:
+        """Insert (or, on retry, reset) the row as ``running``, committed at once.
+
+        Returns the trigger recorded for the run.
+        """
         s, m = self._settings, self._resolved
+        trigger = trigger_of(s, started_at)
         values = {
             "run_id": s.run_id,
             "status": "running",
@@ -101,7 +105,7 @@ class RunRecord:
             "threshold": s.threshold,
             "snapshot": s.snapshot,
             "features_relation": s.features_table,
-            "trigger": trigger_of(s, started_at),
+            "trigger": trigger,
             "started_at": started_at,
             "scorer_version": __version__,
             "k8s_namespace": s.k8s_namespace,
@@ -125,6 +129,7 @@ class RunRecord:
                 values,
             )
         self._conn.autocommit = False
+        return trigger
 
     def publish(self, counts: Counts, stats: ScoreStats, timings: dict[str, float]) -> datetime:
         """Mark the run succeeded and commit: its predictions become visible together."""

@@ -209,6 +209,24 @@ class Helm:
         return out.split("\nNOTES:\n", 1)[1]
 
 
+def _resource_list(group_version: str, *resources: tuple[str, str]) -> dict[str, Any]:
+    """A discovery APIResourceList of namespaced (plural name, kind) resources."""
+    return {
+        "kind": "APIResourceList",
+        "groupVersion": group_version,
+        "resources": [
+            {
+                "name": name,
+                "singularName": kind.lower(),
+                "namespaced": True,
+                "kind": kind,
+                "verbs": ["get", "list", "create"],
+            }
+            for name, kind in resources
+        ],
+    }
+
+
 # What `helm install --dry-run=client` asks a cluster: its version and API discovery.
 _DISCOVERY: dict[str, Any] = {
     "/version": {"major": "1", "minor": "31", "gitVersion": "v1.31.0", "platform": "linux/amd64"},
@@ -224,34 +242,8 @@ _DISCOVERY: dict[str, Any] = {
             }
         ],
     },
-    "/api/v1": {
-        "kind": "APIResourceList",
-        "groupVersion": "v1",
-        "resources": [
-            {
-                "name": name,
-                "singularName": kind.lower(),
-                "namespaced": True,
-                "kind": kind,
-                "verbs": ["get", "list", "create"],
-            }
-            for name, kind in (("secrets", "Secret"), ("serviceaccounts", "ServiceAccount"))
-        ],
-    },
-    "/apis/batch/v1": {
-        "kind": "APIResourceList",
-        "groupVersion": "batch/v1",
-        "resources": [
-            {
-                "name": name,
-                "singularName": kind.lower(),
-                "namespaced": True,
-                "kind": kind,
-                "verbs": ["get", "list", "create"],
-            }
-            for name, kind in (("cronjobs", "CronJob"), ("jobs", "Job"))
-        ],
-    },
+    "/api/v1": _resource_list("v1", ("secrets", "Secret"), ("serviceaccounts", "ServiceAccount")),
+    "/apis/batch/v1": _resource_list("batch/v1", ("cronjobs", "CronJob"), ("jobs", "Job")),
 }
 
 

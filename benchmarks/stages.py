@@ -5,8 +5,8 @@
 - ``read-parse``: the scorer's reader (``features.stream``: COPY + numpy parse into chunks);
 - ``predict``: native ``Booster.inplace_predict`` on float32 chunks, one thread per core;
 - ``write-narrow``: binary COPY of narrow rows (entity, score, label) into an unindexed table;
-- ``write-wide``: the scorer's wide lineage rows into a copy of ``predictions`` without the PK;
-- ``write-scorer``: the scorer's writer (``sink``: wide lineage rows into ``predictions``, PK).
+- ``write-scorer``: the scorer's writer (``sink``: a run partition with the lineage as
+  defaults, narrow rows, primary key built after the load, attached to ``predictions``).
 
 Client CPU is this process's (all threads); server CPU is the cluster's process tree.
 """
@@ -39,7 +39,6 @@ STAGES = (
     "read-parse",
     "predict",
     "write-narrow",
-    "write-wide",
     "write-scorer",
 )
 _COPY_HEADER = features.COPY_SIGNATURE + bytes(8)
@@ -142,43 +141,31 @@ def write_narrow(url: str, rows: int, _model: str) -> Callable[[], None]:
     return run
 
 
-def _write_lineage(indexed: bool) -> Callable[[str, int, str], Callable[[], None]]:
-    target = "scoring.predictions" if indexed else "bench.wide"
+def write_scorer(url: str, rows: int, _model: str) -> Callable[[], None]:
+    conn = psycopg2.connect(url)
+    rng = np.random.default_rng(3)
+    counter = iter(range(1_000_000))
 
-    def factory(url: str, rows: int, _model: str) -> Callable[[], None]:
-        conn = psycopg2.connect(url)
-        rng = np.random.default_rng(3)
-        statement = sink.copy_sql("scoring").replace('"scoring".predictions', target)
-        counter = iter(range(1_000_000))
+    def run() -> None:
+        lineage = sink.Lineage(
+            run_id=f"run-20250101T000000Z-bench{next(counter):02d}",
+            model_name="bench",
+            model_version=1,
+            snapshot="2025-01-01",
+            scored_at=datetime.now(UTC),
+        )
+        partition = sink.RunPartition("scoring", lineage)
+        with conn.cursor() as cur:
+            partition.create(cur)
+            for start, size in _chunks(rows):
+                scores = rng.random(size)
+                ids = np.arange(start + 1, start + size + 1, dtype=np.int64)
+                labels = (scores >= 0.5).astype(np.int16)
+                sink.write(cur, partition.copy_statement, sink.encode(ids, scores, labels))
+            partition.attach(cur)
+        conn.commit()
 
-        def run() -> None:
-            with conn.cursor() as cur:
-                if indexed:
-                    cur.execute("TRUNCATE scoring.predictions")
-                else:
-                    cur.execute("DROP TABLE IF EXISTS bench.wide")
-                    cur.execute("CREATE TABLE bench.wide (LIKE scoring.predictions)")  # no PK
-            conn.commit()
-            encoder = sink.PredictionEncoder(
-                sink.Lineage(
-                    run_id=f"run-20250101T000000Z-bench{next(counter):02d}",
-                    model_name="bench",
-                    model_version=1,
-                    snapshot="2025-01-01",
-                    scored_at=datetime.now(UTC),
-                )
-            )
-            with conn.cursor() as cur:
-                for start, size in _chunks(rows):
-                    scores = rng.random(size)
-                    ids = np.arange(start + 1, start + size + 1, dtype=np.int64)
-                    labels = (scores >= 0.5).astype(np.int16)
-                    sink.write(cur, statement, encoder.encode(ids, scores, labels))
-            conn.commit()
-
-        return run
-
-    return factory
+    return run
 
 
 _FACTORIES: dict[str, Callable[[str, int, str], Callable[[], None]]] = {
@@ -187,8 +174,7 @@ _FACTORIES: dict[str, Callable[[str, int, str], Callable[[], None]]] = {
     "read-parse": read_parse,
     "predict": predict,
     "write-narrow": write_narrow,
-    "write-wide": _write_lineage(indexed=False),
-    "write-scorer": _write_lineage(indexed=True),
+    "write-scorer": write_scorer,
 }
 
 

@@ -137,10 +137,13 @@ class _RunState:
             started_at = datetime.now(UTC)
             trigger = record.open(prepared.model, started_at)
             log.info("run.started", trigger=trigger)
+            partition = _partition(settings, prepared, started_at)
             try:
                 with timer.step("score"):
-                    self._score(prepared, reader, writer, started_at)
+                    self._score(prepared, reader, writer, partition)
                 _check_rejected(settings, self.counts)
+                with timer.step("index"), writer.cursor() as cur:
+                    partition.attach(cur)
                 with timer.step("publish"):
                     finished = record.publish(self.counts, self.stats, timer.timings)
             except BaseException as exc:
@@ -149,19 +152,14 @@ class _RunState:
                 raise failure from exc
         log.info("run.published", finished_at=finished.isoformat())
 
-    def _score(self, prepared: Prepared, reader: Any, writer: Any, started_at: datetime) -> None:
+    def _score(
+        self, prepared: Prepared, reader: Any, writer: Any, partition: sink.RunPartition
+    ) -> None:
         """Stream, predict and COPY; reading, predicting and writing overlap in three threads."""
         settings, counts = self.settings, self.counts
-        encoder = sink.PredictionEncoder(
-            sink.Lineage(
-                run_id=settings.run_id,
-                model_name=prepared.resolved.name,
-                model_version=prepared.resolved.version,
-                snapshot=settings.snapshot,
-                scored_at=started_at,
-            )
-        )
-        with _Writer(writer, sink.copy_sql(settings.target_schema)) as send:
+        with writer.cursor() as cur:
+            partition.create(cur)
+        with _Writer(writer, partition.copy_statement) as send:
             begin = last = time.perf_counter()
             for chunk in features.stream(reader, prepared.plan, settings.chunk_rows):
                 counts.read += chunk.read
@@ -170,7 +168,7 @@ class _RunState:
                     scores = prepared.model.predict(chunk.features)
                     labels = label(scores, settings.threshold)
                     self.stats.add(scores, labels)
-                    send(encoder.encode(chunk.ids, scores, labels))
+                    send(sink.encode(chunk.ids, scores, labels))
                     counts.scored += int(chunk.ids.size)
                 now = time.perf_counter()
                 if now - last >= _PROGRESS_EVERY_SECONDS or counts.read == chunk.read:
@@ -247,6 +245,20 @@ class _Writer:
             raise self._failure[0]
 
 
+def _partition(
+    settings: RunSettings, prepared: Prepared, started_at: datetime
+) -> sink.RunPartition:
+    """The table this run loads, with its lineage constants."""
+    lineage = sink.Lineage(
+        run_id=settings.run_id,
+        model_name=prepared.resolved.name,
+        model_version=prepared.resolved.version,
+        snapshot=settings.snapshot,
+        scored_at=started_at,
+    )
+    return sink.RunPartition(settings.target_schema, lineage)
+
+
 def _check_rejected(settings: RunSettings, counts: Counts) -> None:
     ratio = counts.rejected / counts.read if counts.read else 0.0
     if ratio > settings.max_rejected_ratio:
@@ -265,6 +277,11 @@ def classify(exc: BaseException) -> ScorerError:
     if isinstance(exc, psycopg2.errors.UniqueViolation):
         return PermanentError("duplicate entity ids in the feature relation")
     description = f"{type(exc).__name__}: {exc}".strip()
-    if isinstance(exc, psycopg2.errors.DataError | psycopg2.errors.UndefinedColumn):
+    permanent = (
+        psycopg2.errors.DataError,
+        psycopg2.errors.UndefinedColumn,
+        psycopg2.errors.InsufficientPrivilege,
+    )
+    if isinstance(exc, permanent):
         return PermanentError(description)
     return RetryableError(description)

@@ -16,7 +16,8 @@ from scorer.identifiers import quote_identifier
 log = structlog.get_logger("scorer.schema")
 
 _MIGRATIONS: tuple[str, ...] = (
-    # 1: runs, predictions and the consumer view.
+    # 1: runs, predictions (one partition per run, attached when the run publishes; see
+    # ``scorer.sink``) and the consumer view.
     """
     CREATE TABLE {s}.scoring_runs (
         run_id                text PRIMARY KEY,
@@ -65,7 +66,7 @@ _MIGRATIONS: tuple[str, ...] = (
         snapshot      text NOT NULL,
         scored_at     timestamptz NOT NULL,
         PRIMARY KEY (run_id, entity_id)
-    );
+    ) PARTITION BY LIST (run_id);
     CREATE VIEW {s}.latest_predictions AS
     SELECT p.*
     FROM {s}.predictions AS p

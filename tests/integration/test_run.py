@@ -16,6 +16,7 @@ import xgboost
 from mlflow import MlflowClient
 
 from scorer.demo import FEATURES, load_features, synthetic_customers
+from scorer.sink import partition_name
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
 
@@ -44,6 +45,17 @@ def prediction_count(url: str, run_id: str) -> int:
             url, "SELECT count(*) FROM scoring.predictions WHERE run_id = %s", (run_id,)
         )[0][0]
     )
+
+
+def partition_bound(url: str, run_id: str) -> str | None:
+    """The run's partition bound if its table exists (attached or not), else None."""
+    rows = services.query(
+        url,
+        "SELECT coalesce(pg_get_expr(c.relpartbound, c.oid), 'detached') FROM pg_class c"
+        " WHERE c.oid = to_regclass(%s)",
+        (f"scoring.{partition_name(run_id)}",),
+    )
+    return str(rows[0][0]) if rows else None
 
 
 def latest_runs(url: str) -> set[str]:
@@ -351,6 +363,7 @@ def test_rejected_rows_are_counted_and_the_ratio_enforced(
     assert row["status"] == "failed"
     assert row["rows_rejected"] == rejected
     assert prediction_count(postgres_url, strict_id) == 0
+    assert partition_bound(postgres_url, strict_id) is None
 
     lenient_id = new_run_id("dirty-ok")
     lenient = services.run_scorer(
@@ -361,6 +374,60 @@ def test_rejected_rows_are_counted_and_the_ratio_enforced(
     assert row is not None
     assert (row["rows_read"], row["rows_rejected"]) == (CUSTOMERS, rejected)
     assert prediction_count(postgres_url, lenient_id) == CUSTOMERS - rejected
+
+
+def test_duplicate_entity_ids_fail_permanently_and_leave_no_table(
+    scorer_env: dict[str, str], postgres_url: str
+) -> None:
+    services.execute(
+        postgres_url,
+        "CREATE OR REPLACE VIEW features.customers_doubled AS SELECT * FROM features.customers"
+        " UNION ALL SELECT * FROM features.customers WHERE customer_id <= 10",
+    )
+    run_id = new_run_id("doubled")
+    env = {**scorer_env, "SCORER_FEATURES_TABLE": "features.customers_doubled"}
+    result = services.run_scorer({**env, "SCORER_RUN_ID": run_id}, "run")
+    assert result.returncode == 2, result.stdout
+    last = services.json_lines(result.stdout)[-1]
+    assert (last["event"], last["exit_code"]) == ("run.failed", 2)
+    assert "duplicate entity ids" in last["error"]
+    row = run_row(postgres_url, run_id)
+    assert row is not None
+    assert row["status"] == "failed"
+    assert prediction_count(postgres_url, run_id) == 0
+    assert partition_bound(postgres_url, run_id) is None
+
+
+def test_a_role_that_does_not_own_predictions_fails_permanently(
+    scorer_env: dict[str, str], postgres_url: str
+) -> None:
+    role = f"scorer_writer_{uuid.uuid4().hex[:8]}"
+    dbname = services.urlsplit(postgres_url).path.lstrip("/")
+    services.execute(postgres_url, f"CREATE ROLE {role} LOGIN PASSWORD 'writer-pw'")
+    try:
+        services.execute(
+            postgres_url,
+            f"GRANT CONNECT, TEMPORARY ON DATABASE {dbname} TO {role};"
+            f" GRANT USAGE ON SCHEMA features TO {role};"
+            f" GRANT SELECT ON ALL TABLES IN SCHEMA features TO {role};"
+            f" GRANT USAGE, CREATE ON SCHEMA scoring TO {role};"
+            f" GRANT ALL ON ALL TABLES IN SCHEMA scoring TO {role}",
+        )
+        parts = services.urlsplit(postgres_url)
+        url = parts._replace(netloc=f"{role}:writer-pw@{parts.hostname}:{parts.port}").geturl()
+        run_id = new_run_id("not-owner")
+        result = services.run_scorer(
+            {**scorer_env, "SCORER_DATABASE_URL": url, "SCORER_RUN_ID": run_id}, "run"
+        )
+        assert result.returncode == 2, result.stdout
+        last = services.json_lines(result.stdout)[-1]
+        assert "must be owner of table predictions" in last["error"]
+        row = run_row(postgres_url, run_id)
+        assert row is not None
+        assert row["status"] == "failed"
+        assert partition_bound(postgres_url, run_id) is None
+    finally:
+        services.execute(postgres_url, f"DROP OWNED BY {role}; DROP ROLE {role}")
 
 
 def test_concurrent_run_for_the_same_model_and_snapshot_is_refused(
@@ -451,6 +518,7 @@ def test_killed_run_leaves_nothing_visible_and_its_retry_is_exact(
     row = run_row(postgres_url, run_id)
     assert row is not None
     assert prediction_count(postgres_url, run_id) == 0
+    assert partition_bound(postgres_url, run_id) is None  # not even an unattached table
     assert run_id not in latest_runs(postgres_url)
     if signum == signal.SIGTERM:
         assert code == 1
@@ -473,6 +541,7 @@ def test_killed_run_leaves_nothing_visible_and_its_retry_is_exact(
         (run_id,),
     )
     assert distinct == [(BIG_ROWS,)]
+    assert partition_bound(postgres_url, run_id) == f"FOR VALUES IN ('{run_id}')"
 
     again = services.run_scorer({**env, "SCORER_RUN_ID": run_id}, "run")
     assert again.returncode == 0

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import struct
-from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 
 from scorer.features import COPY_SIGNATURE, FeaturePlan, parse_rows
 from scorer.identifiers import Relation
-from scorer.sink import Lineage, PredictionEncoder
+from scorer.sink import encode, partition_name
 
 
 def feature_row(entity: int, bad: bool, values: list[float]) -> bytes:
@@ -36,36 +36,40 @@ def test_parse_rows_rejects_flagged_and_infinite_rows() -> None:
 
 
 def test_prediction_rows_match_the_binary_copy_format() -> None:
-    scored_at = datetime(2000, 1, 2, 0, 0, 1, 5, tzinfo=UTC)
-    encoder = PredictionEncoder(Lineage("run-1", "churn", 3, "2026-11-27", scored_at))
-    payload = encoder.encode(
+    payload = encode(
         np.array([7, 8], dtype=np.int64),
         np.array([0.25, 0.75]),
         np.array([0, 1], dtype=np.int16),
     )
     header = COPY_SIGNATURE + struct.pack(">ii", 0, 0)
-    micros = 86_400 * 1_000_000 + 1_000_000 + 5
 
     def row(entity: int, score: float, label: int) -> bytes:
-        return (
-            struct.pack(">h", 8)
-            + struct.pack(">i", 5)
-            + b"run-1"
-            + struct.pack(">iq", 8, entity)
-            + struct.pack(">id", 8, score)
-            + struct.pack(">ih", 2, label)
-            + struct.pack(">i", 5)
-            + b"churn"
-            + struct.pack(">ii", 4, 3)
-            + struct.pack(">i", 10)
-            + b"2026-11-27"
-            + struct.pack(">iq", 8, micros)
-        )
+        return struct.pack(">hiqidih", 3, 8, entity, 8, score, 2, label)
 
     assert payload == header + row(7, 0.25, 0) + row(8, 0.75, 1) + b"\xff\xff"
 
 
-def test_unicode_lineage_is_encoded_by_byte_length() -> None:
-    encoder = PredictionEncoder(Lineage("r", "churn-ü", 1, "s", datetime(2026, 1, 1, tzinfo=UTC)))
-    payload = encoder.encode(np.array([1]), np.array([0.5]), np.array([1], dtype=np.int16))
-    assert struct.pack(">i", len("churn-ü".encode())) + "churn-ü".encode() in payload
+def test_an_empty_chunk_is_a_valid_copy_stream() -> None:
+    payload = encode(np.array([], dtype=np.int64), np.array([]), np.array([], dtype=np.int16))
+    assert payload == COPY_SIGNATURE + struct.pack(">ii", 0, 0) + b"\xff\xff"
+
+
+@pytest.mark.parametrize(
+    ("run_id", "readable"),
+    [
+        ("scorer-prod-29123456", "predictions_scorer_prod_29123456_"),
+        ("Run 7/Ü", "predictions_run_7_"),
+        ("x" * 200, "predictions_" + "x" * 40 + "_"),
+    ],
+)
+def test_partition_names_are_readable_and_fit_an_identifier(run_id: str, readable: str) -> None:
+    name = partition_name(run_id)
+    assert name.startswith(readable)
+    assert len(name) == len(readable) + 8
+    assert len(name.encode()) <= 63
+
+
+def test_partition_names_differ_when_run_ids_differ_only_in_punctuation() -> None:
+    assert partition_name("a-b") != partition_name("a_b")
+    assert partition_name("ü") != partition_name("é")
+    assert partition_name("ü").startswith("predictions_")

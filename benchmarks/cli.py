@@ -298,18 +298,11 @@ def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, 
                 print(f"# naive run {attempt + 1}: {naive[-1].wall:.2f}s", flush=True)
         stage_rows = bench.stages(rows, repeat)
         imports = [] if quick else bench.import_times()
+        in_image: dict[str, Any] = {}
         if image:
             from benchmarks.image import measure_image  # noqa: PLC0415 - needs docker
 
-            startup[0].update(
-                measure_image(
-                    image,
-                    bench.scorer_env(f"bench-image-{rows}"),
-                    bench.scorer_env(f"bench-image-{small}", "bench.features_quarter"),
-                    workdir,
-                    repeat,
-                )
-            )
+            in_image = measure_image(image, bench, rows, small, repeat)
         load_after = os.getloadavg()
     finally:
         cluster.stop()
@@ -326,6 +319,17 @@ def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, 
         "imports": imports,
         "load": [load_before, load_after],
         "image": image,
+        **(
+            {
+                "image_startup": in_image["to_model_loaded"],
+                "image_scorer": _from_samples(f"scorer run in {image}", rows, in_image["run"]),
+                "image_quarter": _from_samples(
+                    f"scorer run in {image}, N/4 rows", small, in_image["quarter"]
+                ),
+            }
+            if in_image
+            else {}
+        ),
     }
 
 
@@ -336,16 +340,33 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
     limits = [stages[name] for name in ("read", "predict", "write-narrow")]
     slowest = min(limits, key=lambda f: f.rows_per_s)
     stage_cpu = sum(f.cpu_per_m for f in limits)
+    scorer_stage_cpu = (
+        stage_cpu - stages["write-narrow"].cpu_per_m + stages["write-scorer"].cpu_per_m
+    )
     startup_cpu_per_m = result["startup"]["check_cpu"] * 1e6 / scorer.rows
-    cores = os.cpu_count() or 1
-    return {
+    out = {
         "scorer_over_naive": scorer.rows_per_s / result["naive"].rows_per_s,
         "scorer_over_slowest_stage": scorer.rows_per_s / slowest.rows_per_s,
         "e2e_cpu_over_stage_cpu": scorer.cpu_per_m / stage_cpu,
         "e2e_cpu_minus_startup_over_stage_cpu": (scorer.cpu_per_m - startup_cpu_per_m) / stage_cpu,
-        "e2e_wall_over_cpu_per_core": scorer.wall / (scorer.cpu_per_m * scorer.rows / 1e6 / cores),
-        "rss_n_over_rss_quarter": scorer.max_rss_mb / result["scorer_quarter"].max_rss_mb,  # type: ignore[operator]
+        "e2e_cpu_minus_startup_over_stage_cpu_with_scorer_write": (
+            (scorer.cpu_per_m - startup_cpu_per_m) / scorer_stage_cpu
+        ),
+        "e2e_wall_over_cpu_per_core": _wall_over_cpu_per_core(scorer),
+        "rss_n_over_rss_quarter": scorer.max_rss_mb / result["scorer_quarter"].max_rss_mb,
     }
+    if "image_scorer" in result:
+        image: Figure = result["image_scorer"]
+        out |= {
+            "image_over_naive": image.rows_per_s / result["naive"].rows_per_s,
+            "image_wall_over_cpu_per_core": _wall_over_cpu_per_core(image),
+            "image_rss_n_over_rss_quarter": image.max_rss_mb / result["image_quarter"].max_rss_mb,
+        }
+    return out
+
+
+def _wall_over_cpu_per_core(f: Figure) -> float:
+    return f.wall / (f.cpu_per_m * f.rows / 1e6 / (os.cpu_count() or 1))
 
 
 def report(result: dict[str, Any]) -> str:
@@ -362,6 +383,7 @@ def report(result: dict[str, Any]) -> str:
     figures = [
         result["scorer"],
         result["scorer_quarter"],
+        *[result[key] for key in ("image_scorer", "image_quarter") if key in result],
         result["naive"],
         *result["stages"].values(),
     ]
@@ -380,12 +402,9 @@ def report(result: dict[str, Any]) -> str:
         *(
             [
                 f"in image {result['image']} (mlflow-skinny, xgboost-cpu, HTTP registry): process"
-                f" start → model loaded {s['image_to_model_loaded']:.2f}s; `run` of {rows:,} rows"
-                f" {s['image_run_wall']:.2f}s ({rows / s['image_run_wall']:,.0f} rows/s, incl."
-                f" start-up), peak RSS {s['image_run_rss_mb']:.0f} MB at N,"
-                f" {s['image_quarter_rss_mb']:.0f} MB at N/4"
+                f" start → model loaded {result['image_startup']:.2f}s (median)"
             ]
-            if "image_to_model_loaded" in s
+            if "image_startup" in result
             else []
         ),
         "import time (cumulative, -X importtime): "
@@ -398,8 +417,9 @@ def report(result: dict[str, Any]) -> str:
 
 def _jsonable(result: dict[str, Any]) -> dict[str, Any]:
     out = dict(result)
-    for key in ("scorer", "scorer_quarter", "naive"):
-        out[key] = asdict(result[key])
+    for key in ("scorer", "scorer_quarter", "naive", "image_scorer", "image_quarter"):
+        if key in result:
+            out[key] = asdict(result[key])
     out["stages"] = {name: asdict(f) for name, f in result["stages"].items()}
     out["ratios"] = ratios(result)
     return out

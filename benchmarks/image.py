@@ -1,8 +1,10 @@
-"""Start-up in the shipped image: ``docker run IMAGE check`` against an ``mlflow server``.
+"""The scorer as shipped: ``docker run IMAGE`` against an ``mlflow server``.
 
 The development environment carries full MLflow and scikit-learn (``import xgboost`` then
 imports scikit-learn and SciPy); the image carries mlflow-skinny and xgboost-cpu only, and
-production resolves through an HTTP registry. This measures that configuration.
+production resolves through an HTTP registry. This measures that configuration: start-up
+(``check``) and ``run`` at N and N/4 rows, with the container's CPU and peak RSS (rusage of
+the scorer process inside it) and the server's CPU (its process tree on this host).
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
+import time
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
+from typing import Any
 
-from benchmarks import fixtures
+from benchmarks import cluster, fixtures
+from benchmarks.cli import Bench, Sample
 from tests.services import mlflow_server
 
 _ENV = (
@@ -27,24 +32,26 @@ _ENV = (
 )
 
 
-def measure_image(
-    image: str, env: dict[str, str], quarter_env: dict[str, str], workdir: Path, repeat: int
-) -> dict[str, float]:
-    """Start-up, and ``run`` at N and N/4 rows, in ``image`` against an HTTP registry."""
+def measure_image(image: str, bench: Bench, rows: int, small: int, repeat: int) -> dict[str, Any]:
+    """Start-up, and ``run`` at ``rows`` and ``small`` rows, in ``image`` (HTTP registry)."""
+    env = bench.scorer_env(f"bench-image-{rows}")
+    quarter_env = bench.scorer_env(f"bench-image-{small}", "bench.features_quarter")
+    workdir = bench.workdir
+
+    def server_cpu() -> float:
+        return cluster.server_cpu(bench.cluster.postmaster)
+
     with mlflow_server(workdir / "mlflow-server") as uri:
         (workdir / "http-model").mkdir()
         fixtures.register_model(uri, workdir / "http-model")
         env = {**env, "MLFLOW_TRACKING_URI": uri}
         quarter_env = {**quarter_env, "MLFLOW_TRACKING_URI": uri}
         startup = _startup(image, env, repeat)
-        full = run_in_image(image, env, repeat)
-        quarter = run_in_image(image, quarter_env, repeat)
-    return {
-        "image_to_model_loaded": startup,
-        "image_run_wall": statistics.median(wall for wall, _ in full),
-        "image_run_rss_mb": max(rss for _, rss in full),
-        "image_quarter_rss_mb": max(rss for _, rss in quarter),
-    }
+        full, quarter = [], []
+        for attempt in range(repeat):  # interleaved, like the runs outside the image
+            full.append(run_in_image(image, env, attempt, server_cpu))
+            quarter.append(run_in_image(image, quarter_env, attempt, server_cpu))
+    return {"to_model_loaded": startup, "run": full, "quarter": quarter}
 
 
 def _startup(image: str, env: dict[str, str], repeat: int) -> float:
@@ -72,21 +79,20 @@ _MEASURE = (
 )
 
 
-def run_in_image(image: str, env: dict[str, str], repeat: int) -> list[tuple[float, float]]:
-    """(wall seconds, peak RSS MB) of ``scorer run`` in the image, ``repeat`` times.
-
-    ``env`` must name an HTTP registry; each run needs its own SCORER_RUN_ID (suffixed here).
-    """
-    samples: list[tuple[float, float]] = []
-    for attempt in range(repeat):
-        args = ["docker", "run", "--rm", "--network", "host", "--entrypoint", "python"]
-        for name in _ENV:
-            value = env[name] + (f"-{attempt}" if name == "SCORER_RUN_ID" else "")
-            args += ["-e", f"{name}={value}"]
-        args += [image, "-c", _MEASURE]
-        result = subprocess.run(args, capture_output=True, text=True, check=True, timeout=900)
-        code, wall, rss, _cpu = result.stdout.split()
-        if code != "0":
-            raise RuntimeError(f"scorer run in {image} exited {code}")
-        samples.append((float(wall), float(rss)))
-    return samples
+def run_in_image(
+    image: str, env: dict[str, str], attempt: int, server_cpu: Callable[[], float]
+) -> Sample:
+    """One ``scorer run`` in the image; ``env`` names an HTTP registry and a run id to suffix."""
+    args = ["docker", "run", "--rm", "--network", "host", "--entrypoint", "python"]
+    for name in _ENV:
+        value = env[name] + (f"-{attempt}" if name == "SCORER_RUN_ID" else "")
+        args += ["-e", f"{name}={value}"]
+    args += [image, "-c", _MEASURE]
+    server = server_cpu()
+    result = subprocess.run(args, capture_output=True, text=True, check=True, timeout=900)
+    time.sleep(0.3)  # the postmaster reaps the run's backends
+    server = server_cpu() - server
+    code, wall, rss, cpu = result.stdout.split()
+    if code != "0":
+        raise RuntimeError(f"scorer run in {image} exited {code}")
+    return Sample(float(wall), float(cpu), server, float(rss), "")

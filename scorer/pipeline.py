@@ -75,7 +75,12 @@ def prepare(settings: RunSettings, writer: Any, timer: Timer) -> Prepared:
         schema.require_migrated(writer, settings.target_schema)
     with timer.step("load"):
         model = registry.load(resolved, settings.tracking_uri)
-    log.info("model.loaded", flavor=model.flavor, features=len(model.feature_names))
+    log.info(
+        "model.loaded",
+        flavor=model.flavor,
+        features=len(model.feature_names),
+        predict_threads=model.threads,
+    )
     with timer.step("check"):
         plan = features.plan(writer, settings.features, settings.entity_column, model.feature_names)
     log.info("features.checked", relation=str(plan.relation), columns=len(plan.features))

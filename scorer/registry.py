@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from scorer import cpus
 from scorer.errors import (
     ModelNotFoundError,
     PermanentError,
@@ -68,6 +68,7 @@ class LoadedModel:
     feature_names: tuple[str, ...]
     predict: Callable[[Features], Scores]
     signature: list[dict[str, Any]]
+    threads: int | None = None  # the native booster's predict threads (pyfunc: its own)
 
 
 @contextmanager
@@ -165,11 +166,14 @@ def load(resolved: ResolvedModel, tracking_uri: str | None) -> LoadedModel:
     meta = Model.load(str(path))
     names = _signature_names(meta)
     if "xgboost" in meta.flavors:
-        booster = _load_booster(path, meta.flavors["xgboost"])
+        threads = cpus.available()
+        booster = _load_booster(path, meta.flavors["xgboost"], threads)
         names = names or tuple(booster.feature_names or ())
         if not names:
             raise SchemaMismatchError(f"{resolved.uri} has neither a signature nor feature names")
-        return LoadedModel("xgboost", names, _booster_scores(booster), _signature(meta, names))
+        return LoadedModel(
+            "xgboost", names, _booster_scores(booster), _signature(meta, names), threads
+        )
     if not names:
         raise SchemaMismatchError(f"{resolved.uri} has no input signature with column names")
     pyfunc = mlflow.pyfunc.load_model(str(path))
@@ -192,12 +196,12 @@ def _signature_names(meta: Any) -> tuple[str, ...]:
     return tuple(str(name) for name in signature.inputs.input_names())
 
 
-def _load_booster(path: Path, flavor: dict[str, Any]) -> Any:
+def _load_booster(path: Path, flavor: dict[str, Any], threads: int) -> Any:
     import xgboost  # noqa: PLC0415 - keep start-up light
 
     booster = xgboost.Booster()
     booster.load_model(str(path / flavor["data"]))
-    booster.set_param({"nthread": os.cpu_count() or 1})
+    booster.set_param({"nthread": threads})
     return booster
 
 

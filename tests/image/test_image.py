@@ -128,10 +128,14 @@ print("ok")
     assert result.stdout.strip().endswith("ok")
 
 
-def test_check_against_real_services(image: str, scorer_env: dict[str, str]) -> None:
-    result = docker_run(image, "check", env=scorer_env, docker_args=("--network", "host"))
+@pytest.mark.parametrize(("cpus", "threads"), [((), os.cpu_count()), (("--cpus", "1"), 1)])
+def test_check_against_real_services_sizes_threads_by_the_cpu_limit(
+    image: str, scorer_env: dict[str, str], cpus: tuple[str, ...], threads: int
+) -> None:
+    result = docker_run(image, "check", env=scorer_env, docker_args=("--network", "host", *cpus))
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    json_events(result.stdout)
+    loaded = [e for e in json_events(result.stdout) if e["event"] == "model.loaded"]
+    assert [e["predict_threads"] for e in loaded] == [threads]
 
 
 def test_check_unknown_model_is_permanent(image: str, scorer_env: dict[str, str]) -> None:

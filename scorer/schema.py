@@ -67,15 +67,21 @@ _MIGRATIONS: tuple[str, ...] = (
         scored_at     timestamptz NOT NULL,
         PRIMARY KEY (run_id, entity_id)
     ) PARTITION BY LIST (run_id);
+    -- A nested loop over each model's latest run, so run-time partition pruning reads only
+    -- that run's partition (OFFSET 0 keeps the planner from flattening it into a hash join
+    -- over every partition); model_name comes from the run, so a filter on it is pushed down.
     CREATE VIEW {s}.latest_predictions AS
-    SELECT p.*
-    FROM {s}.predictions AS p
-    JOIN (
-        SELECT DISTINCT ON (model_name) run_id
+    SELECT p.run_id, p.entity_id, p.score, p.label, latest.model_name, p.model_version,
+           p.snapshot, p.scored_at
+    FROM (
+        SELECT DISTINCT ON (model_name) run_id, model_name
         FROM {s}.scoring_runs
         WHERE status = 'succeeded'
         ORDER BY model_name, finished_at DESC, run_id DESC
-    ) AS latest USING (run_id);
+    ) AS latest
+    CROSS JOIN LATERAL (
+        SELECT * FROM {s}.predictions AS p WHERE p.run_id = latest.run_id OFFSET 0
+    ) AS p;
     """,
 )
 

@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
+from typing import Any
 
 import mlflow.xgboost
 import numpy as np
@@ -583,3 +584,36 @@ def test_latest_predictions_switches_only_when_a_run_succeeds(
     )
     assert versions == [(churn_model.production,)]
     assert prediction_count(postgres_url, first_id) == CUSTOMERS
+
+
+def partitions_read(plan: dict[str, Any]) -> set[str]:
+    """Partitions of ``predictions`` an EXPLAIN ANALYZE plan actually scanned."""
+    read: set[str] = set()
+    if plan.get("Relation Name", "").startswith("predictions_") and plan.get("Actual Loops"):
+        read.add(plan["Relation Name"])
+    for child in plan.get("Plans", []):
+        read |= partitions_read(child)
+    return read
+
+
+def test_latest_predictions_reads_only_the_latest_partition(
+    scorer_env: dict[str, str], postgres_url: str, churn_model: ChurnModel
+) -> None:
+    env = {**scorer_env, "SCORER_SNAPSHOT": "pruning"}
+    run_ids = [new_run_id("pruning"), new_run_id("pruning")]
+    for run_id in run_ids:
+        assert services.run_scorer({**env, "SCORER_RUN_ID": run_id}, "run").returncode == 0
+    assert len(services.query(postgres_url, "SELECT 1 FROM pg_inherits")) >= len(run_ids)
+    ((explained,),) = services.query(
+        postgres_url,
+        "EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM scoring.latest_predictions"
+        " WHERE model_name = %s",
+        (churn_model.name,),
+    )
+    assert partitions_read(explained[0]["Plan"]) == {partition_name(run_ids[-1])}
+    ((count,),) = services.query(
+        postgres_url,
+        "SELECT count(*) FROM scoring.latest_predictions WHERE model_name = %s",
+        (churn_model.name,),
+    )
+    assert count == CUSTOMERS

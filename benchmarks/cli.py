@@ -1,8 +1,9 @@
-"""``python -m benchmarks [--rows N] [--repeat R] [--quick] [--json PATH]``.
+"""``python -m benchmarks [--rows N] [--repeat R] [--quick] [--image IMAGE] [--json PATH]``.
 
 Sets up a throwaway PostgreSQL cluster and a sqlite MLflow registry, then measures, each as
 the median of R runs in child processes: the scorer's ``run`` end to end (at N rows and at
-N/4 rows, for memory flatness), the naive pipeline, the stages alone and the start-up.
+N/4 rows, for memory flatness), the naive pipeline, the stages alone and the start-up; with
+``--image``, the scorer's ``run`` and start-up in that image too.
 """
 
 from __future__ import annotations
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows, for CI")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument(
-        "--image", help="also time start-up in this image (e.g. scorer:test; needs docker)"
+        "--image", help="also measure the scorer in this image (e.g. scorer:dev; needs docker)"
     )
     args = parser.parse_args(argv)
     sizes = [QUICK_ROWS] if args.quick else args.rows

@@ -16,8 +16,7 @@ from scorer.identifiers import quote_identifier
 log = structlog.get_logger("scorer.schema")
 
 _MIGRATIONS: tuple[str, ...] = (
-    # 1: runs, predictions (one partition per run, attached when the run publishes; see
-    # ``scorer.sink``) and the consumer view.
+    # 1: runs, predictions and the consumer view.
     """
     CREATE TABLE {s}.scoring_runs (
         run_id                text PRIMARY KEY,
@@ -66,10 +65,46 @@ _MIGRATIONS: tuple[str, ...] = (
         snapshot      text NOT NULL,
         scored_at     timestamptz NOT NULL,
         PRIMARY KEY (run_id, entity_id)
+    );
+    CREATE VIEW {s}.latest_predictions AS
+    SELECT p.*
+    FROM {s}.predictions AS p
+    JOIN (
+        SELECT DISTINCT ON (model_name) run_id
+        FROM {s}.scoring_runs
+        WHERE status = 'succeeded'
+        ORDER BY model_name, finished_at DESC, run_id DESC
+    ) AS latest USING (run_id);
+    """,
+    # 2: predictions becomes partitioned by run: each run loads and attaches its own partition
+    # (see ``scorer.sink``). Rows written before become one partition holding their run ids.
+    # The view reads each model's latest run through a nested loop, so run-time partition
+    # pruning scans only that run's partition (OFFSET 0 keeps the planner from flattening it
+    # into a hash join over every partition); model_name comes from the run, so a filter on
+    # it is pushed down.
+    """
+    DROP VIEW {s}.latest_predictions;
+    ALTER TABLE {s}.predictions RENAME TO predictions_v1;
+    ALTER INDEX {s}.predictions_pkey RENAME TO predictions_v1_pkey;
+    CREATE TABLE {s}.predictions (
+        LIKE {s}.predictions_v1,
+        PRIMARY KEY (run_id, entity_id)
     ) PARTITION BY LIST (run_id);
-    -- A nested loop over each model's latest run, so run-time partition pruning reads only
-    -- that run's partition (OFFSET 0 keeps the planner from flattening it into a hash join
-    -- over every partition); model_name comes from the run, so a filter on it is pushed down.
+    DO $migrate$
+    DECLARE
+        run_ids text;
+    BEGIN
+        SELECT string_agg(quote_literal(run_id), ', ') INTO run_ids
+        FROM (SELECT DISTINCT run_id FROM {s}.predictions_v1) AS runs;
+        IF run_ids IS NULL THEN
+            DROP TABLE {s}.predictions_v1;
+        ELSE
+            EXECUTE format(
+                'ALTER TABLE {s}.predictions ATTACH PARTITION {s}.predictions_v1'
+                ' FOR VALUES IN (%s)', run_ids);
+        END IF;
+    END
+    $migrate$;
     CREATE VIEW {s}.latest_predictions AS
     SELECT p.run_id, p.entity_id, p.score, p.label, latest.model_name, p.model_version,
            p.snapshot, p.scored_at
@@ -88,8 +123,8 @@ _MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
-def migrate(conn: Any, schema: str) -> list[int]:
-    """Create or upgrade the tables in ``schema``; return the migration versions applied."""
+def migrate(conn: Any, schema: str, up_to: int = SCHEMA_VERSION) -> list[int]:
+    """Create or upgrade the tables in ``schema`` up to ``up_to``; return the versions applied."""
     s = quote_identifier(schema)
     applied: list[int] = []
     with conn.cursor() as cur:
@@ -102,7 +137,7 @@ def migrate(conn: Any, schema: str) -> list[int]:
         cur.execute(f"SELECT coalesce(max(version), 0) FROM {s}.schema_migrations")
         current = cur.fetchone()[0]
         for version, script in enumerate(_MIGRATIONS, start=1):
-            if version > current:
+            if current < version <= up_to:
                 cur.execute(script.format(s=s))
                 cur.execute(f"INSERT INTO {s}.schema_migrations (version) VALUES (%s)", (version,))
                 applied.append(version)

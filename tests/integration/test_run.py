@@ -16,6 +16,7 @@ import pytest
 import xgboost
 from mlflow import MlflowClient
 
+from scorer import schema
 from scorer.demo import FEATURES, load_features, synthetic_customers
 from scorer.sink import partition_name
 from tests import services
@@ -457,7 +458,7 @@ def test_migrate_is_idempotent(postgres_url: str) -> None:
     with services.fresh_database("scorer_migrate") as url:
         first = services.run_scorer({"SCORER_DATABASE_URL": url}, "migrate")
         second = services.run_scorer({"SCORER_DATABASE_URL": url}, "migrate")
-        assert services.json_lines(first.stdout)[-1]["applied"] == [1]
+        assert services.json_lines(first.stdout)[-1]["applied"] == [1, 2]
         assert services.json_lines(second.stdout)[-1]["applied"] == []
         tables = services.query(
             url,
@@ -617,3 +618,44 @@ def test_latest_predictions_reads_only_the_latest_partition(
         (churn_model.name,),
     )
     assert count == CUSTOMERS
+
+
+def test_upgrade_to_partitions_keeps_earlier_rows(scorer_env: dict[str, str]) -> None:
+    with services.fresh_database("scorer_upgrade") as url:
+        with closing(services.psycopg2.connect(url)) as conn:
+            assert schema.migrate(conn, "scoring", up_to=1) == [1]
+        for run_id, age in (("v1-a", "2 hours"), ("v1-b", "1 hour")):
+            services.execute(
+                url,
+                "INSERT INTO scoring.scoring_runs (run_id, status, model_name, model_selector,"
+                " threshold, snapshot, features_relation, trigger, started_at, finished_at,"
+                " scorer_version) VALUES (%s, 'succeeded', 'churn-test', 'version:1', 0.5, 's',"
+                " 'f', 'local', now() - %s::interval, now() - %s::interval, '0.1.0')",
+                (run_id, age, age),
+            )
+            services.execute(
+                url,
+                "INSERT INTO scoring.predictions SELECT %s, g, 0.25, 0, 'churn-test', 1, 's',"
+                " now() FROM generate_series(1, 100) AS g",
+                (run_id,),
+            )
+
+        upgraded = services.run_scorer({"SCORER_DATABASE_URL": url}, "migrate")
+        assert services.json_lines(upgraded.stdout)[-1]["applied"] == [2]
+        bounds = services.query(
+            url,
+            "SELECT pg_get_expr(relpartbound, oid) FROM pg_class"
+            " WHERE oid = 'scoring.predictions_v1'::regclass",
+        )
+        assert bounds == [("FOR VALUES IN ('v1-a', 'v1-b')",)]
+        assert services.query(url, "SELECT count(*) FROM scoring.predictions") == [(200,)]
+        assert latest_runs(url) == {"v1-b"}
+
+        load_features(url, FEATURES_TABLE, synthetic_customers(300, seed=3))
+        run_id = new_run_id("after-upgrade")
+        env = {**scorer_env, "SCORER_DATABASE_URL": url, "SCORER_RUN_ID": run_id}
+        result = services.run_scorer(env, "run")
+        assert result.returncode == 0, result.stdout
+        assert latest_runs(url) == {run_id}
+        assert prediction_count(url, run_id) == 300
+        assert prediction_count(url, "v1-a") == 100

@@ -133,7 +133,7 @@ def _migrate(settings: DatabaseSettings) -> int:
         schema=settings.target_schema,
         applied=applied,
         version=schema.SCHEMA_VERSION,
-        database=db.safe_url(url),
+        database=logs.redact(url),
     )
     return EXIT_OK
 

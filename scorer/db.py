@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg2
 import psycopg2.extensions
 import stamina
 
 from scorer.errors import ConfigError, RetryableError
+from scorer.logs import redact
 
 _CONNECT_TIMEOUT_SECONDS = 10
 
@@ -44,18 +44,6 @@ def password_of(url: str) -> str | None:
     return None if password is None else str(password)
 
 
-def safe_url(url: str) -> str:
-    """``url`` with its password masked, for logs."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rpartition("@")[2]
-        return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
-    except ValueError:
-        return "<unparseable URL>"
-
-
 @stamina.retry(on=psycopg2.OperationalError, attempts=4, timeout=60.0, wait_initial=0.5)
 def _connect(kwargs: dict[str, Any]) -> psycopg2.extensions.connection:
     conn: psycopg2.extensions.connection = psycopg2.connect(**kwargs)
@@ -67,4 +55,4 @@ def connect(url: str) -> psycopg2.extensions.connection:
     try:
         return _connect(connect_kwargs(url))
     except psycopg2.OperationalError as exc:
-        raise RetryableError(f"database unreachable at {safe_url(url)}: {exc}".strip()) from None
+        raise RetryableError(f"database unreachable at {redact(url)}: {exc}".strip()) from None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from scorer.db import connect_kwargs, password_of, safe_url
+from scorer.db import connect_kwargs, password_of
 from scorer.errors import ConfigError
+from scorer.logs import redact
 
 
 def test_url_becomes_libpq_keywords_with_options_and_defaults() -> None:
@@ -40,5 +41,5 @@ def test_password_is_found_decoded_and_masked() -> None:
     url = "postgresql://scorer:s3%2Fcr3t@db:5432/x"
     assert password_of(url) == "s3/cr3t"
     assert password_of("postgresql://scorer@db/x") is None
-    assert safe_url(url) == "postgresql://scorer:***@db:5432/x"
-    assert safe_url("postgresql://scorer@db/x") == "postgresql://scorer@db/x"
+    assert redact(url) == "postgresql://scorer:***@db:5432/x"
+    assert redact("postgresql://scorer@db/x") == "postgresql://scorer@db/x"

@@ -100,12 +100,14 @@ else
   }
   trap cleanup EXIT
 
+  build_log="$CACHE_DIR/debootstrap.log"
+  : >"$build_log"
+  # Run a step with its output in the build log; on failure show the log's tail and stop.
+  logged() { "$@" >>"$build_log" 2>&1 || { tail -30 "$build_log" >&2; exit 1; }; }
+  in_rootfs() { logged chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c "$1"; }
+
   log "debootstrap --variant=minbase $SUITE (+ $PACKAGES) into $rootfs"
-  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" "$DEBIAN_MIRROR" \
-    >"$CACHE_DIR/debootstrap.log" 2>&1 || {
-    tail -30 "$CACHE_DIR/debootstrap.log" >&2
-    exit 1
-  }
+  logged debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" "$DEBIAN_MIRROR"
 
   log "applying $SUITE-updates and $SUITE-security"
   cat >"$rootfs/etc/apt/sources.list" <<EOF
@@ -114,12 +116,7 @@ deb $DEBIAN_MIRROR $SUITE-updates main
 deb $SECURITY_MIRROR $SUITE-security main
 EOF
   cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
-  chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
-    sh -c 'apt-get update -qq && apt-get -y -qq -o Dpkg::Use-Pty=0 dist-upgrade && apt-get clean' \
-    >>"$CACHE_DIR/debootstrap.log" 2>&1 || {
-    tail -30 "$CACHE_DIR/debootstrap.log" >&2
-    exit 1
-  }
+  in_rootfs 'apt-get update -qq && apt-get -y -qq -o Dpkg::Use-Pty=0 dist-upgrade && apt-get clean'
 
   log "slimming and adding /usr/local/bin/python"
   # Like the official image: `python` and `python3` in /usr/local/bin (first on PATH).
@@ -142,12 +139,8 @@ EOF
 
   log "builder variant: + $BUILD_PACKAGES"
   cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
-  chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
-    sh -c "apt-get update -qq && apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends $BUILD_PACKAGES && apt-get clean" \
-    >>"$CACHE_DIR/debootstrap.log" 2>&1 || {
-    tail -30 "$CACHE_DIR/debootstrap.log" >&2
-    exit 1
-  }
+  in_rootfs "apt-get update -qq && apt-get install -y -qq -o Dpkg::Use-Pty=0 \
+    --no-install-recommends $BUILD_PACKAGES && apt-get clean"
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* \
     "$rootfs"/var/log/apt/* "$rootfs"/var/log/*.log
   find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +

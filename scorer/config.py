@@ -80,9 +80,24 @@ class RunSettings(DatabaseSettings):
     require_alias: str | None = Field(None, description="Promotion gate: version must carry it")
     require_stage: str | None = Field(None, description="Promotion gate: version must be in it")
     features_table: str = Field(description="Feature relation, table or view: schema.table")
-    entity_column: str = Field(description="Integer column identifying each entity")
-    snapshot: str = Field(default_factory=_default_snapshot, description="Label of this scoring")
-    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Label = score >= threshold")
+    entity_column: str = Field(description="Column identifying each entity (integer, text, uuid)")
+    snapshot_column: str | None = Field(
+        None, description="Column holding each row's snapshot (date, timestamp, text, integer)"
+    )
+    snapshot: str | None = Field(
+        None,
+        description="Snapshot to score: the snapshot column's value (default: the newest), "
+        "or a label when no snapshot column is set (default: today, UTC)",
+    )
+    score_kind: Literal["probability", "raw"] = Field(
+        "probability", description="probability (refuse anything else) or raw (regressors)"
+    )
+    positive_class: str | None = Field(
+        None, description="Class whose probability is the score (default: the positive class)"
+    )
+    threshold: float | None = Field(
+        None, description="label = score >= threshold (default 0.5 for probabilities)"
+    )
     run_id: str = Field(default_factory=_default_run_id, description="Run identity")
     chunk_rows: int = Field(50_000, ge=1, le=5_000_000, description="Rows per streamed chunk")
     max_rejected_ratio: float = Field(0.0, ge=0.0, le=1.0, description="Tolerated rejects")
@@ -97,10 +112,10 @@ class RunSettings(DatabaseSettings):
     k8s_cronjob: str | None = Field(None, description="Set by the chart (the CronJob name)")
     image: str | None = Field(None, description="Set by the chart (image reference)")
 
-    @field_validator("entity_column")
+    @field_validator("entity_column", "snapshot_column")
     @classmethod
-    def _column_is_identifier(cls, value: str) -> str:
-        return validate_identifier(value)
+    def _column_is_identifier(cls, value: str | None) -> str | None:
+        return None if value is None else validate_identifier(value)
 
     @field_validator("features_table")
     @classmethod
@@ -151,7 +166,19 @@ class RunSettings(DatabaseSettings):
             )
         if self.require_alias is not None and self.require_stage is not None:
             raise ValueError("set at most one of SCORER_REQUIRE_ALIAS, SCORER_REQUIRE_STAGE")
+        if self.snapshot is None and self.snapshot_column is None:
+            object.__setattr__(self, "snapshot", _default_snapshot())
+        if self.score_kind == "probability" and self.threshold is not None:
+            if not 0.0 < self.threshold < 1.0:
+                raise ValueError("SCORER_THRESHOLD must lie strictly between 0 and 1")
         return self
+
+    @property
+    def label_threshold(self) -> float | None:
+        """The threshold labels follow: 0.5 for probabilities; for raw scores only one set."""
+        if self.threshold is not None:
+            return self.threshold
+        return 0.5 if self.score_kind == "probability" else None
 
     @property
     def selector(self) -> str:

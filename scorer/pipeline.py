@@ -126,7 +126,7 @@ class _RunState:
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
-        self.stats = ScoreStats(self.settings.threshold)
+        self.stats = ScoreStats(self.settings.label_threshold)
 
     def execute(self) -> None:
         """Prepare, lock, open the run row, score in one transaction, publish."""
@@ -171,7 +171,7 @@ class _RunState:
                 counts.rejected += chunk.rejected
                 if chunk.ids.size:
                     scores = prepared.model.predict(chunk.features)
-                    labels = label(scores, settings.threshold)
+                    labels = label(scores, settings.label_threshold)
                     self.stats.add(scores, labels)
                     send(sink.encode(chunk.ids, scores, labels))
                     counts.scored += int(chunk.ids.size)
@@ -200,7 +200,7 @@ class _RunState:
             "score_p50": stats.quantile(0.5),
             "score_p90": stats.quantile(0.9),
             "share_above_threshold": stats.share_above,
-            "threshold": self.settings.threshold,
+            "threshold": self.settings.label_threshold,
             "seconds": round(elapsed, 3),
             "rows_per_s": round(counts.read / elapsed) if elapsed > 0 else None,
             "timings": self.timer.timings,

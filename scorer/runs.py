@@ -102,7 +102,7 @@ class RunRecord:
             "model_id": m.model_id,
             "model_flavor": model.flavor,
             "model_signature": json.dumps(model.signature),
-            "threshold": s.threshold,
+            "threshold": s.label_threshold,
             "snapshot": s.snapshot,
             "features_relation": s.features_table,
             "trigger": trigger,

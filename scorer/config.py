@@ -168,9 +168,9 @@ class RunSettings(DatabaseSettings):
             raise ValueError("set at most one of SCORER_REQUIRE_ALIAS, SCORER_REQUIRE_STAGE")
         if self.snapshot is None and self.snapshot_column is None:
             object.__setattr__(self, "snapshot", _default_snapshot())
-        if self.score_kind == "probability" and self.threshold is not None:
-            if not 0.0 < self.threshold < 1.0:
-                raise ValueError("SCORER_THRESHOLD must lie strictly between 0 and 1")
+        threshold = self.threshold
+        if self.score_kind == "probability" and threshold is not None and not 0 < threshold < 1:
+            raise ValueError("SCORER_THRESHOLD must lie strictly between 0 and 1")
         return self
 
     @property

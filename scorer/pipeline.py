@@ -126,7 +126,7 @@ class _RunState:
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
-        self.stats = ScoreStats(self.settings.label_threshold)
+        self.stats = ScoreStats(self.settings.label_threshold or 0.5)
 
     def execute(self) -> None:
         """Prepare, lock, open the run row, score in one transaction, publish."""
@@ -171,7 +171,7 @@ class _RunState:
                 counts.rejected += chunk.rejected
                 if chunk.ids.size:
                     scores = prepared.model.predict(chunk.features)
-                    labels = label(scores, settings.label_threshold)
+                    labels = label(scores, settings.label_threshold or 0.5)
                     self.stats.add(scores, labels)
                     send(sink.encode(chunk.ids, scores, labels))
                     counts.scored += int(chunk.ids.size)
@@ -258,7 +258,7 @@ def _partition(
         run_id=settings.run_id,
         model_name=prepared.resolved.name,
         model_version=prepared.resolved.version,
-        snapshot=settings.snapshot,
+        snapshot=settings.snapshot or "",
         scored_at=started_at,
     )
     return sink.RunPartition(settings.target_schema, lineage)

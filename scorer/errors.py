@@ -81,3 +81,21 @@ class LockBusyError(RetryableError):
     """Another run for the same model and snapshot holds the advisory lock."""
 
     kind = "lock_busy"
+
+
+class EmptyRelationError(PermanentError):
+    """The feature relation (or the run's snapshot) has no rows: nothing is published."""
+
+    kind = "empty_relation"
+
+
+class ModelOutputError(PermanentError):
+    """The model cannot give a probability of the positive class, or it failed to predict."""
+
+    kind = "model_output"
+
+
+class DuplicateEntityError(PermanentError):
+    """An entity id appears more than once in what one run scores."""
+
+    kind = "duplicate_entity"

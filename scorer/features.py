@@ -1,220 +1,345 @@
-"""Check the feature relation against the model, then stream it in fixed-size chunks.
+"""Check the feature relation against the model's inputs, then stream it in chunks.
 
-Rows travel as binary COPY with a fixed width: the entity id, a server-computed
-"unusable" flag (NULL id, text that is not a number) and every feature cast to
-``float8`` with NULL as NaN (missing). A fixed width lets numpy parse a whole chunk
-in one call, so reading costs little more than PostgreSQL's own COPY.
+``plan`` reads the catalog once and decides how each column travels (see ``scorer.wire``):
+numbers, booleans and temporal values as ``float8`` (NULL as NaN, missing), text the
+model wants as numbers parsed on the server with a flag for what does not parse, and
+strings as text in each row's tail. Integer and uuid entity ids are fixed-width; text ids
+travel in the tail. With a snapshot column, only the run's snapshot is read, through the
+column's index or partitions when the table has them.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
+from collections import Counter
 from collections.abc import Iterator
-from contextlib import suppress
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import psycopg2.extensions
 
-from scorer.errors import SchemaMismatchError
-from scorer.identifiers import Relation, quote_identifier
+from scorer import wire, workers
+from scorer.errors import EmptyRelationError, SchemaMismatchError
+from scorer.identifiers import Relation, quote_any
 
-COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-_HEADER = len(COPY_SIGNATURE) + 8  # signature, flags, header-extension length
-_TRAILER = b"\xff\xff"
+InputKind = Literal["number", "string", "datetime"]
+EntityKind = Literal["bigint", "text", "uuid"]
+
 _NUMBER = "'^[[:space:]]*[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?[[:space:]]*$'"
-_ENTITY_TYPES = frozenset({"int2", "int4", "int8"})
-# pg_type.typcategory: N numeric, B boolean, S string (parsed, unparseable rows rejected).
-_USABLE = {"N": "numeric", "B": "boolean", "S": "text"}
+_INTEGERS = frozenset({"int2", "int4", "int8"})
+_TEXTS = frozenset({"text", "varchar", "bpchar", "name"})
+_NULL_UUID = "'00000000-0000-0000-0000-000000000000'::uuid"
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One input column the model expects: its exact name, what it needs, what it declared."""
+
+    name: str
+    kind: InputKind
+    declared: str
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the feature relation as the catalog describes it."""
+
+    name: str
+    sql_type: str  # format_type(), e.g. "numeric(8,2)"
+    typname: str
+    category: str  # pg_type.typcategory
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The snapshot a run scores: its label, how it sorts, and the column it filters on."""
+
+    label: str
+    order: str
+    column: str | None = None
 
 
 @dataclass(frozen=True)
 class FeaturePlan:
-    """What to read and how: the COPY statement and the row layout it produces."""
+    """What to read and how: the COPY statement, its row layout, and where each input lands."""
 
     relation: Relation
     entity: str
-    features: tuple[str, ...]
+    entity_kind: EntityKind
+    inputs: tuple[ModelInput, ...]
+    snapshot: Snapshot
+    layout: wire.RowLayout
     copy_sql: str
+    parsed_flags: tuple[str, ...] = ()  # text columns parsed as numbers, one flag each
+    numbers: tuple[str, ...] = ()  # float8 fields, in input order
+    strings: tuple[str, ...] = ()  # tail fields after a text id, in input order
 
     @property
-    def dtype(self) -> np.dtype[Any]:
-        """numpy layout of one binary COPY row."""
-        fields: list[tuple[str, str]] = [
-            ("count", ">i2"),
-            ("id_len", ">i4"),
-            ("id", ">i8"),
-            ("bad_len", ">i4"),
-            ("bad", "u1"),
-        ]
-        for index in range(len(self.features)):
-            fields += [(f"len{index}", ">i4"), (f"f{index}", ">f8")]
-        return np.dtype(fields)
+    def all_numeric(self) -> bool:
+        """Every input is a number: the model can take one float32 matrix."""
+        return all(item.kind == "number" for item in self.inputs)
+
+
+@dataclass
+class Chunk:
+    """One chunk of usable rows, and why the others were rejected."""
+
+    ids: npt.NDArray[Any]  # int64, V16 (uuid) or S<n> (UTF-8 text)
+    numbers: npt.NDArray[np.float32]  # (rows, len(plan.numbers)); datetimes as epoch seconds
+    strings: dict[str, npt.NDArray[np.object_]]  # None where NULL
+    read: int
+    rejected_by: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rejected(self) -> int:
+        """Rows of this chunk not scored."""
+        return sum(self.rejected_by.values())
+
+
+def describe(conn: psycopg2.extensions.connection, relation: Relation) -> dict[str, Column]:
+    """The relation's columns by exact name; ``SchemaMismatchError`` if it does not exist."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (relation.sql,))
+        row = cur.fetchone()
+        if row is None or row[0] is None:
+            raise SchemaMismatchError(f"feature relation {relation} does not exist")
+        cur.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typcategory"
+            " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+            " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
+            (relation.sql,),
+        )
+        return {name: Column(name, sql_type, typname, cat) for name, sql_type, typname, cat in cur}
 
 
 @dataclass(frozen=True)
-class Chunk:
-    """One chunk of usable rows, plus how many rows it rejected."""
+class Source:
+    """Where a run's features come from: the relation, its id column and the snapshot asked."""
 
-    ids: npt.NDArray[np.int64]
-    features: npt.NDArray[np.float32]
-    read: int
-    rejected: int
+    relation: Relation
+    entity: str
+    snapshot_column: str | None = None
+    snapshot: str | None = None
 
 
-def plan(conn: Any, relation: Relation, entity: str, features: tuple[str, ...]) -> FeaturePlan:
-    """Check that ``relation`` has the entity and every feature with a usable type."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s)", (relation.sql,))
-        if cur.fetchone()[0] is None:
-            raise SchemaMismatchError(f"feature relation {relation} does not exist")
-        cur.execute(
-            "SELECT a.attname, t.typname, t.typcategory FROM pg_attribute a "
-            "JOIN pg_type t ON t.oid = a.atttypid "
-            "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
-            (relation.sql,),
-        )
-        columns = {name: (typname, category) for name, typname, category in cur.fetchall()}
-    conn.rollback()
-
+def plan(
+    conn: psycopg2.extensions.connection, source: Source, inputs: tuple[ModelInput, ...]
+) -> FeaturePlan:
+    """Check the source relation against the model's inputs and pick the run's snapshot."""
+    relation, entity, snapshot_column = source.relation, source.entity, source.snapshot_column
+    columns = describe(conn, relation)
     problems: list[str] = []
-    if entity not in columns:
-        problems.append(f"entity column {entity!r} is missing")
-    elif columns[entity][0] not in _ENTITY_TYPES:
-        problems.append(f"entity column {entity!r} is {columns[entity][0]}, not an integer type")
-    missing = [name for name in features if name not in columns]
+    _entity_kind(columns.get(entity), entity, problems)
+    missing = [item.name for item in inputs if item.name not in columns]
     if missing:
         problems.append(f"missing signature columns: {', '.join(missing)}")
-    unusable = [
-        f"{name} ({columns[name][0]})"
-        for name in features
-        if name in columns and columns[name][1] not in _USABLE
-    ]
-    if unusable:
-        problems.append(f"columns of unusable types: {', '.join(unusable)}")
+    for item in inputs:
+        if item.name in columns and not _fits(columns[item.name], item.kind):
+            column = columns[item.name]
+            problems.append(
+                f"column {column.name!r} is {column.sql_type}, which cannot become the "
+                f"{item.declared} the model's signature declares"
+            )
+    if snapshot_column is not None:
+        _check_snapshot_column(columns.get(snapshot_column), snapshot_column, problems)
     if problems:
         raise SchemaMismatchError(f"feature relation {relation}: " + "; ".join(problems))
-
-    values: list[str] = []
-    bad = [f"{quote_identifier(entity)} IS NULL"]
-    for name in features:
-        column = quote_identifier(name)
-        category = columns[name][1]
-        if category == "S":
-            values.append(f"CASE WHEN {column} ~ {_NUMBER} THEN {column}::float8 ELSE 'NaN' END")
-            bad.append(f"coalesce({column} !~ {_NUMBER}, false)")
-        elif category == "B":
-            values.append(f"coalesce({column}::int::float8, 'NaN')")
-        else:
-            values.append(f"coalesce({column}::float8, 'NaN')")
-    select = ", ".join(
-        [f"coalesce({quote_identifier(entity)}, 0)::int8", "(" + " OR ".join(bad) + ")", *values]
+    label = source.snapshot or ""
+    chosen = (
+        _pick_snapshot(conn, relation, columns[snapshot_column], source.snapshot)
+        if snapshot_column is not None
+        else Snapshot(label, label)
     )
-    copy_sql = f"COPY (SELECT {select} FROM {relation.sql}) TO STDOUT (FORMAT binary)"
-    return FeaturePlan(relation, entity, features, copy_sql)
+    return _build(conn, source, inputs, columns, chosen)
 
 
-def parse_rows(data: bytes | bytearray | memoryview, plan: FeaturePlan) -> Chunk:
-    """Parse whole binary COPY rows into ids and a float32 feature matrix."""
-    layout = plan.dtype
-    fields = layout.fields
-    assert fields is not None  # a structured dtype
-    rows = np.frombuffer(data, dtype=layout)
-    # The features sit at a fixed stride inside each row (4-byte length, 8-byte value), so
-    # one strided view converts all of them in a single call (about 6x cheaper than per field).
-    features = np.empty((rows.size, len(plan.features)), dtype=np.float32)
-    if features.size:
-        values = np.ndarray(
-            features.shape,
-            dtype=">f8",
-            buffer=rows,
-            offset=fields["f0"][1],
-            strides=(layout.itemsize, 12),
+def _entity_kind(column: Column | None, name: str, problems: list[str]) -> EntityKind | None:
+    if column is None:
+        problems.append(f"entity column {name!r} is missing")
+        return None
+    if column.typname in _INTEGERS:
+        return "bigint"
+    if column.typname == "uuid":
+        return "uuid"
+    if column.typname in _TEXTS:
+        return "text"
+    problems.append(
+        f"entity column {name!r} is {column.sql_type}; ids must be an integer, text or uuid"
+    )
+    return None
+
+
+def _fits(column: Column, kind: InputKind) -> bool:
+    if kind == "number":
+        return column.category in "NBS"
+    if kind == "datetime":
+        return column.typname in ("date", "timestamp", "timestamptz")
+    return column.category in "SNBDEU"  # anything with a plain text form
+
+
+def _check_snapshot_column(column: Column | None, name: str, problems: list[str]) -> None:
+    if column is None:
+        problems.append(f"snapshot column {name!r} (SCORER_SNAPSHOT_COLUMN) is missing")
+    elif not (column.category in "DS" or column.typname in _INTEGERS):
+        problems.append(
+            f"snapshot column {name!r} is {column.sql_type}; it must be a date, timestamp, "
+            "text or integer column"
         )
+
+
+def _pick_snapshot(
+    conn: psycopg2.extensions.connection, relation: Relation, column: Column, wanted: str | None
+) -> Snapshot:
+    """The requested snapshot in the column's own text form, or the newest in the table."""
+    quoted = quote_any(column.name)
+    with conn.cursor() as cur:
+        cur.execute("SET TIME ZONE 'UTC'")  # timestamptz snapshots render the same everywhere
+        if wanted is None:
+            cur.execute(f"SELECT max({quoted})::text FROM {relation.sql}")
+        else:
+            try:
+                cur.execute(f"SELECT (%s::{column.sql_type})::text", (wanted,))
+            except psycopg2.DataError:
+                raise SchemaMismatchError(
+                    f"SCORER_SNAPSHOT={wanted!r} is not a valid {column.sql_type} for snapshot "
+                    f"column {column.name!r}"
+                ) from None
+        row = cur.fetchone()
+    label = None if row is None else row[0]
+    if label is None:
+        raise EmptyRelationError(
+            f"feature relation {relation} has no rows with a snapshot in {column.name!r}; "
+            "nothing to score, the published predictions stay as they are"
+        )
+    order = f"{int(label) + 2**63:020d}" if column.typname in _INTEGERS else str(label)
+    return Snapshot(str(label), order, column.name)
+
+
+def _build(
+    conn: psycopg2.extensions.connection,
+    source: Source,
+    inputs: tuple[ModelInput, ...],
+    columns: dict[str, Column],
+    snapshot: Snapshot,
+) -> FeaturePlan:
+    """The COPY statement: fixed-width fields first, then the text tail."""
+    relation, entity = source.relation, source.entity
+    entity_kind = _entity_kind(columns[entity], entity, [])
+    assert entity_kind is not None  # checked by plan()
+    id_sql = quote_any(entity)
+    fixed: list[tuple[str, str]] = []
+    select: list[str] = []
+    tail: list[str] = []
+    if entity_kind == "text":
+        tail.append(f"{id_sql}::text")
+    numbers = tuple(item.name for item in inputs if item.kind != "string")
+    strings = tuple(item.name for item in inputs if item.kind == "string")
+    tail += [f"{quote_any(name)}::text" for name in strings]
+    if tail:
+        lengths = " + ".join(f"coalesce(octet_length({sql}), 0)" for sql in tail)
+        fixed.append(("tail", ">i4"))
+        select.append(f"({lengths})::int4")
+    if entity_kind == "bigint":
+        fixed.append(("id", ">i8"))
+        select.append(f"coalesce({id_sql}, 0)::int8")
+    elif entity_kind == "uuid":
+        fixed.append(("id", "V16"))
+        select.append(f"coalesce({id_sql}, {_NULL_UUID})")
+    fixed.append(("null_id", "u1"))
+    select.append(f"{id_sql} IS NULL")
+    parsed = tuple(name for name in numbers if columns[name].category == "S")
+    for index, name in enumerate(parsed):
+        column = quote_any(name)
+        fixed.append((f"unparsed{index}", "u1"))
+        select.append(f"coalesce({column} !~ {_NUMBER}, false)")
+    for index, name in enumerate(numbers):
+        fixed.append((f"f{index}", ">f8"))
+        select.append(_as_float8(columns[name]))
+    where = ""
+    if snapshot.column is not None:
+        literal = _literal(conn, snapshot.label, columns[snapshot.column].sql_type)
+        where = f" WHERE {quote_any(snapshot.column)} = {literal}"
+    sql = ", ".join([*select, *tail])
+    copy_sql = f"COPY (SELECT {sql} FROM {relation.sql}{where}) TO STDOUT (FORMAT binary)"
+    layout = wire.RowLayout(tuple(fixed), len(tail))
+    return FeaturePlan(
+        relation, entity, entity_kind, inputs, snapshot, layout, copy_sql, parsed, numbers, strings
+    )
+
+
+def _as_float8(column: Column) -> str:
+    name = quote_any(column.name)
+    if column.category == "S":
+        return f"CASE WHEN {name} ~ {_NUMBER} THEN {name}::float8 ELSE 'NaN' END"
+    if column.category == "B":
+        return f"coalesce({name}::int::float8, 'NaN')"
+    if column.category == "D":
+        return f"coalesce(extract(epoch FROM {name})::float8, 'NaN')"
+    return f"coalesce({name}::float8, 'NaN')"
+
+
+def _literal(conn: psycopg2.extensions.connection, value: str, sql_type: str) -> str:
+    with conn.cursor() as cur:
+        return cur.mogrify(f"%s::{sql_type}", (value,)).decode()
+
+
+def to_chunk(rows: wire.Rows, plan: FeaturePlan) -> Chunk:
+    """Usable rows as model inputs; rows with a NULL id or an unusable number are counted."""
+    fixed = rows.fixed
+    count = int(fixed.size)
+    numbers = np.empty((count, len(plan.numbers)), dtype=np.float32)
+    for index in range(len(plan.numbers)):
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, and inf is rejected
-            features[...] = values
-    bad = rows["bad"].astype(bool) | np.isinf(features).any(axis=1)
-    rejected = int(bad.sum())
-    ids = rows["id"].astype(np.int64)
-    if rejected:
+            numbers[:, index] = fixed[f"f{index}"]
+    reasons: list[tuple[str, npt.NDArray[np.bool_]]] = [
+        (f"{plan.entity}: id is NULL", fixed["null_id"].astype(bool))
+    ]
+    for index, name in enumerate(plan.parsed_flags):
+        reasons.append((f"{name}: not a number", fixed[f"unparsed{index}"].astype(bool)))
+    infinite = np.isinf(numbers)
+    for index, name in enumerate(plan.numbers):
+        reasons.append((f"{name}: infinite or beyond float32", infinite[:, index]))
+    bad = np.zeros(count, dtype=bool)
+    rejected_by: Counter[str] = Counter()
+    for reason, mask in reasons:
+        fresh = mask & ~bad  # each rejected row counts once, for its first reason
+        if fresh.any():
+            rejected_by[reason] = int(fresh.sum())
+            bad |= fresh
+    tail = list(rows.tail)
+    ids: npt.NDArray[Any] = tail.pop(0).values if plan.entity_kind == "text" else fixed["id"]
+    if plan.entity_kind == "bigint":
+        ids = ids.astype(np.int64)
+    strings = {name: _strings(texts) for name, texts in zip(plan.strings, tail, strict=True)}
+    if rejected_by:
         keep = ~bad
-        ids, features = ids[keep], features[keep]
-    return Chunk(ids, features, int(rows.size), rejected)
+        ids, numbers = ids[keep], numbers[keep]
+        strings = {name: values[keep] for name, values in strings.items()}
+    return Chunk(ids, numbers, strings, count, rejected_by)
 
 
-class _ChunkWriter:
-    """A file-like sink for ``copy_expert`` that cuts the stream into parsed chunks."""
-
-    def __init__(self, plan: FeaturePlan, chunk_rows: int, out: queue.Queue[object]) -> None:
-        self._plan = plan
-        self._row_size = plan.dtype.itemsize
-        self._chunk_bytes = chunk_rows * self._row_size
-        self._out = out
-        self._buffer = bytearray()
-        self._header_seen = False
-
-    def write(self, data: bytes) -> int:
-        self._buffer += data
-        if len(self._buffer) >= self._chunk_bytes + _HEADER:
-            self._emit()
-        return len(data)
-
-    def _emit(self) -> None:
-        if not self._header_seen:
-            if self._buffer[: len(COPY_SIGNATURE)] != COPY_SIGNATURE:
-                raise ValueError("unexpected COPY stream: no binary signature")
-            extension = int.from_bytes(self._buffer[_HEADER - 4 : _HEADER], "big")
-            del self._buffer[: _HEADER + extension]
-            self._header_seen = True
-        whole = len(self._buffer) // self._row_size * self._row_size
-        if whole:
-            self._out.put(parse_rows(memoryview(self._buffer)[:whole].tobytes(), self._plan))
-            del self._buffer[:whole]
-
-    def close(self) -> None:
-        """Emit what is left; the stream must end with the binary trailer."""
-        self._emit()
-        if bytes(self._buffer) != _TRAILER:
-            raise ValueError(f"unexpected COPY stream end ({len(self._buffer)} stray bytes)")
+def _strings(texts: wire.Texts) -> npt.NDArray[np.object_]:
+    """Python strings (None where NULL), decoded once per distinct value."""
+    uniques, codes = np.unique(texts.values, return_inverse=True)
+    decoded = np.array([value.decode() for value in uniques.tolist()] + [None], dtype=object)
+    codes = np.where(texts.null, len(uniques), codes.reshape(-1))
+    return decoded[codes]
 
 
-_DONE = object()
-
-
-def stream(conn: Any, plan: FeaturePlan, chunk_rows: int, depth: int = 2) -> Iterator[Chunk]:
+def stream(
+    conn: psycopg2.extensions.connection, plan: FeaturePlan, chunk_rows: int, depth: int = 2
+) -> Iterator[Chunk]:
     """Yield chunks while a background thread reads the next ones (bounded read-ahead).
 
     Closing the iterator early cancels the COPY on the server.
     """
-    chunks: queue.Queue[object] = queue.Queue(maxsize=depth)
-    failure: list[BaseException] = []
 
-    def read() -> None:
-        try:
-            writer = _ChunkWriter(plan, chunk_rows, chunks)
-            with conn.cursor() as cur:
-                cur.copy_expert(plan.copy_sql, writer)
-            writer.close()
-            conn.rollback()
-        except BaseException as exc:  # handed to the consumer thread
-            failure.append(exc)
-        finally:
-            chunks.put(_DONE)
+    def read(put: Any) -> None:
+        reader = wire.CopyReader(plan.layout, chunk_rows, lambda rows: put(to_chunk(rows, plan)))
+        with conn.cursor() as cur:
+            cur.copy_expert(plan.copy_sql, reader)
+        reader.close()
+        conn.rollback()
 
-    reader = threading.Thread(target=read, name="scorer-reader", daemon=True)
-    reader.start()
-    try:
-        while (item := chunks.get()) is not _DONE:
-            assert isinstance(item, Chunk)
-            yield item
-        if failure:
-            raise failure[0]
-    finally:
-        if reader.is_alive():
-            conn.cancel()
-            while reader.is_alive():  # drain so a blocked put() can finish
-                with suppress(queue.Empty):
-                    chunks.get(timeout=0.1)
-        reader.join()
+    yield from workers.produced(read, conn.cancel, depth, name="scorer-reader")

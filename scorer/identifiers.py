@@ -23,6 +23,17 @@ def quote_identifier(name: str) -> str:
     return '"' + validate_identifier(name).replace('"', '""') + '"'
 
 
+def quote_any(name: str) -> str:
+    """Quote any column name as it is (``monthly charges`` -> ``"monthly charges"``).
+
+    For names that come from a model signature or the catalog and are matched exactly;
+    names from configuration go through ``quote_identifier``.
+    """
+    if not name or "\x00" in name or len(name.encode()) > 63:
+        raise ValueError(f"{name!r} is not a usable column name (1 to 63 bytes, no NUL)")
+    return '"' + name.replace('"', '""') + '"'
+
+
 @dataclass(frozen=True)
 class Relation:
     """A possibly schema-qualified table or view name."""

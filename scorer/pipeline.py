@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import gc
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,17 +13,20 @@ from typing import Any
 import psycopg2
 import structlog
 
-from scorer import db, features, registry, schema, sink
+from scorer import db, features, registry, schema, sink, wire, workers
 from scorer.config import RunSettings
 from scorer.errors import (
+    EmptyRelationError,
+    ModelOutputError,
     PermanentError,
     RejectedRowsError,
     RetryableError,
     ScorerError,
     TerminatedError,
 )
+from scorer.flavors import LoadedModel
 from scorer.runs import Counts, RunRecord
-from scorer.stats import ScoreStats, label
+from scorer.stats import ScoreStats, figures, label
 
 log = structlog.get_logger("scorer")
 
@@ -53,7 +54,7 @@ class Prepared:
     """Everything verified before the first write."""
 
     resolved: registry.ResolvedModel
-    model: registry.LoadedModel
+    model: LoadedModel
     plan: features.FeaturePlan
 
 
@@ -74,16 +75,30 @@ def prepare(settings: RunSettings, writer: Any, timer: Timer) -> Prepared:
     with timer.step("schema"):
         schema.require_migrated(writer, settings.target_schema)
     with timer.step("load"):
-        model = registry.load(resolved, settings.tracking_uri)
+        model = registry.load(resolved, settings)
     log.info(
         "model.loaded",
         flavor=model.flavor,
-        features=len(model.feature_names),
+        method=model.method,
+        score_kind=model.score_kind,
+        positive_class=model.positive_class,
+        features=len(model.inputs),
         predict_threads=model.threads,
     )
     with timer.step("check"):
-        plan = features.plan(writer, settings.features, settings.entity_column, model.feature_names)
-    log.info("features.checked", relation=str(plan.relation), columns=len(plan.features))
+        source = features.Source(
+            settings.features, settings.entity_column, settings.snapshot_column, settings.snapshot
+        )
+        plan = features.plan(writer, source, model.inputs)
+    writer.rollback()
+    log.info(
+        "features.checked",
+        relation=str(plan.relation),
+        columns=len(plan.inputs),
+        entity_type=plan.entity_kind,
+        snapshot=plan.snapshot.label,
+        snapshot_column=plan.snapshot.column,
+    )
     # Imports and the model are now loaded for good: move them out of the garbage collector's
     # sight, so neither collections while scoring nor the one at exit traverse them again.
     gc.freeze()
@@ -123,10 +138,9 @@ class _RunState:
     settings: RunSettings
     timer: Timer = field(default_factory=Timer)
     counts: Counts = field(default_factory=Counts)
+    stats: ScoreStats = field(default_factory=ScoreStats)
     started: float = field(default_factory=time.perf_counter)
-
-    def __post_init__(self) -> None:
-        self.stats = ScoreStats(self.settings.label_threshold or 0.5)
+    snapshot: str | None = None
 
     def execute(self) -> None:
         """Prepare, lock, open the run row, score in one transaction, publish."""
@@ -134,10 +148,15 @@ class _RunState:
         url = settings.database_url.get_secret_value()
         with closing(db.connect(url)) as writer, closing(db.connect(url)) as reader:
             prepared = prepare(settings, writer, timer)
-            record = RunRecord(writer, settings, prepared.resolved)
+            self.snapshot = prepared.plan.snapshot.label
+            record = RunRecord(writer, settings, prepared.resolved, prepared.plan)
             record.lock()
             if record.status() == "succeeded":
-                log.info("run.already_succeeded", detail="this run id already published")
+                log.info(
+                    "run.already_succeeded",
+                    detail="this run id already published; nothing to do",
+                    snapshot=self.snapshot,
+                )
                 return
             started_at = datetime.now(UTC)
             trigger = record.open(prepared.model, started_at)
@@ -146,11 +165,11 @@ class _RunState:
             try:
                 with timer.step("score"):
                     self._score(prepared, reader, writer, partition)
-                _check_rejected(settings, self.counts)
+                self._check_scored(prepared)
                 with timer.step("index"), writer.cursor() as cur:
                     partition.attach(cur)
                 with timer.step("publish"):
-                    finished = record.publish(self.counts, self.stats, timer.timings)
+                    finished = record.publish(self.counts, self.figures(), timer.timings)
             except BaseException as exc:
                 failure = classify(exc)
                 record.fail(str(failure), self.counts, timer.timings)
@@ -160,21 +179,27 @@ class _RunState:
     def _score(
         self, prepared: Prepared, reader: Any, writer: Any, partition: sink.RunPartition
     ) -> None:
-        """Stream, predict and COPY; reading, predicting and writing overlap in three threads."""
-        settings, counts = self.settings, self.counts
+        """Stream, predict and COPY: reading and writing run on threads of their own."""
+        settings, counts, plan = self.settings, self.counts, prepared.plan
+        threshold = settings.label_threshold
         with writer.cursor() as cur:
             partition.create(cur)
-        with _Writer(writer, partition.copy_statement) as send:
+
+        def copy_all(payloads: Iterable[bytes]) -> None:
+            with writer.cursor() as cur:
+                for payload in payloads:
+                    sink.write(cur, partition.copy_statement, payload)
+
+        with workers.consumed(copy_all, writer.cancel, name="scorer-writer") as send:
             begin = last = time.perf_counter()
-            for chunk in features.stream(reader, prepared.plan, settings.chunk_rows):
+            for chunk in features.stream(reader, plan, settings.chunk_rows):
                 counts.read += chunk.read
-                counts.rejected += chunk.rejected
+                counts.rejected_by.update(chunk.rejected_by)
                 if chunk.ids.size:
-                    scores = prepared.model.predict(chunk.features)
-                    labels = label(scores, settings.label_threshold or 0.5)
+                    scores = prepared.model.predict(chunk, plan)
+                    labels = None if threshold is None else label(scores, threshold)
                     self.stats.add(scores, labels)
-                    send(sink.encode(chunk.ids, scores, labels))
-                    counts.scored += int(chunk.ids.size)
+                    send(wire.encode_predictions(chunk.ids, scores, labels))
                 now = time.perf_counter()
                 if now - last >= _PROGRESS_EVERY_SECONDS or counts.read == chunk.read:
                     log.info(
@@ -185,21 +210,48 @@ class _RunState:
                     )
                     last = now
 
+    def _check_scored(self, prepared: Prepared) -> None:
+        """Refuse to publish what the scorer cannot stand behind."""
+        settings, counts = self.settings, self.counts
+        where = settings.features_table
+        if prepared.plan.snapshot.column is not None:
+            where += f" (snapshot {self.snapshot})"
+        if counts.read == 0:
+            raise EmptyRelationError(
+                f"feature relation {where} has no rows; nothing published, the previous "
+                "predictions stay (check the upstream load)"
+            )
+        _check_rejected(settings, counts)
+        if self.stats.count == 0:
+            raise RejectedRowsError(
+                f"all {counts.read} rows of {where} were rejected ({_reasons(counts)}); "
+                "nothing published"
+            )
+        if prepared.model.score_kind == "probability" and self.stats.all_extreme:
+            raise ModelOutputError(
+                f"the model's {prepared.model.method} returned only 0 and 1: labels, not "
+                "probabilities; log it so that it returns probabilities, e.g. "
+                'mlflow.pyfunc.log_model(..., pyfunc_predict_fn="predict_proba")'
+            )
+
+    def figures(self) -> dict[str, float | None]:
+        """The score statistics recorded on the run row and in the summary line."""
+        probabilities = self.settings.score_kind == "probability"
+        return figures(self.stats, probabilities, self.settings.label_threshold is not None)
+
     def summary(self, event: str, failure: ScorerError | None = None) -> None:
         """The one canonical line that sums the run up."""
         elapsed = time.perf_counter() - self.started
-        counts, stats = self.counts, self.stats
+        counts = self.counts
         fields: dict[str, Any] = {
             "status": "failed" if failure else "succeeded",
-            "snapshot": self.settings.snapshot,
+            "snapshot": self.snapshot,
             "features": self.settings.features_table,
             "rows_read": counts.read,
-            "rows_scored": counts.scored,
+            "rows_scored": self.stats.count,
             "rows_rejected": counts.rejected,
-            "score_mean": stats.mean,
-            "score_p50": stats.quantile(0.5),
-            "score_p90": stats.quantile(0.9),
-            "share_above_threshold": stats.share_above,
+            "rows_rejected_by": dict(counts.rejected_by),
+            **self.figures(),
             "threshold": self.settings.label_threshold,
             "seconds": round(elapsed, 3),
             "rows_per_s": round(counts.read / elapsed) if elapsed > 0 else None,
@@ -212,44 +264,6 @@ class _RunState:
             log.error(event, error=str(failure), kind=kind, exit_code=code, **fields)
 
 
-class _Writer:
-    """A background thread that sends encoded chunks with COPY, one at a time, in order."""
-
-    def __init__(self, conn: Any, statement: str) -> None:
-        self._conn = conn
-        self._statement = statement
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
-        self._failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._loop, name="scorer-writer", daemon=True)
-
-    def __enter__(self) -> Callable[[bytes], None]:
-        self._thread.start()
-        return self._send
-
-    def _send(self, payload: bytes) -> None:
-        if self._failure:
-            raise self._failure[0]
-        self._queue.put(payload)
-
-    def _loop(self) -> None:
-        try:
-            with self._conn.cursor() as cur:
-                while (payload := self._queue.get()) is not None:
-                    sink.write(cur, self._statement, payload)
-        except BaseException as exc:  # handed to the producer thread
-            self._failure.append(exc)
-            while self._queue.get() is not None:  # keep the producer unblocked
-                pass
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc is not None and self._thread.is_alive():
-            self._conn.cancel()
-        self._queue.put(None)
-        self._thread.join()
-        if exc is None and self._failure:
-            raise self._failure[0]
-
-
 def _partition(
     settings: RunSettings, prepared: Prepared, started_at: datetime
 ) -> sink.RunPartition:
@@ -258,19 +272,30 @@ def _partition(
         run_id=settings.run_id,
         model_name=prepared.resolved.name,
         model_version=prepared.resolved.version,
-        snapshot=settings.snapshot or "",
+        snapshot=prepared.plan.snapshot.label,
         scored_at=started_at,
     )
-    return sink.RunPartition(settings.target_schema, lineage)
+    labelled = settings.label_threshold is not None
+    return sink.RunPartition(settings.target_schema, lineage, prepared.plan.entity_kind, labelled)
 
 
 def _check_rejected(settings: RunSettings, counts: Counts) -> None:
     ratio = counts.rejected / counts.read if counts.read else 0.0
     if ratio > settings.max_rejected_ratio:
         raise RejectedRowsError(
-            f"{counts.rejected} of {counts.read} rows rejected ({ratio:.2%}), more than "
-            f"SCORER_MAX_REJECTED_RATIO={settings.max_rejected_ratio:g}; nothing published"
+            f"{counts.rejected} of {counts.read} rows rejected ({ratio:.2%}: {_reasons(counts)}), "
+            f"more than SCORER_MAX_REJECTED_RATIO={settings.max_rejected_ratio:g}; "
+            "nothing published"
         )
+
+
+def _reasons(counts: Counts) -> str:
+    """Why rows were rejected, by column: ``contract: 1000 rows not a number``."""
+    parts = []
+    for key, count in counts.rejected_by.most_common():
+        column, _, reason = key.partition(": ")
+        parts.append(f"{column}: {count} rows {reason}")
+    return ", ".join(parts)
 
 
 def classify(exc: BaseException) -> ScorerError:
@@ -279,8 +304,6 @@ def classify(exc: BaseException) -> ScorerError:
         return exc
     if isinstance(exc, KeyboardInterrupt):
         return TerminatedError("interrupted")
-    if isinstance(exc, psycopg2.errors.UniqueViolation):
-        return PermanentError("duplicate entity ids in the feature relation")
     description = f"{type(exc).__name__}: {exc}".strip()
     permanent = (
         psycopg2.errors.DataError,

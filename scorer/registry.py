@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
-from scorer import cpus
+from scorer import flavors
 from scorer.errors import (
     ModelNotFoundError,
-    PermanentError,
     PromotionGateError,
     RetryableError,
-    SchemaMismatchError,
 )
+from scorer.flavors import LoadedModel
 
 if TYPE_CHECKING:
     from scorer.config import RunSettings
@@ -37,8 +33,7 @@ _PERMANENT_CODES = frozenset(
     }
 )
 
-Scores = npt.NDArray[np.float64]
-Features = npt.NDArray[np.float32]
+_KEPT_DOWNLOADS: list[tempfile.TemporaryDirectory[str]] = []
 
 
 @dataclass(frozen=True)
@@ -58,17 +53,6 @@ class ResolvedModel:
     def uri(self) -> str:
         """The exact version's URI: an alias moved mid-run does not change it."""
         return f"models:/{self.name}/{self.version}"
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model ready to score: its input columns in order and a probability function."""
-
-    flavor: str
-    feature_names: tuple[str, ...]
-    predict: Callable[[Features], Scores]
-    signature: list[dict[str, Any]]
-    threads: int | None = None  # the native booster's predict threads (pyfunc: its own)
 
 
 @contextmanager
@@ -150,83 +134,26 @@ def _check_gate(client: Any, settings: RunSettings, resolved: ResolvedModel) -> 
         )
 
 
-def load(resolved: ResolvedModel, tracking_uri: str | None) -> LoadedModel:
-    """Download the resolved version and load it: native xgboost if possible, else pyfunc."""
+def load(resolved: ResolvedModel, settings: RunSettings) -> LoadedModel:
+    """Download the resolved version and load it in its own flavor (see ``scorer.flavors``).
+
+    The download is removed once a native flavor is in memory; a pyfunc model may read its
+    files lazily, so its copy goes when the process exits.
+    """
     import mlflow  # noqa: PLC0415 - keep start-up light
     from mlflow.models import Model  # noqa: PLC0415
 
-    workdir = tempfile.mkdtemp(prefix="scorer-model-")
+    workdir = tempfile.TemporaryDirectory(prefix="scorer-model-")
     with registry_errors(f"downloading {resolved.uri}"):
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_registry_uri(tracking_uri)
+        if settings.tracking_uri:
+            mlflow.set_tracking_uri(settings.tracking_uri)
+            mlflow.set_registry_uri(settings.tracking_uri)
         path = Path(
-            mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri, dst_path=workdir)
+            mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri, dst_path=workdir.name)
         )
-    meta = Model.load(str(path))
-    names = _signature_names(meta)
-    if "xgboost" in meta.flavors:
-        threads = cpus.available()
-        booster = _load_booster(path, meta.flavors["xgboost"], threads)
-        names = names or tuple(booster.feature_names or ())
-        if not names:
-            raise SchemaMismatchError(f"{resolved.uri} has neither a signature nor feature names")
-        return LoadedModel(
-            "xgboost", names, _booster_scores(booster), _signature(meta, names), threads
-        )
-    if not names:
-        raise SchemaMismatchError(f"{resolved.uri} has no input signature with column names")
-    pyfunc = mlflow.pyfunc.load_model(str(path))
-    return LoadedModel(
-        "python_function", names, _pyfunc_scores(pyfunc, names), _signature(meta, names)
-    )
-
-
-def _signature(meta: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The input signature as recorded in ``scoring_runs.model_signature``."""
-    if meta.signature is not None:
-        return list(meta.signature.inputs.to_dict())
-    return [{"name": name} for name in names]
-
-
-def _signature_names(meta: Any) -> tuple[str, ...]:
-    signature = meta.signature
-    if signature is None or not signature.inputs.has_input_names():
-        return ()
-    return tuple(str(name) for name in signature.inputs.input_names())
-
-
-def _load_booster(path: Path, flavor: dict[str, Any], threads: int) -> Any:
-    import xgboost  # noqa: PLC0415 - keep start-up light
-
-    booster = xgboost.Booster()
-    booster.load_model(str(path / flavor["data"]))
-    booster.set_param({"nthread": threads})
-    return booster
-
-
-def _booster_scores(booster: Any) -> Callable[[Features], Scores]:
-    def predict(features: Features) -> Scores:
-        out = np.asarray(booster.inplace_predict(features, validate_features=False))
-        return _positive_class(out)
-
-    return predict
-
-
-def _pyfunc_scores(model: Any, names: tuple[str, ...]) -> Callable[[Features], Scores]:
-    import pandas as pd  # noqa: PLC0415 - only the pyfunc path needs pandas
-
-    def predict(features: Features) -> Scores:
-        frame = pd.DataFrame(features.astype(np.float64), columns=list(names))
-        return _positive_class(np.asarray(model.predict(frame), dtype=np.float64))
-
-    return predict
-
-
-def _positive_class(out: npt.NDArray[Any]) -> Scores:
-    """Scores of the positive class: a vector as is, the last column of a 2-column matrix."""
-    if out.ndim == 2 and out.shape[1] == 2:
-        out = out[:, 1]
-    if out.ndim != 1:
-        raise PermanentError(f"model output has shape {out.shape}; a binary score is needed")
-    return out.astype(np.float64, copy=False)
+    model = flavors.load(path, Model.load(str(path)), settings.score_kind, settings.positive_class)
+    if model.flavor == "python_function":
+        _KEPT_DOWNLOADS.append(workdir)
+    else:
+        workdir.cleanup()
+    return model

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +17,9 @@ from scorer.identifiers import quote_identifier
 
 if TYPE_CHECKING:
     from scorer.config import RunSettings
-    from scorer.registry import LoadedModel, ResolvedModel
-    from scorer.stats import ScoreStats
+    from scorer.features import FeaturePlan
+    from scorer.flavors import LoadedModel
+    from scorer.registry import ResolvedModel
 
 _SCHEDULED_WINDOW_SECONDS = 86_400
 
@@ -40,27 +42,33 @@ def trigger_of(settings: RunSettings, now: datetime | None = None) -> str:
 
 @dataclass
 class Counts:
-    """Rows read, scored and rejected so far."""
+    """Rows read and rejected so far, and why they were rejected (scored: ``ScoreStats``)."""
 
     read: int = 0
-    scored: int = 0
-    rejected: int = 0
+    rejected_by: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rejected(self) -> int:
+        """Rows read and not scored."""
+        return sum(self.rejected_by.values())
 
 
 class RunRecord:
     """Owns the writer connection's view of one run's ``scoring_runs`` row."""
 
-    def __init__(self, conn: Any, settings: RunSettings, resolved: ResolvedModel) -> None:
+    def __init__(
+        self, conn: Any, settings: RunSettings, resolved: ResolvedModel, plan: FeaturePlan
+    ) -> None:
         self._conn = conn
         self._settings = settings
         self._resolved = resolved
+        self._plan = plan
+        self.snapshot = plan.snapshot.label
         self._table = f"{quote_identifier(settings.target_schema)}.scoring_runs"
 
     def lock(self) -> None:
         """Take the (model, snapshot) advisory lock for the session, or raise ``LockBusyError``."""
-        key = (
-            f"scorer:{self._settings.target_schema}:{self._resolved.name}:{self._settings.snapshot}"
-        )
+        key = f"scorer:{self._settings.target_schema}:{self._resolved.name}:{self.snapshot}"
         deadline = time.monotonic() + self._settings.lock_wait_seconds
         self._conn.autocommit = True
         with self._conn.cursor() as cur:
@@ -71,7 +79,7 @@ class RunRecord:
                 if time.monotonic() >= deadline:
                     raise LockBusyError(
                         f"another run is scoring {self._resolved.name} for snapshot "
-                        f"{self._settings.snapshot}; waited {self._settings.lock_wait_seconds:g}s"
+                        f"{self.snapshot}; waited {self._settings.lock_wait_seconds:g}s"
                     )
                 time.sleep(1.0)
 
@@ -103,7 +111,13 @@ class RunRecord:
             "model_flavor": model.flavor,
             "model_signature": json.dumps(model.signature),
             "threshold": s.label_threshold,
-            "snapshot": s.snapshot,
+            "snapshot": self.snapshot,
+            "snapshot_column": self._plan.snapshot.column,
+            "snapshot_order": self._plan.snapshot.order,
+            "entity_type": self._plan.entity_kind,
+            "score_kind": model.score_kind,
+            "score_method": model.method,
+            "positive_class": model.positive_class,
             "features_relation": s.features_table,
             "trigger": trigger,
             "started_at": started_at,
@@ -125,32 +139,36 @@ class RunRecord:
                 f"ON CONFLICT (run_id) DO UPDATE SET {reset},"
                 f" attempts = {self._table}.attempts + 1,"
                 " finished_at = NULL, error = NULL, rows_read = NULL, rows_scored = NULL,"
-                " rows_rejected = NULL, timings = NULL",
+                " rows_rejected = NULL, rows_rejected_by = NULL, timings = NULL",
                 values,
             )
         self._conn.autocommit = False
         return trigger
 
-    def publish(self, counts: Counts, stats: ScoreStats, timings: dict[str, float]) -> datetime:
+    def publish(
+        self, counts: Counts, figures: dict[str, float | None], timings: dict[str, float]
+    ) -> datetime:
         """Mark the run succeeded and commit: its predictions become visible together."""
         finished = datetime.now(UTC)
+        scored = counts.read - counts.rejected
         with self._conn.cursor() as cur:
             cur.execute(
-                f"UPDATE {self._table} SET status = 'succeeded', finished_at = %s, timings = %s,"
-                " rows_read = %s, rows_scored = %s, rows_rejected = %s, score_mean = %s,"
-                " score_p50 = %s, score_p90 = %s, share_above_threshold = %s WHERE run_id = %s",
-                (
-                    finished,
-                    json.dumps(timings),
-                    counts.read,
-                    counts.scored,
-                    counts.rejected,
-                    stats.mean,
-                    stats.quantile(0.5),
-                    stats.quantile(0.9),
-                    stats.share_above,
-                    self._settings.run_id,
-                ),
+                f"UPDATE {self._table} SET status = 'succeeded', finished_at = %(finished)s,"
+                " timings = %(timings)s, rows_read = %(read)s, rows_scored = %(scored)s,"
+                " rows_rejected = %(rejected)s, rows_rejected_by = %(rejected_by)s,"
+                " score_mean = %(score_mean)s, score_p50 = %(score_p50)s,"
+                " score_p90 = %(score_p90)s, share_above_threshold = %(share_above_threshold)s"
+                " WHERE run_id = %(run_id)s",
+                {
+                    "finished": finished,
+                    "timings": json.dumps(timings),
+                    "read": counts.read,
+                    "scored": scored,
+                    "rejected": counts.rejected,
+                    "rejected_by": json.dumps(dict(counts.rejected_by)),
+                    "run_id": self._settings.run_id,
+                    **figures,
+                },
             )
         self._conn.commit()
         return finished
@@ -163,13 +181,14 @@ class RunRecord:
             with self._conn.cursor() as cur:
                 cur.execute(
                     f"UPDATE {self._table} SET status = 'failed', finished_at = now(), error = %s,"
-                    " timings = %s, rows_read = %s, rows_scored = 0, rows_rejected = %s"
-                    " WHERE run_id = %s",
+                    " timings = %s, rows_read = %s, rows_scored = 0, rows_rejected = %s,"
+                    " rows_rejected_by = %s WHERE run_id = %s",
                     (
                         error,
                         json.dumps(timings),
                         counts.read,
                         counts.rejected,
+                        json.dumps(dict(counts.rejected_by)),
                         self._settings.run_id,
                     ),
                 )

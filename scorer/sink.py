@@ -16,29 +16,16 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import numpy as np
-import numpy.typing as npt
+import psycopg2.errors
+import psycopg2.extensions
 
-from scorer.features import COPY_SIGNATURE
+from scorer.errors import DuplicateEntityError
 from scorer.identifiers import quote_identifier
 
-_HEADER = COPY_SIGNATURE + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
-_TRAILER = b"\xff\xff"
-_ROW = np.dtype(
-    [
-        ("count", ">i2"),
-        ("entity_len", ">i4"),
-        ("entity", ">i8"),
-        ("score_len", ">i4"),
-        ("score", ">f8"),
-        ("label_len", ">i4"),
-        ("label", ">i2"),
-    ]
-)
-_TEMPLATE = np.array([(3, 8, 0, 8, 0.0, 2, 0)], dtype=_ROW)
 _UNSAFE = re.compile(r"[^a-z0-9_]+")
+PARENTS = {"bigint": "predictions", "text": "predictions_text", "uuid": "predictions_uuid"}
+"""The parent table of each entity id type: one target schema holds every model."""
 
 
 @dataclass(frozen=True)
@@ -59,32 +46,18 @@ def partition_name(run_id: str) -> str:
     return f"predictions_{readable}_{digest}" if readable else f"predictions_{digest}"
 
 
-def encode(
-    ids: npt.NDArray[np.int64],
-    scores: npt.NDArray[np.float64],
-    labels: npt.NDArray[np.int16],
-) -> bytes:
-    """One complete binary COPY stream (header, rows, trailer) of (entity, score, label)."""
-    rows = np.repeat(_TEMPLATE, ids.size)
-    rows["entity"] = ids
-    rows["score"] = scores
-    rows["label"] = labels
-    return b"".join((_HEADER, rows.tobytes(), _TRAILER))
-
-
 class RunPartition:
-    """The table one run loads and publishes as its partition of ``schema.predictions``."""
+    """The table one run loads and publishes as its partition of the id type's parent."""
 
-    def __init__(self, schema: str, lineage: Lineage) -> None:
+    def __init__(self, schema: str, lineage: Lineage, entity_kind: str, labels: bool) -> None:
         self.lineage = lineage
         quoted = quote_identifier(schema)
-        self.parent = f"{quoted}.predictions"
+        self.parent = f"{quoted}.{PARENTS[entity_kind]}"
         self.table = f"{quoted}.{quote_identifier(partition_name(lineage.run_id))}"
-        self.copy_statement = (
-            f"COPY {self.table} (entity_id, score, label) FROM STDIN (FORMAT binary)"
-        )
+        columns = "entity_id, score, label" if labels else "entity_id, score"
+        self.copy_statement = f"COPY {self.table} ({columns}) FROM STDIN (FORMAT binary)"
 
-    def create(self, cur: Any) -> None:
+    def create(self, cur: psycopg2.extensions.cursor) -> None:
         """Create the empty table with its lineage defaults and run id CHECK (not yet committed)."""
         lineage = self.lineage
         cur.execute(
@@ -107,15 +80,35 @@ class RunPartition:
             ),
         )
 
-    def attach(self, cur: Any) -> None:
-        """Build the primary key, then attach the table as the run's partition."""
-        cur.execute(f"ALTER TABLE {self.table} ADD PRIMARY KEY (run_id, entity_id)")
+    def attach(self, cur: psycopg2.extensions.cursor) -> None:
+        """Build the primary key, then attach the table as the run's partition.
+
+        A duplicated entity id fails the key: ``DuplicateEntityError`` names one of them.
+        """
+        try:
+            cur.execute(f"ALTER TABLE {self.table} ADD PRIMARY KEY (run_id, entity_id)")
+        except psycopg2.errors.UniqueViolation as exc:
+            raise DuplicateEntityError(_duplicate_message(exc, self.lineage)) from None
         cur.execute(
             f"ALTER TABLE {self.parent} ATTACH PARTITION {self.table} FOR VALUES IN (%s)",
             (self.lineage.run_id,),
         )
 
 
-def write(cur: Any, statement: str, payload: bytes) -> None:
+def _duplicate_message(exc: psycopg2.errors.UniqueViolation, lineage: Lineage) -> str:
+    detail = exc.diag.message_detail or ""
+    found = re.search(r"=\((.*)\) is duplicated", detail)
+    entity = None
+    if found and found.group(1).startswith(f"{lineage.run_id}, "):
+        entity = found.group(1).removeprefix(f"{lineage.run_id}, ")
+    named = f" (e.g. {entity!r})" if entity is not None else ""
+    return (
+        f"duplicate entity ids in the feature relation{named} for snapshot {lineage.snapshot}: "
+        "a run scores each entity once. If the table holds several snapshots, name the "
+        "column that tells them apart with SCORER_SNAPSHOT_COLUMN; nothing published"
+    )
+
+
+def write(cur: psycopg2.extensions.cursor, statement: str, payload: bytes) -> None:
     """Send one encoded chunk on an open cursor (inside the run's transaction)."""
     cur.copy_expert(statement, io.BytesIO(payload), size=1 << 20)

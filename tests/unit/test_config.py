@@ -32,7 +32,7 @@ def settings(**changes: object) -> RunSettings:
 
 def test_defaults() -> None:
     s = settings()
-    assert s.threshold == 0.5
+    assert s.label_threshold == 0.5
     assert s.target_schema == "scoring"
     assert s.chunk_rows == 50_000
     assert s.selector == "alias:champion"

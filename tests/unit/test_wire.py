@@ -3,55 +3,223 @@
 from __future__ import annotations
 
 import struct
+import threading
+from collections.abc import Iterable
 
 import numpy as np
 import pytest
 
-from scorer.features import COPY_SIGNATURE, FeaturePlan, parse_rows
+from scorer import features, wire, workers
+from scorer.features import FeaturePlan, ModelInput, Snapshot
 from scorer.identifiers import Relation
-from scorer.sink import encode, partition_name
+from scorer.sink import partition_name
+
+HEADER = wire.COPY_SIGNATURE + struct.pack(">ii", 0, 0)
 
 
-def feature_row(entity: int, bad: bool, values: list[float]) -> bytes:
-    row = struct.pack(">hiqi?", 2 + len(values), 8, entity, 1, bad)
+def numeric_plan(names: tuple[str, ...]) -> FeaturePlan:
+    fixed = (("id", ">i8"), ("null_id", "u1"), *((f"f{i}", ">f8") for i in range(len(names))))
+    inputs = tuple(ModelInput(name, "number", "double") for name in names)
+    return FeaturePlan(
+        Relation(None, "t"), "id", "bigint", inputs, Snapshot("", ""),
+        wire.RowLayout(fixed), "", (), names, (),
+    )  # fmt: skip
+
+
+def numeric_row(entity: int, null_id: bool, values: list[float]) -> bytes:
+    row = struct.pack(">hiqi?", 2 + len(values), 8, entity, 1, null_id)
     for value in values:
         row += struct.pack(">id", 8, value)
     return row
 
 
-def test_parse_rows_rejects_flagged_and_infinite_rows() -> None:
-    plan = FeaturePlan(Relation(None, "t"), "id", ("a", "b"), "")
-    data = (
-        feature_row(1, False, [1.5, float("nan")])
-        + feature_row(2, True, [0.0, 0.0])
-        + feature_row(3, False, [float("inf"), 1.0])
-        + feature_row(4, False, [1e39, 2.0])
-        + feature_row(5, False, [-2.0, 3.25])
+def text_plan() -> FeaturePlan:
+    """A text id and one string feature in the tail, one number in the fixed part."""
+    inputs = (ModelInput("contract", "string", "string"), ModelInput("tenure", "number", "long"))
+    layout = wire.RowLayout((("tail", ">i4"), ("null_id", "u1"), ("f0", ">f8")), 2)
+    return FeaturePlan(
+        Relation(None, "t"), "customer_id", "text", inputs, Snapshot("", ""), layout, "",
+        (), ("tenure",), ("contract",),
+    )  # fmt: skip
+
+
+def text_row(entity: bytes | None, contract: bytes | None, tenure: float) -> bytes:
+    tail = [entity, contract]
+    payload = b"".join(
+        struct.pack(">i", -1) if value is None else struct.pack(">i", len(value)) + value
+        for value in tail
     )
-    chunk = parse_rows(data, plan)
+    size = sum(len(value) for value in tail if value is not None)
+    fixed = struct.pack(">hii", 5, 4, size) + struct.pack(">i?", 1, entity is None)
+    return fixed + struct.pack(">id", 8, tenure) + payload
+
+
+TEXT_STREAM = (
+    HEADER
+    + text_row(b"7590-VHVEG", b"Month-to-month", 1.0)
+    + text_row(b"", None, 34.0)
+    + text_row(None, b"One year", 2.0)
+    + text_row("Zoë-1".encode(), b"Two year", 45.0)
+    + wire.TRAILER
+)
+
+
+def read_all(plan: FeaturePlan, pieces: Iterable[bytes], chunk_rows: int = 1) -> list[wire.Rows]:
+    chunks: list[wire.Rows] = []
+    reader = wire.CopyReader(plan.layout, chunk_rows, chunks.append)
+    for piece in pieces:
+        reader.write(piece)
+    reader.close()
+    return chunks
+
+
+def test_numeric_rows_reject_null_ids_and_infinite_values_by_column() -> None:
+    plan = numeric_plan(("a", "b"))
+    data = (
+        numeric_row(1, False, [1.5, float("nan")])
+        + numeric_row(2, True, [0.0, 0.0])
+        + numeric_row(3, False, [float("inf"), 1.0])
+        + numeric_row(4, False, [2.0, 1e39])
+        + numeric_row(5, False, [-2.0, 3.25])
+    )
+    (rows,) = read_all(plan, [HEADER + data + wire.TRAILER], chunk_rows=100)
+    chunk = features.to_chunk(rows, plan)
     assert (chunk.read, chunk.rejected) == (5, 3)
+    assert chunk.rejected_by == {
+        "id: id is NULL": 1,
+        "a: infinite or beyond float32": 1,
+        "b: infinite or beyond float32": 1,
+    }
     np.testing.assert_array_equal(chunk.ids, [1, 5])
-    assert chunk.features.dtype == np.float32
-    np.testing.assert_array_equal(chunk.features, [[1.5, np.nan], [-2.0, 3.25]])
+    assert chunk.numbers.dtype == np.float32
+    np.testing.assert_array_equal(chunk.numbers, [[1.5, np.nan], [-2.0, 3.25]])
+
+
+@pytest.mark.parametrize("split", range(len(TEXT_STREAM) + 1))
+def test_text_rows_parse_the_same_wherever_the_stream_is_split(split: int) -> None:
+    plan = text_plan()
+    chunks = read_all(plan, [TEXT_STREAM[:split], TEXT_STREAM[split:]])
+    parsed = [features.to_chunk(rows, plan) for rows in chunks]
+    assert sum(chunk.read for chunk in parsed) == 4
+    assert [i.decode() for chunk in parsed for i in chunk.ids.tolist()] == [
+        "7590-VHVEG",
+        "",
+        "Zoë-1",
+    ]
+    assert [s for chunk in parsed for s in chunk.strings["contract"].tolist()] == [
+        "Month-to-month",
+        None,
+        "Two year",
+    ]
+    assert [float(x) for chunk in parsed for x in chunk.numbers[:, 0]] == [1.0, 34.0, 45.0]
+    assert sum(chunk.rejected_by["customer_id: id is NULL"] for chunk in parsed) == 1
+
+
+@pytest.mark.parametrize("split", range(len(HEADER) + 1))
+def test_a_header_split_at_any_byte_reads_every_row(split: int) -> None:
+    plan = numeric_plan(("a",))
+    body = numeric_row(1, False, [0.5]) + numeric_row(2, False, [0.25])
+    stream = HEADER + body + wire.TRAILER
+    pieces = [stream[:split], stream[split : split + 3], stream[split + 3 :]]
+    chunks = read_all(plan, pieces)
+    assert [int(i) for rows in chunks for i in rows.fixed["id"]] == [1, 2]
+
+
+def test_stray_trailing_bytes_fail_the_stream() -> None:
+    with pytest.raises(ValueError, match="3 stray bytes"):
+        read_all(text_plan(), [TEXT_STREAM[:-2] + b"\x00\x05\x00" + wire.TRAILER[:0]])
+
+
+def test_a_stream_without_the_binary_signature_fails() -> None:
+    with pytest.raises(ValueError, match="no binary signature"):
+        read_all(text_plan(), [b"x" * (len(TEXT_STREAM) + 64)])
 
 
 def test_prediction_rows_match_the_binary_copy_format() -> None:
-    payload = encode(
-        np.array([7, 8], dtype=np.int64),
-        np.array([0.25, 0.75]),
-        np.array([0, 1], dtype=np.int16),
+    payload = wire.encode_predictions(
+        np.array([7, 8], dtype=np.int64), np.array([0.25, 0.75]), np.array([0, 1], np.int16)
     )
-    header = COPY_SIGNATURE + struct.pack(">ii", 0, 0)
 
     def row(entity: int, score: float, label: int) -> bytes:
         return struct.pack(">hiqidih", 3, 8, entity, 8, score, 2, label)
 
-    assert payload == header + row(7, 0.25, 0) + row(8, 0.75, 1) + b"\xff\xff"
+    assert payload == HEADER + row(7, 0.25, 0) + row(8, 0.75, 1) + wire.TRAILER
+
+
+def test_text_and_uuid_ids_and_rows_without_labels_are_encoded_exactly() -> None:
+    ids = np.array(["7590-VHVEG".encode(), b"", "Zoë".encode()], dtype="S12")
+    payload = wire.encode_predictions(ids, np.array([0.5, 0.25, 1.0]), None)
+    expected = b"".join(
+        struct.pack(">hi", 2, len(value)) + value + struct.pack(">id", 8, score)
+        for value, score in ((b"7590-VHVEG", 0.5), (b"", 0.25), ("Zoë".encode(), 1.0))
+    )
+    assert payload == HEADER + expected + wire.TRAILER
+    raw = bytes(range(16))
+    uuids = np.frombuffer(raw + raw[::-1], dtype="V16")
+    payload = wire.encode_predictions(uuids, np.array([0.1, 0.2]), np.array([0, 0], np.int16))
+    expected = b"".join(
+        struct.pack(">hi", 3, 16) + value + struct.pack(">idih", 8, score, 2, 0)
+        for value, score in ((raw, 0.1), (raw[::-1], 0.2))
+    )
+    assert payload == HEADER + expected + wire.TRAILER
 
 
 def test_an_empty_chunk_is_a_valid_copy_stream() -> None:
-    payload = encode(np.array([], dtype=np.int64), np.array([]), np.array([], dtype=np.int16))
-    assert payload == COPY_SIGNATURE + struct.pack(">ii", 0, 0) + b"\xff\xff"
+    payload = wire.encode_predictions(
+        np.array([], dtype=np.int64), np.array([]), np.array([], dtype=np.int16)
+    )
+    assert payload == HEADER + wire.TRAILER
+
+
+def test_a_consumer_failure_is_handed_back_to_the_producer() -> None:
+    cancelled = threading.Event()
+
+    def consume(items: Iterable[int]) -> None:
+        for item in items:
+            if item == 3:
+                raise RuntimeError("COPY failed")
+
+    with (
+        pytest.raises(RuntimeError, match="COPY failed"),
+        workers.consumed(consume, cancelled.set, depth=1) as send,
+    ):
+        for item in range(1000):  # never blocks: the failed consumer keeps draining
+            send(item)
+    assert not cancelled.is_set()  # the producer did not fail; the consumer's error won
+
+
+def test_a_producer_failure_arrives_after_the_items_before_it() -> None:
+    def produce(put: object) -> None:
+        assert callable(put)
+        put(1)
+        put(2)
+        raise ValueError("stream broke")
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="stream broke"):
+        got.extend(workers.produced(produce, lambda: None))
+    assert got == [1, 2]
+
+
+def test_closing_the_stream_early_cancels_and_ends_the_producer() -> None:
+    cancelled = threading.Event()
+    ended = threading.Event()
+
+    def produce(put: object) -> None:
+        assert callable(put)
+        try:
+            for item in range(10_000):
+                if cancelled.is_set():
+                    return
+                put(item)
+        finally:
+            ended.set()
+
+    items = workers.produced(produce, cancelled.set, depth=1)
+    assert next(items) == 0
+    items.close()
+    assert cancelled.is_set()
+    assert ended.is_set()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,319 @@
+"""Load a downloaded MLflow model in its own flavor and score the positive class.
+
+Each flavor's native probability method is used: the xgboost Booster (its objective says
+whether the output is a probability), and ``predict_proba`` of lightgbm, scikit-learn
+(estimators and pipelines) and catboost models. Other flavors go through pyfunc, whose
+output must be a probability: labels, regressors' values and NaN are refused
+(``ModelOutputError``, exit 2) unless ``SCORER_SCORE_KIND=raw`` asks for raw scores.
+Errors from a model library are summarised by type and column, never by data.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from scorer import cpus
+from scorer.errors import ConfigError, ModelOutputError, SchemaMismatchError
+from scorer.features import Chunk, FeaturePlan, InputKind, ModelInput
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow.models import Model
+
+ScoreKind = Literal["probability", "raw"]
+Scores = npt.NDArray[np.float64]
+_LOG_PROBABILITIES = (
+    "log it so that it returns probabilities, e.g. mlflow.sklearn.log_model(...) of a "
+    'classifier, or mlflow.pyfunc.log_model(..., pyfunc_predict_fn="predict_proba")'
+)
+_KINDS: dict[str, InputKind] = {
+    "double": "number",
+    "float": "number",
+    "long": "number",
+    "integer": "number",
+    "boolean": "number",
+    "string": "string",
+    "datetime": "datetime",
+}
+_PROBABILITY_OBJECTIVES = ("binary:logistic", "multi:softprob")
+_NATIVE = ("xgboost", "lightgbm", "catboost", "sklearn")
+_COLUMN_INDEX = re.compile(r"(\d+)(?:st|nd|rd|th) \(0-based\) column")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to score: its inputs in order, and what its score means."""
+
+    flavor: str
+    method: str  # e.g. "sklearn predict_proba"
+    inputs: tuple[ModelInput, ...]
+    predict: Callable[[Chunk, FeaturePlan], Scores]
+    signature: list[dict[str, Any]]
+    score_kind: ScoreKind
+    positive_class: str | None
+    threads: int | None = None
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The input column names, in the model's order."""
+        return tuple(item.name for item in self.inputs)
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """A flavor's probability function and what it scores."""
+
+    method: str
+    output: Callable[[Any], npt.NDArray[Any]]  # model input -> raw output
+    classes: tuple[str, ...] | None  # None: the output is already one score per row
+    frame: bool  # the model takes a DataFrame (else one float32 matrix, if all numeric)
+    categories: bool  # strings as pandas categoricals (else Python strings)
+
+
+def load(path: Path, meta: Model, score_kind: ScoreKind, positive_class: str | None) -> LoadedModel:
+    """Load the model at ``path`` in the first native flavor it has, else through pyfunc."""
+    flavor = next((name for name in _NATIVE if name in meta.flavors), "python_function")
+    threads = cpus.available()
+    try:
+        model = _load_native(flavor, path, meta, threads)
+    except ImportError as exc:
+        raise ConfigError(
+            f"the model is a {flavor} model and this environment lacks {exc.name or flavor}: "
+            "install the model's libraries (the image takes them as a build argument)"
+        ) from exc
+    inputs = _inputs(meta, model if flavor == "xgboost" else None)
+    if not inputs:
+        raise SchemaMismatchError("the model has no input signature with column names")
+    scoring = _scoring(flavor, model, score_kind, threads)
+    index, chosen = _positive(scoring.classes, positive_class)
+    as_frame = scoring.frame or not all(item.kind == "number" for item in inputs)
+    method = scoring.method
+
+    def predict(chunk: Chunk, plan: FeaturePlan) -> Scores:
+        data: Any = _frame(chunk, plan, scoring.categories) if as_frame else chunk.numbers
+        try:
+            out = np.asarray(scoring.output(data))
+        except Exception as exc:
+            raise ModelOutputError(
+                f"the model's {method} failed on a chunk of {chunk.ids.size} rows: "
+                + _summary(exc, inputs)
+            ) from None  # the library's message may quote feature values
+        return _scores(out, index, score_kind, method)
+
+    return LoadedModel(
+        flavor, method, inputs, predict, _signature(meta, inputs), score_kind, chosen, threads
+    )
+
+
+def _load_native(flavor: str, path: Path, meta: Model, threads: int) -> Any:
+    if flavor == "xgboost":
+        import xgboost  # noqa: PLC0415 - only the flavor in use is imported
+
+        booster = xgboost.Booster()
+        booster.load_model(str(path / meta.flavors["xgboost"]["data"]))
+        booster.set_param({"nthread": threads})
+        return booster
+    module = "pyfunc" if flavor == "python_function" else flavor
+    return importlib.import_module(f"mlflow.{module}").load_model(str(path))
+
+
+def _inputs(meta: Model, booster: Any) -> tuple[ModelInput, ...]:
+    """The model's inputs from its signature, else (xgboost) from the booster itself."""
+    signature = meta.signature
+    if signature is not None and signature.inputs.has_input_names():
+        inputs = []
+        for spec in signature.inputs.inputs:
+            declared = str(getattr(spec.type, "name", spec.type))
+            kind = _KINDS.get(declared)
+            if kind is None:
+                raise SchemaMismatchError(
+                    f"signature column {spec.name!r} is {declared}; the scorer reads numbers, "
+                    "booleans, strings and datetimes"
+                )
+            if booster is not None and _booster_categorical(booster, str(spec.name)):
+                kind = "string"
+            inputs.append(ModelInput(str(spec.name), kind, declared))
+        return tuple(inputs)
+    if booster is None:
+        return ()
+    types = booster.feature_types or ["float"] * len(booster.feature_names or ())
+    return tuple(
+        ModelInput(name, "string" if kind == "c" else "number", "category" if kind == "c" else kind)
+        for name, kind in zip(booster.feature_names or (), types, strict=True)
+    )
+
+
+def _booster_categorical(booster: Any, name: str) -> bool:
+    names, types = booster.feature_names or (), booster.feature_types or ()
+    return any(n == name and t == "c" for n, t in zip(names, types, strict=False))
+
+
+def _scoring(flavor: str, model: Any, score_kind: ScoreKind, threads: int) -> _Scoring:
+    """How this flavor's model gives a probability (or, for raw, its own prediction)."""
+    if flavor == "xgboost":
+        objective = json.loads(model.save_config())["learner"]["objective"]["name"]
+        if objective in _PROBABILITY_OBJECTIVES or score_kind == "raw":
+            classes = None if objective != "multi:softprob" else _xgb_classes(model)
+            if objective == "binary:logistic":
+                classes = ("0", "1")
+            return _Scoring(
+                "xgboost Booster.inplace_predict",
+                lambda data: model.inplace_predict(data, validate_features=False),
+                classes if score_kind == "probability" else None,
+                frame=False,
+                categories=True,
+            )
+        raise ModelOutputError(
+            f"the xgboost model's objective is {objective}, which does not give probabilities; "
+            "train a classifier (binary:logistic or multi:softprob), or score raw values "
+            "with SCORER_SCORE_KIND=raw"
+        )
+    proba = getattr(model, "predict_proba", None)
+    if flavor != "python_function" and proba is not None and score_kind == "probability":
+        classes = tuple(str(c) for c in getattr(model, "classes_", ()))
+        return _Scoring(
+            f"{flavor} predict_proba", proba, classes or None, True, flavor == "lightgbm"
+        )
+    if flavor == "lightgbm" and hasattr(model, "num_trees"):  # a native lightgbm Booster
+        objective = str(model.params.get("objective", ""))
+        if objective in ("binary", "multiclass", "multiclassova") or score_kind == "raw":
+            return _Scoring(
+                "lightgbm Booster.predict",
+                lambda data: model.predict(data, num_threads=threads),
+                None,
+                True,
+                True,
+            )
+    if score_kind == "raw":
+        return _Scoring(f"{flavor} predict", model.predict, None, True, flavor == "lightgbm")
+    if flavor == "python_function":
+        return _Scoring("pyfunc predict", model.predict, None, True, False)
+    raise ModelOutputError(
+        f"the {flavor} model has no predict_proba (is it a regressor?); {_LOG_PROBABILITIES}, "
+        "or score its raw predictions with SCORER_SCORE_KIND=raw"
+    )
+
+
+def _xgb_classes(booster: Any) -> tuple[str, ...]:
+    count = int(json.loads(booster.save_config())["learner"]["learner_model_param"]["num_class"])
+    return tuple(str(index) for index in range(count))
+
+
+def _positive(classes: tuple[str, ...] | None, wanted: str | None) -> tuple[int | None, str | None]:
+    """The output column of the positive class, and its name."""
+    if classes is None:
+        if wanted is not None:
+            raise ConfigError(
+                "SCORER_POSITIVE_CLASS is set, but the model's output names no classes"
+            )
+        return None, None
+    if wanted is None:
+        if len(classes) != 2:
+            raise ConfigError(
+                f"the model has {len(classes)} classes ({', '.join(classes)}): name the one to "
+                "score with SCORER_POSITIVE_CLASS"
+            )
+        return 1, classes[1]
+    if wanted not in classes:
+        raise ConfigError(
+            f"SCORER_POSITIVE_CLASS={wanted!r} is not one of the model's classes: "
+            + ", ".join(classes)
+        )
+    return classes.index(wanted), wanted
+
+
+def _frame(chunk: Chunk, plan: FeaturePlan, categories: bool) -> pd.DataFrame:
+    """The chunk as a DataFrame in the model's column order and types."""
+    import pandas as pd  # noqa: PLC0415 - only DataFrame models need pandas
+
+    columns: dict[str, Any] = {}
+    numbers = {name: index for index, name in enumerate(plan.numbers)}
+    for item in plan.inputs:
+        if item.kind == "string":
+            values = chunk.strings[item.name]
+            columns[item.name] = pd.Categorical(values) if categories else values
+        elif item.kind == "datetime":
+            seconds = chunk.numbers[:, numbers[item.name]].astype(np.float64)
+            columns[item.name] = pd.to_datetime(seconds, unit="s")
+        else:
+            values64 = chunk.numbers[:, numbers[item.name]].astype(np.float64)
+            columns[item.name] = _declared(values64, item.declared)
+    return pd.DataFrame(columns)
+
+
+def _declared(values: npt.NDArray[np.float64], declared: str) -> npt.NDArray[Any]:
+    """Numbers in the type the signature declared, where they hold no missing values."""
+    if np.isnan(values).any():
+        return values
+    if declared in ("long", "integer"):
+        return values.astype(np.int64 if declared == "long" else np.int32)
+    if declared == "boolean":
+        return values.astype(bool)
+    if declared == "float":
+        return values.astype(np.float32)
+    return values
+
+
+def _scores(out: npt.NDArray[Any], index: int | None, kind: ScoreKind, method: str) -> Scores:
+    """One score per row from the model's output, refused if it is not what ``kind`` says."""
+    if out.ndim == 2 and out.shape[1] == 1:
+        out = out[:, 0]
+    if out.ndim == 2:
+        if index is None:
+            index = out.shape[1] - 1 if out.shape[1] == 2 else None
+        if index is None:
+            raise ModelOutputError(
+                f"the model's {method} returned {out.shape[1]} columns per row; name the "
+                "class to score with SCORER_POSITIVE_CLASS"
+            )
+        out = out[:, index]
+    elif index == 0:  # one column is the probability of the second of two classes
+        out = 1.0 - out
+    if out.ndim != 1:
+        raise ModelOutputError(f"the model's {method} returned shape {out.shape}")
+    if out.dtype.kind not in "fc" and kind == "probability":
+        raise ModelOutputError(
+            f"the model's {method} returned labels ({out.dtype}), not probabilities; "
+            + _LOG_PROBABILITIES
+        )
+    scores = out.astype(np.float64, copy=False)
+    if np.isnan(scores).any():
+        raise ModelOutputError(f"the model's {method} returned NaN scores")
+    if kind == "probability" and scores.size and (scores.min() < 0 or scores.max() > 1):
+        raise ModelOutputError(
+            f"the model's {method} returned scores outside [0, 1] (e.g. a regressor's values), "
+            f"not probabilities; {_LOG_PROBABILITIES}, or set SCORER_SCORE_KIND=raw"
+        )
+    return scores
+
+
+def _summary(exc: Exception, inputs: tuple[ModelInput, ...]) -> str:
+    """The error's type and the input columns it names; none of its data."""
+    text = str(exc)
+    named = [item.name for item in inputs if re.search(rf"\b{re.escape(item.name)}\b", text)]
+    found = _COLUMN_INDEX.search(text)
+    if found and int(found.group(1)) < len(inputs):
+        named.append(inputs[int(found.group(1))].name)
+    hint = ""
+    if "category" in text.lower() and "not in the training" in text.lower():
+        hint = " (a category the model never saw; the model's library refuses it)"
+    elif "schema" in text.lower() or "convert" in text.lower():
+        hint = " (the input does not match the model's signature)"
+    columns = f" on column {', '.join(dict.fromkeys(named))}" if named else ""
+    return f"{type(exc).__name__}{columns}{hint}"
+
+
+def _signature(meta: Model, inputs: tuple[ModelInput, ...]) -> list[dict[str, Any]]:
+    """The input signature as recorded in ``scoring_runs.model_signature``."""
+    if meta.signature is not None:
+        return list(meta.signature.inputs.to_dict())
+    return [{"name": item.name, "type": item.declared} for item in inputs]

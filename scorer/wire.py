@@ -1,0 +1,219 @@
+"""PostgreSQL's binary COPY format, both ways: feature rows in, prediction rows out.
+
+A feature row is a fixed-width prefix (every number, flag and fixed-size id) followed by a
+variable-width tail (text ids and string features). The feature query puts the tail's total
+byte length first, so finding row boundaries costs one integer read per row, and everything
+else is parsed by numpy over whole chunks. Rows without a tail have a fixed width and need no
+walk at all.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+HEADER_BYTES = len(COPY_SIGNATURE) + 8  # signature, flags, header-extension length
+TRAILER = b"\xff\xff"
+_OUT_HEADER = COPY_SIGNATURE + bytes(8)
+_TAIL_LENGTH_AT = 2 + 4  # the tail-length field's value: after the field count and its length
+
+Bytes = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """The shape of one feature row: named fixed-width fields, then ``tail_fields`` texts.
+
+    ``fixed`` holds (name, numpy type) pairs in row order; each becomes a 4-byte length plus
+    the value in the structured dtype. With a tail, the first fixed field must be the tail's
+    byte count (an ``int4``), so that rows can be found without reading the tail.
+    """
+
+    fixed: tuple[tuple[str, str], ...]
+    tail_fields: int = 0
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """numpy layout of a row's fixed-width prefix."""
+        fields: list[tuple[str, str]] = [("count", ">i2")]
+        for name, kind in self.fixed:
+            fields += [(f"{name}_len", ">i4"), (name, kind)]
+        return np.dtype(fields)
+
+
+@dataclass(frozen=True)
+class Texts:
+    """One variable-width column of a chunk: UTF-8 bytes per row, and where it was NULL."""
+
+    values: npt.NDArray[np.bytes_]
+    null: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Whole rows of a chunk: the fixed prefixes as a structured array, and the tail columns."""
+
+    fixed: npt.NDArray[np.void]
+    tail: tuple[Texts, ...]
+
+
+def row_starts(buffer: Bytes, end: int, layout: RowLayout) -> tuple[list[int] | int, int]:
+    """The whole rows in ``buffer[:end]``, and the offset after the last one.
+
+    Rows of a fixed width are given by their count; rows with a tail by their offsets.
+    """
+    width = layout.dtype.itemsize
+    if not layout.tail_fields:
+        count = end // width
+        return count, count * width
+    read_length = struct.Struct(">i").unpack_from
+    extra = width + 4 * layout.tail_fields
+    starts: list[int] = []
+    position = 0
+    while position + width <= end:
+        size = extra + read_length(buffer, position + _TAIL_LENGTH_AT)[0]
+        if position + size > end:
+            break
+        starts.append(position)
+        position += size
+    return starts, position
+
+
+def parse(buffer: Bytes, starts: list[int] | int, layout: RowLayout) -> Rows:
+    """Parse the rows that ``row_starts`` found at the beginning of ``buffer``."""
+    layout_dtype = layout.dtype
+    width = layout_dtype.itemsize
+    if isinstance(starts, int):
+        return Rows(np.frombuffer(buffer, dtype=layout_dtype, count=starts), ())
+    raw = np.frombuffer(buffer, dtype=np.uint8)
+    offsets = np.asarray(starts, dtype=np.int64)
+    prefix = raw[offsets[:, None] + np.arange(width)]
+    fixed = prefix.view(layout_dtype).reshape(len(starts))
+    tail: list[Texts] = []
+    position = offsets + width
+    for _ in range(layout.tail_fields):
+        lengths = raw[position[:, None] + np.arange(4)].view(">i4").reshape(len(starts))
+        tail.append(_texts(raw, position + 4, lengths))
+        position = position + 4 + np.maximum(lengths, 0)
+    return Rows(fixed, tuple(tail))
+
+
+def _texts(
+    raw: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], lengths: npt.NDArray[Any]
+) -> Texts:
+    null = lengths < 0
+    sizes = np.maximum(lengths, 0).astype(np.int64)
+    width = int(sizes.max()) if sizes.size else 0
+    if width == 0:
+        return Texts(np.zeros(sizes.size, dtype="S1"), null)
+    columns = np.arange(width)
+    inside = columns < sizes[:, None]
+    padded = np.zeros((sizes.size, width), dtype=np.uint8)
+    padded[inside] = raw[(at[:, None] + columns)[inside]]
+    return Texts(padded.view(f"S{width}").reshape(sizes.size), null)
+
+
+class CopyReader:
+    """A file-like target for ``copy_expert`` that cuts the stream into parsed chunks.
+
+    ``emit`` receives each chunk of at least ``chunk_rows`` whole rows (the last may be
+    smaller). The stream must start with the binary signature and end with the trailer.
+    """
+
+    def __init__(self, layout: RowLayout, chunk_rows: int, emit: Callable[[Rows], None]) -> None:
+        self._layout = layout
+        self._chunk_bytes = chunk_rows * layout.dtype.itemsize
+        self._emit = emit
+        self._buffer = bytearray()
+        self._header_seen = False
+
+    def write(self, data: Bytes) -> int:
+        """Take the next piece of the stream (any size, any boundary)."""
+        self._buffer += data
+        if len(self._buffer) >= self._chunk_bytes + HEADER_BYTES:
+            self._flush()
+        return len(data)
+
+    def _flush(self) -> None:
+        if not self._header_seen:
+            if len(self._buffer) < HEADER_BYTES:
+                return
+            if self._buffer[: len(COPY_SIGNATURE)] != COPY_SIGNATURE:
+                raise ValueError("unexpected COPY stream: no binary signature")
+            extension = int.from_bytes(self._buffer[HEADER_BYTES - 4 : HEADER_BYTES], "big")
+            if len(self._buffer) < HEADER_BYTES + extension:
+                return
+            del self._buffer[: HEADER_BYTES + extension]
+            self._header_seen = True
+        starts, end = row_starts(self._buffer, len(self._buffer), self._layout)
+        if end:
+            whole = bytes(self._buffer[:end])
+            del self._buffer[:end]
+            self._emit(parse(whole, starts, self._layout))
+
+    def close(self) -> None:
+        """Emit what is left; the stream must end with the binary trailer and nothing else."""
+        self._flush()
+        if not self._header_seen:
+            raise ValueError("unexpected COPY stream end: no binary header")
+        if bytes(self._buffer) != TRAILER:
+            raise ValueError(f"unexpected COPY stream end ({len(self._buffer)} stray bytes)")
+
+
+def encode_predictions(
+    ids: npt.NDArray[Any],
+    scores: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int16] | None,
+) -> bytes:
+    """One complete binary COPY stream of (entity_id, score[, label]) rows.
+
+    ``ids`` are int64 (bigint), ``V16`` (uuid, 16 raw bytes) or ``S<n>`` (UTF-8 text, the
+    length of each row's own).
+    """
+    n = int(ids.size)
+    fields: list[tuple[str, str]] = [("score_len", ">i4"), ("score", ">f8")]
+    if labels is not None:
+        fields += [("label_len", ">i4"), ("label", ">i2")]
+    tail = np.zeros(n, dtype=np.dtype(fields))
+    tail["score_len"], tail["score"] = 8, scores
+    if labels is not None:
+        tail["label_len"], tail["label"] = 2, labels
+    count = 2 if labels is None else 3
+    if n == 0:
+        return _OUT_HEADER + TRAILER
+    if ids.dtype.kind in "iuV":
+        value = ">i8" if ids.dtype.kind in "iu" else "V16"
+        head = np.zeros(n, dtype=[("count", ">i2"), ("id_len", ">i4"), ("id", value)])
+        head["count"], head["id_len"], head["id"] = count, head.dtype["id"].itemsize, ids
+        rows = np.concatenate(
+            [head.view(np.uint8).reshape(n, -1), tail.view(np.uint8).reshape(n, -1)], axis=1
+        )
+        return b"".join((_OUT_HEADER, rows.tobytes(), TRAILER))
+    return b"".join((_OUT_HEADER, _variable_rows(ids, count, tail), TRAILER))
+
+
+def _variable_rows(ids: npt.NDArray[np.bytes_], count: int, tail: npt.NDArray[np.void]) -> bytes:
+    """Rows whose first field is a byte string of its own length, then the fixed ``tail``."""
+    n = int(ids.size)
+    width = ids.dtype.itemsize
+    raw_ids = ids.view(np.uint8).reshape(n, width)
+    sizes = np.char.str_len(ids).astype(np.int64)
+    head = np.zeros(n, dtype=[("count", ">i2"), ("id_len", ">i4")])
+    head["count"], head["id_len"] = count, sizes
+    tail_bytes = tail.view(np.uint8).reshape(n, -1)
+    row_sizes = 6 + sizes + tail_bytes.shape[1]
+    starts = np.concatenate(([0], np.cumsum(row_sizes)[:-1]))
+    out = np.empty(int(row_sizes.sum()), dtype=np.uint8)
+    out[starts[:, None] + np.arange(6)] = head.view(np.uint8).reshape(n, 6)
+    columns = np.arange(width)
+    inside = columns < sizes[:, None]
+    out[(starts[:, None] + 6 + columns)[inside]] = raw_ids[inside]
+    tail_at = starts + 6 + sizes
+    out[tail_at[:, None] + np.arange(tail_bytes.shape[1])] = tail_bytes
+    return out.tobytes()

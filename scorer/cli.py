@@ -22,6 +22,7 @@ _COMMANDS = {
     "migrate": "create or upgrade the tables and the latest_predictions view (idempotent)",
     "check": "verify settings, model, schema and feature relation; write nothing",
     "run": "score the feature relation and publish the predictions atomically",
+    "backfill": "score older snapshots, each as its own run (resumable)",
     "demo": "train, register and score a churn model against an embedded PostgreSQL",
 }
 _EPILOG = """\
@@ -43,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
         if name == "demo":
             sub.add_argument("--rows", type=int, default=10_000, help="customers to score")
             continue
+        if name == "backfill":
+            span = sub.add_mutually_exclusive_group(required=True)
+            span.add_argument("--from", dest="start", help="first snapshot (inclusive)")
+            span.add_argument("--snapshots", help="comma-separated snapshots: A,B,C")
+            sub.add_argument("--to", dest="end", help="last snapshot (inclusive), with --from")
         kind = DatabaseSettings if name == "migrate" else RunSettings
         for field_name, info in kind.model_fields.items():
             sub.add_argument(
@@ -71,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {
         key: value
         for key, value in vars(args).items()
-        if key not in ("command", "rows") and value is not None
+        if key not in ("command", "rows", "start", "end", "snapshots") and value is not None
     }
     logs.configure(
         overrides.get("log_format") or os.environ.get("SCORER_LOG_FORMAT", "json"),
@@ -103,9 +109,24 @@ def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace)
     if command == "migrate":
         return _migrate(load(DatabaseSettings, **overrides))
     settings = _run_settings(overrides)
+    if command == "backfill":
+        return _backfill(settings, args)
     from scorer import pipeline  # noqa: PLC0415 - keep --help and migrate light
 
     return pipeline.check(settings) if command == "check" else pipeline.run(settings)
+
+
+def _backfill(settings: RunSettings, args: argparse.Namespace) -> int:
+    from scorer import backfill  # noqa: PLC0415
+
+    if args.snapshots is not None:
+        listed = [part.strip() for part in args.snapshots.split(",") if part.strip()]
+        if not listed:
+            raise ConfigError("--snapshots names no snapshot (give A,B,C)")
+        return backfill.main(settings, None, listed)
+    if args.end is None:
+        raise ConfigError("--from needs --to: backfill --from 2026-10-01 --to 2026-10-31")
+    return backfill.main(settings, (args.start, args.end), ())
 
 
 def _run_settings(overrides: dict[str, str]) -> RunSettings:

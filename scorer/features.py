@@ -11,7 +11,7 @@ column's index or partitions when the table has them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ import numpy.typing as npt
 import psycopg2.extensions
 
 from scorer import wire, workers
-from scorer.errors import EmptyRelationError, SchemaMismatchError
+from scorer.errors import ConfigError, EmptyRelationError, SchemaMismatchError
 from scorer.identifiers import Relation, quote_any
 
 InputKind = Literal["number", "string", "datetime"]
@@ -343,3 +343,42 @@ def stream(
         conn.rollback()
 
     yield from workers.produced(read, conn.cancel, depth, name="scorer-reader")
+
+
+def snapshots(
+    conn: psycopg2.extensions.connection,
+    source: Source,
+    between: tuple[str, str] | None = None,
+    listed: Sequence[str] = (),
+) -> list[str]:
+    """Snapshot labels of ``source``: those in the table ``between`` two values, or ``listed``.
+
+    Labels are the snapshot column's own text form, as runs record them.
+    """
+    if source.snapshot_column is None:
+        raise ConfigError("a backfill needs SCORER_SNAPSHOT_COLUMN: the column naming snapshots")
+    problems: list[str] = []
+    column = describe(conn, source.relation).get(source.snapshot_column)
+    _check_snapshot_column(column, source.snapshot_column, problems)
+    if problems or column is None:
+        raise SchemaMismatchError(f"feature relation {source.relation}: " + "; ".join(problems))
+    quoted, kind = quote_any(column.name), column.sql_type
+    with conn.cursor() as cur:
+        cur.execute("SET TIME ZONE 'UTC'")
+        try:
+            if between is not None:
+                cur.execute(
+                    f"SELECT DISTINCT {quoted}::text, {quoted} FROM {source.relation.sql}"
+                    f" WHERE {quoted} BETWEEN %s::{kind} AND %s::{kind} ORDER BY {quoted}",
+                    between,
+                )
+                return [str(row[0]) for row in cur.fetchall()]
+            cur.execute(
+                f"SELECT (value::{kind})::text FROM unnest(%s::text[]) AS value", (list(listed),)
+            )
+            return [str(row[0]) for row in cur.fetchall()]
+        except psycopg2.DataError:
+            raise ConfigError(
+                f"a backfill bound or snapshot is not a valid {kind} (snapshot column "
+                f"{column.name!r})"
+            ) from None

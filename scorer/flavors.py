@@ -287,7 +287,10 @@ def _scores(out: npt.NDArray[Any], index: int | None, kind: ScoreKind, method: s
         )
     scores = out.astype(np.float64, copy=False)
     if np.isnan(scores).any():
-        raise ModelOutputError(f"the model's {method} returned NaN scores")
+        raise ModelOutputError(
+            f"the model's {method} returned NaN for some rows, not a probability; make it "
+            f"return one for every row (missing values included), {_LOG_PROBABILITIES}"
+        )
     if kind == "probability" and scores.size and (scores.min() < 0 or scores.max() > 1):
         raise ModelOutputError(
             f"the model's {method} returned scores outside [0, 1] (e.g. a regressor's values), "

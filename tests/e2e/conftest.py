@@ -144,7 +144,7 @@ def kind_cluster(
     kind_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[object]:
-    from pytest_kind import KindCluster  # noqa: PLC0415 (only when e2e tests run)
+    from pytest_kind import KindCluster
 
     name = request.config.getoption("cluster_name")
     keep = request.config.getoption("keep_cluster")

@@ -298,7 +298,9 @@ def test_unusable_column_type_is_a_schema_mismatch(
         {**scorer_env, "SCORER_FEATURES_TABLE": "features.customers_bad_type"}, "check"
     )
     assert result.returncode == 2
-    assert "support_calls (timestamptz)" in services.json_lines(result.stdout)[-1]["error"]
+    error = services.json_lines(result.stdout)[-1]["error"]
+    assert "'support_calls' is timestamp with time zone" in error
+    assert "double the model's signature declares" in error
 
 
 def test_check_verifies_and_writes_nothing(scorer_env: dict[str, str], postgres_url: str) -> None:

@@ -147,7 +147,7 @@ def test_prediction_rows_match_the_binary_copy_format() -> None:
 
 
 def test_text_and_uuid_ids_and_rows_without_labels_are_encoded_exactly() -> None:
-    ids = np.array(["7590-VHVEG".encode(), b"", "Zoë".encode()], dtype="S12")
+    ids = np.array([b"7590-VHVEG", b"", "Zoë".encode()], dtype="S12")
     payload = wire.encode_predictions(ids, np.array([0.5, 0.25, 1.0]), None)
     expected = b"".join(
         struct.pack(">hi", 2, len(value)) + value + struct.pack(">id", 8, score)
@@ -179,12 +179,13 @@ def test_a_consumer_failure_is_handed_back_to_the_producer() -> None:
             if item == 3:
                 raise RuntimeError("COPY failed")
 
-    with (
-        pytest.raises(RuntimeError, match="COPY failed"),
-        workers.consumed(consume, cancelled.set, depth=1) as send,
-    ):
-        for item in range(1000):  # never blocks: the failed consumer keeps draining
-            send(item)
+    def produce() -> None:
+        with workers.consumed(consume, cancelled.set, depth=1) as send:
+            for item in range(1000):  # never blocks: the failed consumer keeps draining
+                send(item)
+
+    with pytest.raises(RuntimeError, match="COPY failed"):
+        produce()
     assert not cancelled.is_set()  # the producer did not fail; the consumer's error won
 
 

@@ -1,8 +1,9 @@
 """``python -m scorer demo``: the whole job in one command, no service to install.
 
-Trains a small XGBoost churn model on synthetic customers, registers two versions in a
-local MLflow registry (alias ``champion`` on the second), loads the features into an
-embedded PostgreSQL (pgserver), runs the real scorer and prints what landed.
+Trains a small XGBoost churn model (categorical contract and payment columns) on synthetic
+customers with text ids and three weekly snapshots, registers two versions in a local MLflow
+registry (alias ``champion`` on the second), loads the table into an embedded PostgreSQL
+(pgserver), scores the newest snapshot with the real scorer and prints what landed.
 """
 
 from __future__ import annotations
@@ -15,114 +16,127 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg2.extensions
 import structlog
+from psycopg2 import sql
 
 from scorer import db, logs, pipeline, schema
 from scorer.config import RunSettings, load
+from scorer.errors import ScorerError
 
-FEATURES = (
-    "tenure_months",
-    "monthly_charges",
-    "total_charges",
-    "support_calls",
-    "contract_months",
-    "late_payments",
-    "data_usage_gb",
-    "num_products",
-)
 MODEL_NAME = "churn"
-TABLE = "demo.customers"
+SCHEMA, TABLE = "demo", "customers"
+SNAPSHOTS = ("2026-11-15", "2026-11-22", "2026-11-29")
+CATEGORIES = {
+    "contract": ("Month-to-month", "One year", "Two year"),
+    "payment_method": ("Electronic check", "Mailed check", "Bank transfer", "Credit card"),
+}
+NUMBERS = ("tenure", "monthly_charges", "support_calls")
+COLUMNS = {
+    "customer_id": "text",
+    "snapshot_date": "date",
+    "contract": "text",
+    "payment_method": "text",
+    "tenure": "integer",
+    "monthly_charges": "numeric(8,2)",
+    "support_calls": "integer",
+}
 
 
-def synthetic_customers(rows: int, seed: int = 7) -> pd.DataFrame:
-    """Customers with churn-like features and a ``churned`` label drawn from a known rule."""
+def customers(rows: int, seed: int = 7) -> pd.DataFrame:
+    """``rows`` customers (ids like ``4821-KXQPT``) in each of three snapshots, with ``churned``."""
     rng = np.random.default_rng(seed)
-    tenure = rng.integers(1, 72, rows)
-    monthly = rng.normal(65, 20, rows).clip(15, 150)
-    frame = pd.DataFrame(
-        {
-            "customer_id": np.arange(1, rows + 1, dtype=np.int64),
-            "tenure_months": tenure,
-            "monthly_charges": monthly.round(2),
-            "total_charges": (tenure * monthly).round(2),
-            "support_calls": rng.poisson(1.5, rows),
-            "contract_months": rng.choice([1, 12, 24], rows, p=[0.5, 0.3, 0.2]),
-            "late_payments": rng.poisson(0.5, rows),
-            "data_usage_gb": rng.gamma(2.0, 10.0, rows).round(1),
-            "num_products": rng.integers(1, 5, rows),
-        }
+    letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    ids = [f"{i:04d}-{''.join(rng.choice(letters, 5))}" for i in rng.permutation(rows)]
+    frames = []
+    for week, snapshot in enumerate(SNAPSHOTS):
+        frame = pd.DataFrame(
+            {
+                "customer_id": ids,
+                "snapshot_date": snapshot,
+                "contract": rng.choice(CATEGORIES["contract"], rows, p=[0.55, 0.25, 0.2]),
+                "payment_method": rng.choice(CATEGORIES["payment_method"], rows),
+                "tenure": rng.integers(0, 72, rows) + week,
+                "monthly_charges": rng.normal(65, 25, rows).clip(18, 120).round(2),
+                "support_calls": rng.poisson(1.5, rows),
+            }
+        )
+        logit = (
+            -1.0
+            - 0.05 * frame.tenure
+            + 0.02 * (frame.monthly_charges - 65)
+            + 0.4 * frame.support_calls
+            + np.where(frame.contract == "Month-to-month", 1.5, -1.0)
+            + np.where(frame.payment_method == "Electronic check", 0.6, 0.0)
+        )
+        frame["churned"] = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's input columns: categories as pandas categoricals, numbers as floats."""
+    inputs = pd.DataFrame(
+        {name: pd.Categorical(frame[name], categories=CATEGORIES[name]) for name in CATEGORIES}
     )
-    logit = (
-        -1.0
-        - 0.04 * frame.tenure_months
-        + 0.02 * (frame.monthly_charges - 65)
-        + 0.35 * frame.support_calls
-        - 0.05 * frame.contract_months
-        + 0.5 * frame.late_payments
-        - 0.2 * frame.num_products
-    )
-    frame["churned"] = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int8)
-    return frame
+    for name in NUMBERS:
+        inputs[name] = frame[name].astype(np.float64)
+    return inputs
 
 
-def train(frame: pd.DataFrame, rounds: int = 50, depth: int = 4, seed: int = 0) -> Any:
-    """A binary:logistic booster on ``FEATURES`` (probabilities out of the box)."""
-    import xgboost  # noqa: PLC0415
-
-    matrix = xgboost.DMatrix(
-        frame[list(FEATURES)].astype(np.float32), label=frame.churned, feature_names=list(FEATURES)
-    )
-    params = {"objective": "binary:logistic", "max_depth": depth, "eta": 0.2, "seed": seed}
-    return xgboost.train(params, matrix, num_boost_round=rounds)
-
-
-def register_versions(
-    tracking_uri: str, name: str, frame: pd.DataFrame, versions: int = 2, alias: str = "champion"
-) -> list[int]:
-    """Train and register ``versions`` versions of ``name``; point ``alias`` at the last."""
+def register_versions(tracking_uri: str, frame: pd.DataFrame) -> list[int]:
+    """Train and register two categorical boosters; alias ``champion`` on the second."""
     import mlflow  # noqa: PLC0415
     import xgboost  # noqa: PLC0415
     from mlflow.models import infer_signature  # noqa: PLC0415
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    registered: list[int] = []
-    sample = frame[list(FEATURES)].head(200).astype(np.float64)
-    for index in range(versions):
-        booster = train(frame, rounds=20 + 30 * index, seed=index)
-        scores = booster.predict(xgboost.DMatrix(sample, feature_names=list(FEATURES)))
-        with mlflow.start_run(run_name=f"{name}-v{index + 1}"):
-            mlflow.log_params({"rounds": 20 + 30 * index, "seed": index})
+    inputs = model_inputs(frame)
+    matrix = xgboost.DMatrix(inputs, label=frame.churned, enable_categorical=True)
+    signature_sample = frame[list(CATEGORIES) + list(NUMBERS)].head(100)
+    versions = []
+    for index, rounds in enumerate((20, 60)):
+        params = {"objective": "binary:logistic", "max_depth": 4, "eta": 0.2, "seed": index}
+        booster = xgboost.train(params, matrix, num_boost_round=rounds)
+        with mlflow.start_run(run_name=f"{MODEL_NAME}-v{index + 1}"):
             info = mlflow.xgboost.log_model(
                 booster,
                 name="model",
-                signature=infer_signature(sample, scores),
-                registered_model_name=name,
+                signature=infer_signature(signature_sample, np.zeros(len(signature_sample))),
+                registered_model_name=MODEL_NAME,
             )
-        registered.append(int(info.registered_model_version))
-    client.set_registered_model_alias(name, alias, str(registered[-1]))
-    return registered
+        versions.append(int(info.registered_model_version))
+    mlflow.MlflowClient(tracking_uri).set_registered_model_alias(
+        MODEL_NAME, "champion", str(versions[-1])
+    )
+    return versions
 
 
-def load_features(url: str, table: str, frame: pd.DataFrame) -> None:
-    """(Re)create ``table`` with the entity id and ``FEATURES`` and COPY ``frame`` into it."""
-    schema_name = table.split(".", maxsplit=1)[0]
-    columns = ", ".join(f"{name} double precision" for name in FEATURES)
+def load_table(conn: psycopg2.extensions.connection, frame: pd.DataFrame) -> None:
+    """(Re)create ``demo.customers`` keyed by (customer_id, snapshot_date) and COPY it in."""
+    table = sql.Identifier(SCHEMA, TABLE)
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+        for name, kind in COLUMNS.items()
+    )
     buffer = io.StringIO()
-    frame[["customer_id", *FEATURES]].to_csv(buffer, index=False, header=False)
+    frame[list(COLUMNS)].to_csv(buffer, index=False, header=False)
     buffer.seek(0)
-    conn = db.connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema_name}")
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
-            cur.execute(f"CREATE TABLE {table} (customer_id bigint PRIMARY KEY, {columns})")
-            cur.copy_expert(f"COPY {table} FROM STDIN (FORMAT csv)", buffer)
-            cur.execute(f"ANALYZE {table}")
-        conn.commit()
-    finally:
-        conn.close()
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+        cur.execute(
+            sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY (customer_id, snapshot_date))").format(
+                table, columns
+            )
+        )
+        cur.copy_expert(
+            sql.SQL("COPY {} FROM STDIN (FORMAT csv)").format(table).as_string(conn), buffer
+        )
+        cur.execute(sql.SQL("CREATE INDEX ON {} (snapshot_date)").format(table))
+        cur.execute(sql.SQL("ANALYZE {}").format(table))
+    conn.commit()
 
 
 def main(rows: int = 10_000) -> int:
@@ -137,26 +151,35 @@ def main(rows: int = 10_000) -> int:
         try:
             url = server.get_uri()
             tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
-            frame = synthetic_customers(rows)
+            frame = customers(rows)
             print(f"registering two versions of {MODEL_NAME!r} in {tracking_uri}")
-            versions = register_versions(tracking_uri, MODEL_NAME, frame)
-            print(f"alias champion -> version {versions[-1]}; loading {rows} customers")
-            load_features(url, TABLE, frame)
+            versions = register_versions(tracking_uri, frame)
+            print(
+                f"alias champion -> version {versions[-1]}; loading {rows} customers x "
+                f"{len(SNAPSHOTS)} snapshots"
+            )
+            conn = db.connect(url)
+            load_table(conn, frame)
+            conn.close()
             settings = load(
                 RunSettings,
                 database_url=url,
                 tracking_uri=tracking_uri,
                 model_name=MODEL_NAME,
                 model_alias="champion",
-                features_table=TABLE,
+                features_table=f"{SCHEMA}.{TABLE}",
                 entity_column="customer_id",
+                snapshot_column="snapshot_date",
                 log_format="console",
             )
             conn = db.connect(url)
             schema.migrate(conn, settings.target_schema)
             conn.close()
             structlog.contextvars.bind_contextvars(run_id=settings.run_id, model_name=MODEL_NAME)
-            pipeline.run(settings)
+            try:
+                pipeline.run(settings)
+            except ScorerError as exc:
+                return exc.exit_code
             _print_results(url)
         finally:
             server.cleanup()
@@ -164,19 +187,20 @@ def main(rows: int = 10_000) -> int:
 
 
 def _print_results(url: str) -> None:
+    """The run row, and the newest snapshot's top predictions."""
     conn = db.connect(url)
     try:
         runs = _query(
             conn,
-            "SELECT run_id, status, model_name, model_selector, model_version, rows_scored,"
-            " round(score_mean::numeric, 4) AS score_mean,"
+            "SELECT run_id, status, model_name, model_selector, model_version, snapshot,"
+            " rows_scored, round(score_mean::numeric, 4) AS score_mean,"
             " round(share_above_threshold::numeric, 4) AS share_above"
             " FROM scoring.scoring_runs",
         )
         sample = _query(
             conn,
             "SELECT entity_id, round(score::numeric, 4) AS score, label, model_version, snapshot"
-            " FROM scoring.latest_predictions ORDER BY score DESC LIMIT 5",
+            " FROM scoring.latest_predictions_text ORDER BY score DESC LIMIT 5",
         )
     finally:
         conn.close()

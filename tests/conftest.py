@@ -11,8 +11,8 @@ import pytest
 from mlflow import MlflowClient
 
 from scorer import db, schema
-from scorer.demo import load_features, register_versions, synthetic_customers
 from tests import services
+from tests.fixtures import load_features, register_versions, synthetic_customers
 
 CUSTOMERS = 5_000
 MODEL_NAME = "churn-test"

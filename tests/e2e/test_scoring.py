@@ -20,9 +20,9 @@ import yaml
 from mlflow import MlflowClient
 
 from scorer import db, schema
-from scorer.demo import load_features, register_versions, synthetic_customers
 from tests import services
 from tests.chart.helm import ENV_VALUES, find_helm
+from tests.fixtures import load_features, register_versions, synthetic_customers
 
 pytestmark = pytest.mark.e2e
 

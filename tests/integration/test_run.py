@@ -17,10 +17,11 @@ import xgboost
 from mlflow import MlflowClient
 
 from scorer import schema
-from scorer.demo import FEATURES, load_features, synthetic_customers
 from scorer.sink import partition_name
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
+from tests.fixtures import NUMERIC_FEATURES as FEATURES
+from tests.fixtures import load_features, synthetic_customers
 
 pytestmark = pytest.mark.integration
 

@@ -368,8 +368,9 @@ def snapshots(
         try:
             if between is not None:
                 cur.execute(
-                    f"SELECT DISTINCT {quoted}::text, {quoted} FROM {source.relation.sql}"
-                    f" WHERE {quoted} BETWEEN %s::{kind} AND %s::{kind} ORDER BY {quoted}",
+                    f"SELECT value::text FROM (SELECT DISTINCT {quoted} AS value"
+                    f" FROM {source.relation.sql}"
+                    f" WHERE {quoted} BETWEEN %s::{kind} AND %s::{kind}) AS found ORDER BY value",
                     between,
                 )
                 return [str(row[0]) for row in cur.fetchall()]

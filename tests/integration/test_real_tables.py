@@ -447,7 +447,8 @@ def test_the_usual_integer_signature_scores_through_pyfunc_schema_enforcement(
     assert result.returncode == 0, result.stdout + result.stderr
     row = run_row(postgres_url, target, env["SCORER_RUN_ID"])
     assert row["model_flavor"] == "python_function"
-    assert json.loads(json.dumps(row["model_signature"]))[5]["type"] == "long"
+    declared = {column["name"]: column["type"] for column in row["model_signature"]}
+    assert declared["tenure"] == "long"
 
 
 def test_a_column_whose_type_cannot_become_the_signature_type_fails_before_any_write(

@@ -1,7 +1,9 @@
 """scorer: batch-score a registered MLflow model over PostgreSQL features."""
 
-from scorer.errors import PermanentError, RetryableError, ScorerError
+from importlib.metadata import version
 
-__version__ = "0.1.0"
+from scorer.errors import InternalError, PermanentError, RetryableError, ScorerError
 
-__all__ = ["PermanentError", "RetryableError", "ScorerError", "__version__"]
+__version__ = version("scorer")  # one source of truth: pyproject.toml
+
+__all__ = ["InternalError", "PermanentError", "RetryableError", "ScorerError", "__version__"]

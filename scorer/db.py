@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -16,6 +17,7 @@ from typing import Any
 
 import psycopg2
 import psycopg2.errorcodes
+import psycopg2.errors
 import psycopg2.extensions
 import stamina
 
@@ -199,12 +201,12 @@ def classify(  # noqa: PLR0911 - one return per kind reads as the table it is
     """
     prefix = f"{what}: " if what else ""
     message = _message(exc)
-    code = exc.pgcode or ""
-    if isinstance(exc, psycopg2.errors.UniqueViolation) or code == "23505":
+    code = exc.pgcode or _codes_by_class().get(type(exc), "")
+    if code == "23505":
         return DuplicateIdsError(
             f"{prefix}duplicate entity ids in the feature relation ({message})"
         )
-    if isinstance(exc, psycopg2.errors.InsufficientPrivilege) or code == "42501":
+    if code == "42501":
         return DatabasePrivilegeError(f"{prefix}insufficient privilege: {message}")
     if code.startswith("28") or (not code and _AUTH.search(message)):
         return DatabaseAuthError(
@@ -215,29 +217,44 @@ def classify(  # noqa: PLR0911 - one return per kind reads as the table it is
         return DatabaseMissingError(
             f"{prefix}the database in SCORER_DATABASE_URL does not exist ({message})"
         )
-    if code.startswith("22"):  # data exception: the primary text can quote the value
-        unquoted = _QUOTED.sub('"…"', message)
-        return BadDataError(f"{prefix}bad data: {unquoted} ({_name(code)})")
-    if code.startswith("23"):
-        return BadDataError(f"{prefix}constraint violated: {message} ({_name(code)})")
+    if code.startswith("22") or isinstance(exc, psycopg2.DataError):
+        unquoted = _QUOTED.sub('"…"', message)  # a data exception's text can quote the value
+        return BadDataError(f"{prefix}bad data: {unquoted}{_name(code)}")
+    if code.startswith("23") or isinstance(exc, psycopg2.IntegrityError):
+        return BadDataError(f"{prefix}constraint violated: {message}{_name(code)}")
     if code in _SCHEMA_CODES:
         return SchemaMismatchError(f"{prefix}{message}")
     if code in _LOST_CODES or (
         isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
         and _LOST.search(message)
     ):
-        return DatabaseLostError(
-            f"{prefix}the connection to the database was lost ({message})".strip()
-        )
-    if code.startswith(_TRANSIENT_CLASSES) or code in _TRANSIENT_CODES:
-        return DatabaseTransientError(f"{prefix}{message} ({_name(code)})")
-    if isinstance(exc, psycopg2.OperationalError):
-        return DatabaseUnreachableError(f"{prefix}{message}")
+        return DatabaseLostError(f"{prefix}the connection to the database was lost ({message})")
+    if (
+        code.startswith(_TRANSIENT_CLASSES)
+        or code in _TRANSIENT_CODES
+        or isinstance(exc, psycopg2.OperationalError)
+    ):
+        return DatabaseTransientError(f"{prefix}{message}{_name(code)}")
     return InternalError(f"{prefix}unexpected database error: {type(exc).__name__}: {message}")
 
 
-def _message(exc: BaseException) -> str:
+@functools.cache
+def _codes_by_class() -> dict[type[psycopg2.Error], str]:
+    """SQLSTATE of each psycopg2.errors class, for errors that carry no pgcode of their own."""
+    codes: dict[type[psycopg2.Error], str] = {}
+    for name, code in vars(psycopg2.errorcodes).items():
+        if name.isupper() and isinstance(code, str) and len(code) == 5:
+            with suppress(KeyError):
+                codes.setdefault(psycopg2.errors.lookup(code), code)
+    return codes
+
+
+def _message(exc: psycopg2.Error) -> str:
     """The error's text without the lines that can hold values, on one line."""
+    primary = exc.diag.message_primary if exc.diag is not None else None
+    if primary:  # the server's own fields: the primary text and the hint, never DETAIL/CONTEXT
+        hint = exc.diag.message_hint
+        return f"{primary} (hint: {hint})" if hint else primary
     kept: list[str] = []
     dropping = False
     for line in str(exc).strip().splitlines():
@@ -251,4 +268,9 @@ def _message(exc: BaseException) -> str:
 
 
 def _name(code: str) -> str:
-    return f"SQLSTATE {code} {(psycopg2.errorcodes.lookup(code) or '').lower()}".strip()
+    """`` (SQLSTATE 22P02 invalid_text_representation)``, or nothing without a code."""
+    if not code:
+        return ""
+    with suppress(KeyError):
+        return f" (SQLSTATE {code} {psycopg2.errorcodes.lookup(code).lower()})"
+    return f" (SQLSTATE {code})"

@@ -30,7 +30,7 @@ from scorer.errors import (
     DatabasePrivilegeError,
     DatabaseTransientError,
     DatabaseUnreachableError,
-    DuplicateIdsError,
+    DuplicateEntityError,
     InternalError,
     SchemaMismatchError,
     ScorerError,
@@ -203,7 +203,7 @@ def classify(  # noqa: PLR0911 - one return per kind reads as the table it is
     message = _message(exc)
     code = exc.pgcode or _codes_by_class().get(type(exc), "")
     if code == "23505":
-        return DuplicateIdsError(
+        return DuplicateEntityError(
             f"{prefix}duplicate entity ids in the feature relation ({message})"
         )
     if code == "42501":

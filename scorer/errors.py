@@ -7,8 +7,8 @@ exit code (``pipeline.run`` returns it, having written its summary line):
   database connection lost, timeout, terminated, another run holds the lock).
 - ``PermanentError`` (exit 2): no retry can cure it (bad settings, no registry configured,
   model not found, registry or database credentials refused, database missing, promotion gate
-  not met, schema mismatch, bad data, duplicate entity ids, too many rejected rows, schema not
-  migrated, insufficient privilege).
+  not met, schema mismatch, no probabilities from the model, an empty relation, bad data,
+  duplicate entity ids, too many rejected rows, schema not migrated, insufficient privilege).
 - ``InternalError`` (exit 2, kind ``internal``): an exception that is none of the known kinds,
   that is, a bug. A retry of a bug only repeats it, so it is permanent: the Job fails at once
   instead of being retried ``backoffLimit`` times in silence, and the traceback (passwords
@@ -139,12 +139,6 @@ class BadDataError(PermanentError):
     """The database refused a value (out of range, wrong type, a violated constraint)."""
 
     kind = "bad_data"
-
-
-class DuplicateIdsError(PermanentError):
-    """The feature relation holds an entity id more than once."""
-
-    kind = "duplicate_ids"
 
 
 class TerminatedError(RetryableError):

@@ -191,7 +191,7 @@ def test_unreachable_server_is_retryable(postgres_url: str) -> None:
         (
             "CREATE TEMP TABLE d AS SELECT 987654 AS id UNION ALL SELECT 987654;"
             " ALTER TABLE d ADD PRIMARY KEY (id)",
-            "duplicate_ids",
+            "duplicate_entity",
             "987654",
         ),
         ("SELECT 'not-a-number-77'::float8", "bad_data", "not-a-number-77"),

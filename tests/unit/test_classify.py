@@ -29,7 +29,12 @@ PK_VIOLATION = (
 @pytest.mark.parametrize(
     ("exc", "kind", "code", "says"),
     [
-        (psycopg2.errors.UniqueViolation(PK_VIOLATION), "duplicate_ids", 2, "duplicate entity ids"),
+        (
+            psycopg2.errors.UniqueViolation(PK_VIOLATION),
+            "duplicate_entity",
+            2,
+            "duplicate entity ids",
+        ),
         (
             psycopg2.errors.InsufficientPrivilege("must be owner of table predictions"),
             "database_privilege",
@@ -175,7 +180,7 @@ def test_database_errors_context_manager_translates_and_chains() -> None:
     original = psycopg2.errors.UniqueViolation(PK_VIOLATION)
     with pytest.raises(ScorerError) as caught, db.database_errors("attaching"):
         raise original
-    assert caught.value.kind == "duplicate_ids"
+    assert caught.value.kind == "duplicate_entity"
     assert caught.value.__cause__ is original
     assert str(caught.value).startswith("attaching: duplicate entity ids")
 

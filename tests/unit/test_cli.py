@@ -16,6 +16,7 @@ import structlog
 
 from scorer import cli, logs, pipeline
 from scorer.config import DatabaseSettings, RunSettings, env_name, flag_name
+from scorer.errors import LockBusyError
 
 PASSWORD = "Sup3r-s3cret-pw"
 BASE_ENV = {
@@ -340,8 +341,6 @@ def test_console_tracebacks_are_masked_too(
 def test_run_returns_its_exit_code_having_logged_one_summary(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from scorer.errors import LockBusyError  # noqa: PLC0415
-
     def busy(_self: Any) -> None:
         raise LockBusyError("another run is scoring churn")
 

@@ -192,10 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     _configure_mlflow_http()
     try:
-        logging_ = load(
+        log_settings = load(
             LogSettings, **{k: v for k, v in overrides.items() if k in LogSettings.model_fields}
         )
-        logs.configure(logging_.log_format, logging_.log_level)
+        logs.configure(log_settings.log_format, log_settings.log_level)
         return _dispatch(args.command, overrides, args)
     except BaseException as exc:  # the one place a failure becomes an exit code
         failure = _failure(exc)

@@ -1,7 +1,12 @@
 """scorer: batch-score a registered MLflow model over PostgreSQL features."""
 
-from scorer.errors import PermanentError, RetryableError, ScorerError
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+from scorer.errors import InternalError, PermanentError, RetryableError, ScorerError
 
-__all__ = ["PermanentError", "RetryableError", "ScorerError", "__version__"]
+try:
+    __version__ = version("scorer")  # one source of truth: pyproject.toml, via the install
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["InternalError", "PermanentError", "RetryableError", "ScorerError", "__version__"]

@@ -16,7 +16,6 @@ import structlog
 
 from scorer import db, features, pipeline, registry
 from scorer.config import RunSettings
-from scorer.errors import ScorerError
 from scorer.identifiers import quote_identifier
 
 log = structlog.get_logger("scorer")
@@ -50,10 +49,9 @@ def main(settings: RunSettings, between: tuple[str, str] | None, listed: Sequenc
             update={"snapshot": label, "run_id": run_id_for(settings.run_id, label)}
         )
         structlog.contextvars.bind_contextvars(run_id=run_settings.run_id)
-        try:
-            pipeline.run(run_settings)
-        except ScorerError as exc:
-            return exc.exit_code
+        code = pipeline.run(run_settings)  # it has logged the snapshot's summary line
+        if code:
+            return code
         done += 1
     structlog.contextvars.bind_contextvars(run_id=settings.run_id)
     log.info("backfill.done", scored=done, skipped=len(labels) - done, snapshots=len(labels))

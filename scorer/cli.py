@@ -1,20 +1,35 @@
-"""Command line: ``python -m scorer {migrate,check,run,demo}``."""
+"""Command line: ``python -m scorer {migrate,check,run,demo}``.
+
+``main`` is the one place where a failure becomes an exit code: ``pipeline.run`` returns its
+own (having written its summary line); every other command's ``ScorerError`` is logged here
+as ``<command>.failed`` and mapped to its code, and any other exception is classified first
+(``pipeline.classify``: an internal error, exit 2, logged with its traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import signal
-import sys
+import typing
 from collections.abc import Sequence
 from contextlib import closing
 from types import FrameType
 
 import structlog
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 from scorer import __version__, logs
-from scorer.config import DatabaseSettings, RunSettings, load
-from scorer.errors import EXIT_OK, ConfigError, ScorerError, TerminatedError
+from scorer.config import (
+    DatabaseSettings,
+    LogSettings,
+    RunSettings,
+    env_name,
+    flag_name,
+    load,
+)
+from scorer.errors import EXIT_OK, ConfigError, InternalError, ScorerError, TerminatedError
 
 log = structlog.get_logger("scorer")
 
@@ -25,39 +40,133 @@ _COMMANDS = {
     "backfill": "score older snapshots, each as its own run (resumable)",
     "demo": "train, register and score a churn model against an embedded PostgreSQL",
 }
-_EPILOG = """\
-settings come from the environment (SCORER_*, MLFLOW_TRACKING_URI); each has a flag too.
-exit codes: 0 success; 1 a failure a retry may cure; 2 a failure no retry can cure."""
+_SELECTOR_RULE = """\
+--model-name and exactly one of --model-alias, --model-stage, --model-version;
+at most one promotion gate, --require-alias or --require-stage"""
+# Flags of run/check/migrate in the order and groups their help shows; a settings field not
+# named here lands in "other".
+_GROUPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "model": (
+        _SELECTOR_RULE,
+        (
+            "tracking_uri",
+            "model_name",
+            "model_alias",
+            "model_stage",
+            "model_version",
+            "require_alias",
+            "require_stage",
+        ),
+    ),
+    "features": (None, ("features_table", "entity_column", "snapshot_column", "snapshot")),
+    "scores": (
+        None,
+        ("score_kind", "positive_class", "threshold", "chunk_rows", "max_rejected_ratio"),
+    ),
+    "database": (None, ("database_url", "target_schema")),
+    "run": (None, ("run_id", "lock_wait_seconds", "trigger")),
+    "logging": (None, ("log_format", "log_level")),
+    "lineage": (
+        "set by the chart from the downward API",
+        ("k8s_namespace", "k8s_pod", "k8s_node", "k8s_job", "k8s_cronjob", "image"),
+    ),
+}
+_NOT_SETTINGS = ("command", "rows", "start", "end", "snapshots")  # arguments, not settings
+_DEFAULT_TEXT = {
+    "run_id": "default run-<UTC time>-<hex>",
+    "model_alias": "exactly one selector",
+    "model_stage": "exactly one selector",
+    "model_version": "exactly one selector",
+}
+_EXIT_CODES = """\
+exit codes:
+  0  success (or this run id had already succeeded: nothing to do)
+  1  a failure a retry may cure: database or registry unreachable, connection to the
+     database lost, timeout, SIGTERM/SIGINT, another run of the model and snapshot
+     holds the lock
+  2  a failure no retry can cure: bad or contradictory settings, no registry configured,
+     model/alias/stage/version not found, registry or database credentials refused,
+     database missing, promotion gate not met, feature relation vs signature mismatch,
+     bad data or duplicate entity ids, rejected rows above the ratio, schema not migrated,
+     insufficient privilege, an internal error (a bug: its traceback is logged)"""
+_EPILOG = f"""\
+Each flag sets the variable shown in brackets; a flag wins over its variable.
+
+{_EXIT_CODES}"""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scorer",
         description="Batch-score a registered MLflow model over PostgreSQL features.",
-        epilog=_EPILOG,
+        epilog="settings come from the environment (SCORER_*, MLFLOW_TRACKING_URI) or flags;"
+        " see `scorer run --help`.\n\n" + _EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"scorer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in _COMMANDS.items():
-        sub = commands.add_parser(name, help=text, description=text)
         if name == "demo":
+            sub = commands.add_parser(name, help=text, description=text)
             sub.add_argument("--rows", type=int, default=10_000, help="customers to score")
             continue
+        sub = commands.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=_EPILOG,
+            usage=f"scorer {name} [options]",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         if name == "backfill":
-            span = sub.add_mutually_exclusive_group(required=True)
-            span.add_argument("--from", dest="start", help="first snapshot (inclusive)")
-            span.add_argument("--snapshots", help="comma-separated snapshots: A,B,C")
-            sub.add_argument("--to", dest="end", help="last snapshot (inclusive), with --from")
-        kind = DatabaseSettings if name == "migrate" else RunSettings
-        for field_name, info in kind.model_fields.items():
-            sub.add_argument(
-                "--" + field_name.replace("_", "-"),
-                dest=field_name,
-                default=None,
-                help=info.description,
-            )
+            span = sub.add_argument_group("snapshots", "--from and --to, or --snapshots")
+            exclusive = span.add_mutually_exclusive_group(required=True)
+            exclusive.add_argument("--from", dest="start", help="first snapshot (inclusive)")
+            exclusive.add_argument("--snapshots", help="comma-separated snapshots: A,B,C")
+            span.add_argument("--to", dest="end", help="last snapshot (inclusive), with --from")
+        _add_setting_flags(sub, DatabaseSettings if name == "migrate" else RunSettings)
     return parser
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, kind: type[LogSettings]) -> None:
+    """One flag per settings field, grouped, each naming its variable and default."""
+    fields = kind.model_fields
+    placed = {name for _, names in _GROUPS.values() for name in names}
+    groups = [*_GROUPS.items(), ("other", (None, tuple(n for n in fields if n not in placed)))]
+    for title, (description, names) in groups:
+        present = [name for name in names if name in fields]
+        if not present:
+            continue
+        group = parser.add_argument_group(title, description)
+        for name in present:
+            group.add_argument(
+                flag_name(name),
+                dest=name,
+                default=None,
+                metavar=_metavar(name, fields[name]),
+                help=_flag_help(name, fields[name]),
+            )
+
+
+def _metavar(name: str, info: FieldInfo) -> str:
+    for candidate in (info.annotation, *typing.get_args(info.annotation)):  # Literal | None too
+        if typing.get_origin(candidate) is typing.Literal:
+            return "{" + ",".join(str(value) for value in typing.get_args(candidate)) + "}"
+    return name.rsplit("_", 1)[-1].upper()
+
+
+def _flag_help(name: str, info: FieldInfo) -> str:
+    if info.is_required():
+        default = "required"
+    elif name in _DEFAULT_TEXT:
+        default = _DEFAULT_TEXT[name]
+    elif info.default is None or info.default is PydanticUndefined:
+        default = ""
+    else:
+        default = f"default {info.default}"
+    details = ", ".join(part for part in (env_name(name), default) if part)
+    # argparse formats help with %: escape the literal ones.
+    return f"{info.description} [{details}]".replace("%", "%%")
 
 
 def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
@@ -77,24 +186,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {
         key: value
         for key, value in vars(args).items()
-        if key not in ("command", "rows", "start", "end", "snapshots") and value is not None
+        if key not in _NOT_SETTINGS and value is not None
     }
-    logs.configure(
-        overrides.get("log_format") or os.environ.get("SCORER_LOG_FORMAT", "json"),
-        (overrides.get("log_level") or os.environ.get("SCORER_LOG_LEVEL", "INFO")).upper(),
-    )
+    logs.configure()  # the defaults, until the logging settings themselves are validated
     signal.signal(signal.SIGTERM, _on_sigterm)
     _configure_mlflow_http()
     try:
+        log_settings = load(
+            LogSettings, **{k: v for k, v in overrides.items() if k in LogSettings.model_fields}
+        )
+        logs.configure(log_settings.log_format, log_settings.log_level)
         return _dispatch(args.command, overrides, args)
-    except ScorerError as exc:
-        if not exc.logged:
-            log.error(  # noqa: TRY400 - the traceback is noise; the message is the news
-                f"{args.command}.failed", error=str(exc), kind=exc.kind, exit_code=exc.exit_code
-            )
-        return exc.exit_code
+    except BaseException as exc:  # the one place a failure becomes an exit code
+        failure = _failure(exc)
+        log.error(  # noqa: TRY400 - a known failure's message is the news; bugs get a traceback
+            f"{args.command}.failed",
+            error=str(failure),
+            kind=failure.kind,
+            exit_code=failure.exit_code,
+            exc_info=exc if isinstance(failure, InternalError) else None,
+        )
+        return failure.exit_code
     finally:
         structlog.contextvars.clear_contextvars()
+
+
+def _failure(exc: BaseException) -> ScorerError:
+    if isinstance(exc, ScorerError):
+        return exc
+    from scorer import pipeline  # noqa: PLC0415 - only a failure pays for the import
+
+    return pipeline.classify(exc)
 
 
 def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace) -> int:
@@ -147,7 +269,7 @@ def _migrate(settings: DatabaseSettings) -> int:
 
     logs.register_secret(_password(settings))
     url = settings.database_url.get_secret_value()
-    with closing(db.connect(url)) as conn:
+    with closing(db.connect(url)) as conn, db.database_errors("migrating"):
         applied = schema.migrate(conn, settings.target_schema)
     log.info(
         "migrate.done",
@@ -157,7 +279,3 @@ def _migrate(settings: DatabaseSettings) -> int:
         database=logs.redact(url),
     )
     return EXIT_OK
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

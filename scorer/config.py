@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -23,27 +23,45 @@ from scorer.identifiers import Relation, validate_identifier
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _ALIAS = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _STAGES = ("Production", "Staging", "Archived", "None")
+_TRACKING_URI_ALIASES = ("MLFLOW_TRACKING_URI", "SCORER_TRACKING_URI")
+_FIELD_OF_ALIAS = dict.fromkeys(_TRACKING_URI_ALIASES, "tracking_uri")
+_NO_REGISTRY = "no model registry configured: set MLFLOW_TRACKING_URI or pass --tracking-uri"
 
 
-class DatabaseSettings(BaseSettings):
-    """What every command needs: where the tables live."""
+class LogSettings(BaseSettings):
+    """How every command logs; read and validated first, so even its errors are logged."""
 
-    model_config = SettingsConfigDict(env_prefix="SCORER_", extra="ignore", frozen=True)
+    # populate_by_name: a flag passes a field by name even where the variable is an alias.
+    model_config = SettingsConfigDict(
+        env_prefix="SCORER_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
-    database_url: SecretStr = Field(description="PostgreSQL URL, e.g. postgresql://user:pw@host/db")
-    target_schema: str = Field("scoring", description="Schema holding scoring_runs/predictions")
-    log_format: Literal["json", "console"] = Field("json", description="Log renderer")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
-
-    @field_validator("target_schema")
-    @classmethod
-    def _schema_is_identifier(cls, value: str) -> str:
-        return validate_identifier(value)
+    log_format: Literal["json", "console"] = Field(
+        "json", description="Log renderer: json (JSON lines) or console"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level: DEBUG, INFO, WARNING or ERROR"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+
+class DatabaseSettings(LogSettings):
+    """What every database command needs: where the tables live."""
+
+    database_url: SecretStr = Field(
+        description="PostgreSQL URL, postgresql://user:password@host:port/db[?sslmode=...];"
+        " percent-encode reserved characters in the password; never logged with it"
+    )
+    target_schema: str = Field("scoring", description="Schema holding scoring_runs/predictions")
+
+    @field_validator("target_schema")
+    @classmethod
+    def _schema_is_identifier(cls, value: str) -> str:
+        return validate_identifier(value)
 
     @field_validator("database_url")
     @classmethod
@@ -51,10 +69,16 @@ class DatabaseSettings(BaseSettings):
         url = value.get_secret_value()
         if not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
             raise ValueError("must be a postgresql:// URL")
+        from scorer.db import PERCENT_ENCODE_HINT, connect_kwargs  # noqa: PLC0415 - light --help
+
+        authority = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
+        if authority.count("@") > 1:
+            raise ValueError(f"the user or password holds an unencoded '@'; {PERCENT_ENCODE_HINT}")
+        try:
+            connect_kwargs(url)  # libpq parses it now: a bad URL fails before anything starts
+        except ConfigError:
+            raise ValueError(f"not a valid URL; {PERCENT_ENCODE_HINT}") from None
         return value
-
-
-SettingsT = TypeVar("SettingsT", bound=DatabaseSettings)
 
 
 def _default_snapshot() -> str:
@@ -68,15 +92,17 @@ def _default_run_id() -> str:
 class RunSettings(DatabaseSettings):
     """Everything ``run`` and ``check`` need."""
 
-    tracking_uri: str | None = Field(
-        None,
-        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "SCORER_TRACKING_URI"),
-        description="MLflow tracking server (MLflow's own variable)",
+    tracking_uri: str = Field(
+        validation_alias=AliasChoices(*_TRACKING_URI_ALIASES),
+        description="MLflow tracking/registry server, e.g. http://mlflow:5000"
+        " (MLflow's own variable; its credential variables apply)",
     )
     model_name: str = Field(min_length=1, description="Registered model name")
     model_alias: str | None = Field(None, description="Alias to score, e.g. champion")
     model_stage: str | None = Field(None, description="Legacy stage to score, e.g. Production")
-    model_version: Annotated[int, Field(gt=0)] | None = Field(None, description="Pinned version")
+    model_version: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Pinned version (GitOps), a positive integer"
+    )
     require_alias: str | None = Field(None, description="Promotion gate: version must carry it")
     require_stage: str | None = Field(None, description="Promotion gate: version must be in it")
     features_table: str = Field(description="Feature relation, table or view: schema.table")
@@ -96,12 +122,27 @@ class RunSettings(DatabaseSettings):
         None, description="Class whose probability is the score (default: the positive class)"
     )
     threshold: float | None = Field(
-        None, description="label = score >= threshold (default 0.5 for probabilities)"
+        None,
+        description="label = score >= threshold; for probabilities strictly between 0 and 1"
+        " (default 0.5)",
     )
-    run_id: str = Field(default_factory=_default_run_id, description="Run identity")
-    chunk_rows: int = Field(50_000, ge=1, le=5_000_000, description="Rows per streamed chunk")
-    max_rejected_ratio: float = Field(0.0, ge=0.0, le=1.0, description="Tolerated rejects")
-    lock_wait_seconds: float = Field(0.0, ge=0.0, description="Wait for a concurrent run's lock")
+    run_id: str = Field(
+        default_factory=_default_run_id,
+        description="Run identity, 1-128 of letters, digits, '.', '_', ':', '-'; a retry under"
+        " the same id replaces its own partial output (the chart passes the Job name)",
+    )
+    chunk_rows: int = Field(
+        50_000,
+        ge=1,
+        le=5_000_000,
+        description="Rows per streamed chunk, 1 to 5,000,000 (memory is flat in the table size)",
+    )
+    max_rejected_ratio: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of rejected rows tolerated, 0 to 1"
+    )
+    lock_wait_seconds: float = Field(
+        0.0, ge=0.0, description="Seconds to wait for a concurrent run of the model and snapshot"
+    )
     trigger: Literal["scheduled", "manual", "local"] | None = Field(
         None, description="How the run was started (derived in Kubernetes when unset)"
     )
@@ -111,6 +152,13 @@ class RunSettings(DatabaseSettings):
     k8s_job: str | None = Field(None, description="Set by the chart (the Job name)")
     k8s_cronjob: str | None = Field(None, description="Set by the chart (the CronJob name)")
     image: str | None = Field(None, description="Set by the chart (image reference)")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _registry_is_configured(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(_NO_REGISTRY)
+        return value.strip()
 
     @field_validator("entity_column", "snapshot_column")
     @classmethod
@@ -195,21 +243,40 @@ class RunSettings(DatabaseSettings):
         return Relation.parse(self.features_table)
 
 
+SettingsT = TypeVar("SettingsT", bound=LogSettings)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    return "MLFLOW_TRACKING_URI" if field == "tracking_uri" else f"SCORER_{field.upper()}"
+
+
+def flag_name(field: str) -> str:
+    """The command-line flag of a settings field."""
+    return "--" + field.replace("_", "-")
+
+
 def load(kind: type[SettingsT], **overrides: object) -> SettingsT:
-    """Read settings of ``kind`` from the environment; raise ``ConfigError`` on bad input."""
+    """Read settings of ``kind`` from the environment and ``overrides`` (flags, by field name).
+
+    Raises ``ConfigError`` naming each bad variable (and its flag); values are never echoed.
+    """
     try:
         return kind(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_input=False)
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors(include_input=False))
+        # from None: pydantic's own rendering of the error would quote the input values.
         raise ConfigError(f"invalid settings: {problems}") from None
 
 
-def _env_name(loc: tuple[int | str, ...]) -> str:
-    if not loc:
-        return "settings"
-    field = str(loc[0])
-    if field == "tracking_uri":
-        return "MLFLOW_TRACKING_URI"
-    return f"SCORER_{field.upper()}"
+def _problem(err: Any) -> str:
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if not err["loc"]:
+        return message
+    field = str(err["loc"][0])
+    field = _FIELD_OF_ALIAS.get(field, field)
+    if err["type"] == "missing":
+        if field == "tracking_uri":
+            return _NO_REGISTRY
+        return f"{env_name(field)} is required (or pass {flag_name(field)})"
+    return f"{env_name(field)} ({flag_name(field)}): {message}"

@@ -22,7 +22,6 @@ from psycopg2 import sql
 
 from scorer import db, logs, pipeline, schema
 from scorer.config import RunSettings, load
-from scorer.errors import ScorerError
 
 MODEL_NAME = "churn"
 SCHEMA, TABLE = "demo", "customers"
@@ -176,10 +175,9 @@ def main(rows: int = 10_000) -> int:
             schema.migrate(conn, settings.target_schema)
             conn.close()
             structlog.contextvars.bind_contextvars(run_id=settings.run_id, model_name=MODEL_NAME)
-            try:
-                pipeline.run(settings)
-            except ScorerError as exc:
-                return exc.exit_code
+            code = pipeline.run(settings)
+            if code:
+                return code
             _print_results(url)
         finally:
             server.cleanup()

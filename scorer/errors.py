@@ -1,9 +1,20 @@
 """Errors carry the process exit code the chart's podFailurePolicy relies on.
 
-- ``RetryableError`` (exit 1): a retry may cure it (database or registry unreachable,
-  timeout, terminated, another run holds the lock).
-- ``PermanentError`` (exit 2): no retry can cure it (bad settings, model not found,
-  promotion gate not met, schema mismatch, too many rejected rows, schema not migrated).
+Every failure of a command ends as one of these, and ``scorer.cli.main`` turns it into the
+exit code (``pipeline.run`` returns it, having written its summary line):
+
+- ``RetryableError`` (exit 1): a retry may cure it (database or registry unreachable, the
+  database connection lost, timeout, terminated, another run holds the lock).
+- ``PermanentError`` (exit 2): no retry can cure it (bad settings, no registry configured,
+  model not found, registry or database credentials refused, database missing, promotion gate
+  not met, schema mismatch, no probabilities from the model, an empty relation, bad data,
+  duplicate entity ids, too many rejected rows, schema not migrated, insufficient privilege).
+- ``InternalError`` (exit 2, kind ``internal``): an exception that is none of the known kinds,
+  that is, a bug. A retry of a bug only repeats it, so it is permanent: the Job fails at once
+  instead of being retried ``backoffLimit`` times in silence, and the traceback (passwords
+  masked) is logged with the failure.
+
+``kind`` is the machine-readable name logged with every failure (``kind=...``).
 """
 
 from __future__ import annotations
@@ -18,7 +29,6 @@ class ScorerError(Exception):
 
     exit_code = EXIT_RETRYABLE
     kind = "error"
-    logged = False  # set once the failure's summary line has been written
 
 
 class RetryableError(ScorerError):
@@ -35,8 +45,14 @@ class PermanentError(ScorerError):
     kind = "permanent"
 
 
+class InternalError(PermanentError):
+    """An unexpected exception (a bug): its traceback is logged; a retry would only repeat it."""
+
+    kind = "internal"
+
+
 class ConfigError(PermanentError):
-    """Settings are missing, malformed or contradictory."""
+    """Settings are missing, malformed or contradictory (also: no registry configured)."""
 
     kind = "config"
 
@@ -45,6 +61,18 @@ class ModelNotFoundError(PermanentError):
     """The registered model, alias, stage or version does not exist."""
 
     kind = "model_not_found"
+
+
+class RegistryAuthError(PermanentError):
+    """The registry refused the credentials (HTTP 401 or 403)."""
+
+    kind = "registry_auth"
+
+
+class RegistryUnavailableError(RetryableError):
+    """The registry is unreachable or failed on its side."""
+
+    kind = "registry_unavailable"
 
 
 class PromotionGateError(PermanentError):
@@ -69,6 +97,48 @@ class NotMigratedError(PermanentError):
     """The target schema has not been created by ``scorer migrate``."""
 
     kind = "not_migrated"
+
+
+class DatabaseUnreachableError(RetryableError):
+    """No connection to the database server could be made."""
+
+    kind = "database_unreachable"
+
+
+class DatabaseLostError(RetryableError):
+    """The connection to the database was lost mid-command (e.g. a server restart)."""
+
+    kind = "database_lost"
+
+
+class DatabaseTransientError(RetryableError):
+    """A database failure a retry may cure: timeout, deadlock, shutdown, out of resources."""
+
+    kind = "database_transient"
+
+
+class DatabaseAuthError(PermanentError):
+    """The server refused the password or the role."""
+
+    kind = "database_auth"
+
+
+class DatabaseMissingError(PermanentError):
+    """The database named in the URL does not exist."""
+
+    kind = "database_missing"
+
+
+class DatabasePrivilegeError(PermanentError):
+    """The role lacks a privilege the command needs (e.g. it does not own ``predictions``)."""
+
+    kind = "database_privilege"
+
+
+class BadDataError(PermanentError):
+    """The database refused a value (out of range, wrong type, a violated constraint)."""
+
+    kind = "bad_data"
 
 
 class TerminatedError(RetryableError):

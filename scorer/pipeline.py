@@ -17,10 +17,9 @@ from scorer import db, features, registry, schema, sink, wire, workers
 from scorer.config import RunSettings
 from scorer.errors import (
     EmptyRelationError,
+    InternalError,
     ModelOutputError,
-    PermanentError,
     RejectedRowsError,
-    RetryableError,
     ScorerError,
     TerminatedError,
 )
@@ -117,16 +116,18 @@ def check(settings: RunSettings) -> int:
 def run(settings: RunSettings) -> int:
     """Score the relation and publish atomically; return the exit code.
 
-    Every path ends with one canonical summary line, ``run.succeeded`` or ``run.failed``.
+    Every path ends with one canonical summary line, ``run.succeeded`` or ``run.failed``; an
+    internal error (a bug) logs its traceback just before.
     """
     state = _RunState(settings)
     try:
         state.execute()
-    except BaseException as exc:
+    except BaseException as exc:  # every failure, even SIGTERM's, ends in the summary line
         failure = classify(exc)
+        if isinstance(failure, InternalError):
+            log.exception("run.internal_error", error=str(failure), exc_info=exc)
         state.summary("run.failed", failure)
-        failure.logged = True
-        raise failure from None
+        return failure.exit_code
     state.summary("run.succeeded")
     return 0
 
@@ -299,17 +300,28 @@ def _reasons(counts: Counts) -> str:
 
 
 def classify(exc: BaseException) -> ScorerError:
-    """Map any exception from a run to a ScorerError with the right exit code."""
+    """Map any exception from a run to a ScorerError with the right exit code.
+
+    Database errors are classified by ``db.classify``, MLflow errors by
+    ``registry.registry_errors``; anything else is an ``InternalError`` (a bug, exit 2). The
+    original exception stays chained as the ``__cause__``.
+    """
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415 - keep start-up light
+
     if isinstance(exc, ScorerError):
         return exc
+    failure: ScorerError
     if isinstance(exc, KeyboardInterrupt):
-        return TerminatedError("interrupted")
-    description = f"{type(exc).__name__}: {exc}".strip()
-    permanent = (
-        psycopg2.errors.DataError,
-        psycopg2.errors.UndefinedColumn,
-        psycopg2.errors.InsufficientPrivilege,
-    )
-    if isinstance(exc, permanent):
-        return PermanentError(description)
-    return RetryableError(description)
+        failure = TerminatedError("interrupted")
+    elif isinstance(exc, psycopg2.Error):
+        failure = db.classify(exc)
+    elif isinstance(exc, MlflowException):  # raised outside registry_errors, e.g. on load
+        try:
+            with registry.registry_errors("model registry"):
+                raise exc
+        except ScorerError as translated:
+            failure = translated
+    else:
+        failure = InternalError(f"internal error: {type(exc).__name__}: {exc}".strip())
+    failure.__cause__ = exc
+    return failure

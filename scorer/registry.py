@@ -14,24 +14,22 @@ from scorer import flavors
 from scorer.errors import (
     ModelNotFoundError,
     PromotionGateError,
-    RetryableError,
+    RegistryAuthError,
+    RegistryUnavailableError,
 )
 from scorer.flavors import LoadedModel
 
 if TYPE_CHECKING:
     from scorer.config import RunSettings
 
-# MLflow error codes that no retry can cure.
+# MLflow error codes that say the model, alias, stage or version is not there: no retry can
+# cure them.
 _PERMANENT_CODES = frozenset(
-    {
-        "RESOURCE_DOES_NOT_EXIST",
-        "INVALID_PARAMETER_VALUE",
-        "NOT_FOUND",
-        "PERMISSION_DENIED",
-        "UNAUTHENTICATED",
-        "BAD_REQUEST",
-    }
+    {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND", "BAD_REQUEST"}
 )
+# The registry refused the credentials (HTTP 401/403): a retry cannot cure it, and it is not
+# the model that is missing.
+_AUTH_CODES = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED"})
 
 _KEPT_DOWNLOADS: list[tempfile.TemporaryDirectory[str]] = []
 
@@ -57,18 +55,23 @@ class ResolvedModel:
 
 @contextmanager
 def registry_errors(what: str) -> Iterator[None]:
-    """Translate MLflow and HTTP failures into exit-code errors."""
+    """Translate MLflow and HTTP failures into exit-code errors (the cause stays chained)."""
     from mlflow.exceptions import MlflowException  # noqa: PLC0415 - keep start-up light
 
     try:
         yield
     except MlflowException as exc:
         message = f"{what}: {exc.message}"
+        if exc.error_code in _AUTH_CODES:
+            raise RegistryAuthError(
+                f"{what}: the registry refused the credentials ({exc.error_code}); check "
+                "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
+            ) from exc
         if exc.error_code in _PERMANENT_CODES:
-            raise ModelNotFoundError(message) from None
-        raise RetryableError(message) from None
+            raise ModelNotFoundError(message) from exc
+        raise RegistryUnavailableError(message) from exc
     except OSError as exc:  # requests' ConnectionError and timeouts derive from OSError
-        raise RetryableError(f"{what}: registry unreachable: {exc}") from None
+        raise RegistryUnavailableError(f"{what}: registry unreachable: {exc}") from exc
 
 
 def resolve(settings: RunSettings) -> ResolvedModel:

@@ -10,6 +10,7 @@ from scorer.config import DatabaseSettings, RunSettings, load
 from scorer.errors import ConfigError
 
 VALID = {
+    "tracking_uri": "http://mlflow:5000",
     "database_url": "postgresql://scorer:pw@db:5432/scoring",
     "model_name": "churn",
     "model_alias": "champion",

@@ -43,3 +43,9 @@ def test_password_is_found_decoded_and_masked() -> None:
     assert password_of("postgresql://scorer@db/x") is None
     assert redact(url) == "postgresql://scorer:***@db:5432/x"
     assert redact("postgresql://scorer@db/x") == "postgresql://scorer@db/x"
+
+
+def test_an_unparseable_url_gets_the_percent_encoding_hint() -> None:
+    with pytest.raises(ConfigError, match=r"percent-encode .*\(@ as %40") as caught:
+        connect_kwargs("postgresql://u:100%zz@h/d")
+    assert "100%zz" not in str(caught.value)

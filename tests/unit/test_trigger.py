@@ -9,6 +9,7 @@ from scorer.runs import trigger_of
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 BASE = {
+    "tracking_uri": "http://mlflow:5000",
     "database_url": "postgresql://u:p@h/d",
     "model_name": "churn",
     "model_alias": "champion",

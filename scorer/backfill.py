@@ -11,7 +11,6 @@ import re
 from collections.abc import Sequence
 from contextlib import closing
 
-import psycopg2.extensions
 import structlog
 
 from scorer import db, features, pipeline, registry
@@ -35,10 +34,9 @@ def main(settings: RunSettings, between: tuple[str, str] | None, listed: Sequenc
     source = features.Source(settings.features, settings.entity_column, settings.snapshot_column)
     url = settings.database_url.get_secret_value()
     resolved = registry.resolve(settings)
-    with closing(db.connect(url)) as conn:
+    with closing(db.connect(url)) as conn, db.transaction(conn):
         labels = features.snapshots(conn, source, between, listed)
         published = _published(conn, settings, resolved.version)
-        conn.rollback()
     log.info("backfill.planned", snapshots=labels, model_version=resolved.version)
     done = 0
     for label in labels:
@@ -58,9 +56,7 @@ def main(settings: RunSettings, between: tuple[str, str] | None, listed: Sequenc
     return 0
 
 
-def _published(
-    conn: psycopg2.extensions.connection, settings: RunSettings, version: int
-) -> set[str]:
+def _published(conn: db.Connection, settings: RunSettings, version: int) -> set[str]:
     table = f"{quote_identifier(settings.target_schema)}.scoring_runs"
     with conn.cursor() as cur:
         cur.execute(

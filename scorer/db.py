@@ -274,3 +274,11 @@ def _name(code: str) -> str:
     with suppress(KeyError):
         return f" (SQLSTATE {code} {psycopg2.errorcodes.lookup(code).lower()})"
     return f" (SQLSTATE {code})"
+
+
+def one_value(cur: Cursor) -> Any:
+    """The first column of the single row the last query returned."""
+    row = cur.fetchone()
+    if row is None:
+        raise InternalError("a query that always returns one row returned none")
+    return row[0]

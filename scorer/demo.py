@@ -12,7 +12,6 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -122,7 +121,7 @@ def load_table(conn: psycopg2.extensions.connection, frame: pd.DataFrame) -> Non
     buffer = io.StringIO()
     frame[list(COLUMNS)].to_csv(buffer, index=False, header=False)
     buffer.seek(0)
-    with conn.cursor() as cur:
+    with db.transaction(conn), conn.cursor() as cur:
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
         cur.execute(
@@ -135,7 +134,6 @@ def load_table(conn: psycopg2.extensions.connection, frame: pd.DataFrame) -> Non
         )
         cur.execute(sql.SQL("CREATE INDEX ON {} (snapshot_date)").format(table))
         cur.execute(sql.SQL("ANALYZE {}").format(table))
-    conn.commit()
 
 
 def main(rows: int = 10_000) -> int:
@@ -206,7 +204,8 @@ def _print_results(url: str) -> None:
     print("\nlatest_predictions, top 5 by score:\n" + sample.to_string(index=False))
 
 
-def _query(conn: Any, sql: str) -> pd.DataFrame:
+def _query(conn: psycopg2.extensions.connection, sql: str) -> pd.DataFrame:
     with conn.cursor() as cur:
         cur.execute(sql)
-        return pd.DataFrame(cur.fetchall(), columns=[column.name for column in cur.description])
+        columns = [column.name for column in cur.description or ()]
+        return pd.DataFrame(cur.fetchall(), columns=columns)

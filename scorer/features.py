@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import psycopg2.extensions
+import psycopg2
 
-from scorer import wire, workers
+from scorer import db, wire, workers
 from scorer.errors import ConfigError, EmptyRelationError, SchemaMismatchError
 from scorer.identifiers import Relation, quote_any
 
@@ -97,7 +97,7 @@ class Chunk:
         return sum(self.rejected_by.values())
 
 
-def describe(conn: psycopg2.extensions.connection, relation: Relation) -> dict[str, Column]:
+def describe(conn: db.Connection, relation: Relation) -> dict[str, Column]:
     """The relation's columns by exact name; ``SchemaMismatchError`` if it does not exist."""
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass(%s)", (relation.sql,))
@@ -123,9 +123,7 @@ class Source:
     snapshot: str | None = None
 
 
-def plan(
-    conn: psycopg2.extensions.connection, source: Source, inputs: tuple[ModelInput, ...]
-) -> FeaturePlan:
+def plan(conn: db.Connection, source: Source, inputs: tuple[ModelInput, ...]) -> FeaturePlan:
     """Check the source relation against the model's inputs and pick the run's snapshot."""
     relation, entity, snapshot_column = source.relation, source.entity, source.snapshot_column
     columns = describe(conn, relation)
@@ -189,7 +187,7 @@ def _check_snapshot_column(column: Column | None, name: str, problems: list[str]
 
 
 def _pick_snapshot(
-    conn: psycopg2.extensions.connection, relation: Relation, column: Column, wanted: str | None
+    conn: db.Connection, relation: Relation, column: Column, wanted: str | None
 ) -> Snapshot:
     """The requested snapshot in the column's own text form, or the newest in the table."""
     quoted = quote_any(column.name)
@@ -217,7 +215,7 @@ def _pick_snapshot(
 
 
 def _build(
-    conn: psycopg2.extensions.connection,
+    conn: db.Connection,
     source: Source,
     inputs: tuple[ModelInput, ...],
     columns: dict[str, Column],
@@ -279,7 +277,7 @@ def _as_float8(column: Column) -> str:
     return f"coalesce({name}::float8, 'NaN')"
 
 
-def _literal(conn: psycopg2.extensions.connection, value: str, sql_type: str) -> str:
+def _literal(conn: db.Connection, value: str, sql_type: str) -> str:
     with conn.cursor() as cur:
         return cur.mogrify(f"%s::{sql_type}", (value,)).decode()
 
@@ -328,7 +326,7 @@ def _strings(texts: wire.Texts) -> npt.NDArray[np.object_]:
 
 
 def stream(
-    conn: psycopg2.extensions.connection, plan: FeaturePlan, chunk_rows: int, depth: int = 2
+    conn: db.Connection, plan: FeaturePlan, chunk_rows: int, depth: int = 2
 ) -> Iterator[Chunk]:
     """Yield chunks while a background thread reads the next ones (bounded read-ahead).
 
@@ -337,16 +335,15 @@ def stream(
 
     def read(put: Any) -> None:
         reader = wire.CopyReader(plan.layout, chunk_rows, lambda rows: put(to_chunk(rows, plan)))
-        with conn.cursor() as cur:
+        with db.transaction(conn), conn.cursor() as cur:
             cur.copy_expert(plan.copy_sql, reader)
         reader.close()
-        conn.rollback()
 
     yield from workers.produced(read, conn.cancel, depth, name="scorer-reader")
 
 
 def snapshots(
-    conn: psycopg2.extensions.connection,
+    conn: db.Connection,
     source: Source,
     between: tuple[str, str] | None = None,
     listed: Sequence[str] = (),

@@ -57,7 +57,7 @@ class Prepared:
     plan: features.FeaturePlan
 
 
-def prepare(settings: RunSettings, writer: Any, timer: Timer) -> Prepared:
+def prepare(settings: RunSettings, writer: db.Connection, timer: Timer) -> Prepared:
     """Resolve and load the model, check the schema and the feature relation. Writes nothing."""
     with timer.step("resolve"):
         resolved = registry.resolve(settings)
@@ -71,7 +71,7 @@ def prepare(settings: RunSettings, writer: Any, timer: Timer) -> Prepared:
         aliases=list(resolved.aliases),
         stage=resolved.stage,
     )
-    with timer.step("schema"):
+    with timer.step("schema"), db.transaction(writer):
         schema.require_migrated(writer, settings.target_schema)
     with timer.step("load"):
         model = registry.load(resolved, settings)
@@ -84,12 +84,11 @@ def prepare(settings: RunSettings, writer: Any, timer: Timer) -> Prepared:
         features=len(model.inputs),
         predict_threads=model.threads,
     )
-    with timer.step("check"):
+    with timer.step("check"), db.transaction(writer):
         source = features.Source(
             settings.features, settings.entity_column, settings.snapshot_column, settings.snapshot
         )
         plan = features.plan(writer, source, model.inputs)
-    writer.rollback()
     log.info(
         "features.checked",
         relation=str(plan.relation),
@@ -151,26 +150,29 @@ class _RunState:
             prepared = prepare(settings, writer, timer)
             self.snapshot = prepared.plan.snapshot.label
             record = RunRecord(writer, settings, prepared.resolved, prepared.plan)
-            record.lock()
-            if record.status() == "succeeded":
-                log.info(
-                    "run.already_succeeded",
-                    detail="this run id already published; nothing to do",
-                    snapshot=self.snapshot,
-                )
-                return
-            started_at = datetime.now(UTC)
-            trigger = record.open(prepared.model, started_at)
+            with db.autocommit(writer):
+                record.lock()
+                if record.status() == "succeeded":
+                    log.info(
+                        "run.already_succeeded",
+                        detail="this run id already published; nothing to do",
+                        snapshot=self.snapshot,
+                    )
+                    return
+                started_at = datetime.now(UTC)
+                trigger = record.open(prepared.model, started_at)
             log.info("run.started", trigger=trigger)
             partition = _partition(settings, prepared, started_at)
             try:
-                with timer.step("score"):
-                    self._score(prepared, reader, writer, partition)
-                self._check_scored(prepared)
-                with timer.step("index"), writer.cursor() as cur:
-                    partition.attach(cur)
-                with timer.step("publish"):
-                    finished = record.publish(self.counts, self.figures(), timer.timings)
+                # The one publishing transaction: readers see all of the run or none of it.
+                with db.transaction(writer):
+                    with timer.step("score"):
+                        self._score(prepared, reader, writer, partition)
+                    self._check_scored(prepared)
+                    with timer.step("index"), writer.cursor() as cur:
+                        partition.attach(cur)
+                    with timer.step("publish"):
+                        finished = record.publish(self.counts, self.figures(), timer.timings)
             except BaseException as exc:
                 failure = classify(exc)
                 record.fail(str(failure), self.counts, timer.timings)
@@ -178,9 +180,14 @@ class _RunState:
         log.info("run.published", finished_at=finished.isoformat())
 
     def _score(
-        self, prepared: Prepared, reader: Any, writer: Any, partition: sink.RunPartition
+        self,
+        prepared: Prepared,
+        reader: db.Connection,
+        writer: db.Connection,
+        partition: sink.RunPartition,
     ) -> None:
-        """Stream, predict and COPY: reading and writing run on threads of their own."""
+        """Create the run's table, then stream, predict and COPY into it (in the caller's
+        transaction); reading and writing run on threads of their own."""
         settings, counts, plan = self.settings, self.counts, prepared.plan
         threshold = settings.label_threshold
         with writer.cursor() as cur:

@@ -7,11 +7,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import psycopg2
 
-from scorer import __version__
+from scorer import __version__, db
 from scorer.errors import LockBusyError
 from scorer.identifiers import quote_identifier
 
@@ -54,10 +54,15 @@ class Counts:
 
 
 class RunRecord:
-    """Owns the writer connection's view of one run's ``scoring_runs`` row."""
+    """One run's ``scoring_runs`` row, written on the writer connection.
+
+    ``lock``, ``status`` and ``open`` are session work (the caller runs them in autocommit:
+    the row must say ``running`` while the run scores); ``publish`` runs inside the caller's
+    publishing transaction; ``fail`` commits on its own after that transaction rolled back.
+    """
 
     def __init__(
-        self, conn: Any, settings: RunSettings, resolved: ResolvedModel, plan: FeaturePlan
+        self, conn: db.Connection, settings: RunSettings, resolved: ResolvedModel, plan: FeaturePlan
     ) -> None:
         self._conn = conn
         self._settings = settings
@@ -70,11 +75,10 @@ class RunRecord:
         """Take the (model, snapshot) advisory lock for the session, or raise ``LockBusyError``."""
         key = f"scorer:{self._settings.target_schema}:{self._resolved.name}:{self.snapshot}"
         deadline = time.monotonic() + self._settings.lock_wait_seconds
-        self._conn.autocommit = True
         with self._conn.cursor() as cur:
             while True:
                 cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,))
-                if cur.fetchone()[0]:
+                if db.one_value(cur):
                     return
                 if time.monotonic() >= deadline:
                     raise LockBusyError(
@@ -132,7 +136,6 @@ class RunRecord:
         names = ", ".join(values)
         params = ", ".join(f"%({name})s" for name in values)
         reset = ", ".join(f"{name} = EXCLUDED.{name}" for name in values if name != "run_id")
-        self._conn.autocommit = True
         with self._conn.cursor() as cur:
             cur.execute(
                 f"INSERT INTO {self._table} ({names}) VALUES ({params}) "
@@ -142,13 +145,12 @@ class RunRecord:
                 " rows_rejected = NULL, rows_rejected_by = NULL, timings = NULL",
                 values,
             )
-        self._conn.autocommit = False
         return trigger
 
     def publish(
         self, counts: Counts, figures: dict[str, float | None], timings: dict[str, float]
     ) -> datetime:
-        """Mark the run succeeded and commit: its predictions become visible together."""
+        """Mark the run succeeded, inside the transaction that attaches its partition."""
         finished = datetime.now(UTC)
         scored = counts.read - counts.rejected
         with self._conn.cursor() as cur:
@@ -170,15 +172,17 @@ class RunRecord:
                     **figures,
                 },
             )
-        self._conn.commit()
         return finished
 
     def fail(self, error: str, counts: Counts, timings: dict[str, float]) -> None:
-        """Roll back this attempt's rows and record the failure (best effort)."""
+        """Record the failure on the run row (best effort: the database may be gone).
+
+        The caller's transaction has rolled this attempt's rows back already.
+        """
+        if self._conn.closed:
+            return  # the row stays 'running' and the retry resets it
         try:
-            self._conn.rollback()
-            self._conn.autocommit = True
-            with self._conn.cursor() as cur:
+            with db.autocommit(self._conn), self._conn.cursor() as cur:
                 cur.execute(
                     f"UPDATE {self._table} SET status = 'failed', finished_at = now(), error = %s,"
                     " timings = %s, rows_read = %s, rows_scored = 0, rows_rejected = %s,"
@@ -193,4 +197,4 @@ class RunRecord:
                     ),
                 )
         except psycopg2.Error:
-            pass  # the database is gone: the row stays 'running' and the retry resets it
+            pass  # the database went away meanwhile: the retry resets the row

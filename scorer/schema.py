@@ -6,10 +6,9 @@ recorded in ``schema_migrations``; re-running ``migrate`` applies only what is m
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
+from scorer import db
 from scorer.errors import NotMigratedError
 from scorer.identifiers import quote_identifier
 
@@ -234,11 +233,14 @@ _MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
-def migrate(conn: Any, schema: str, up_to: int = SCHEMA_VERSION) -> list[int]:
-    """Create or upgrade the tables in ``schema`` up to ``up_to``; return the versions applied."""
+def migrate(conn: db.Connection, schema: str, up_to: int = SCHEMA_VERSION) -> list[int]:
+    """Create or upgrade the tables in ``schema`` up to ``up_to``, in one transaction.
+
+    Returns the versions applied.
+    """
     s = quote_identifier(schema)
     applied: list[int] = []
-    with conn.cursor() as cur:
+    with db.transaction(conn), conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"migrate:{schema}",))
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
         cur.execute(
@@ -246,26 +248,24 @@ def migrate(conn: Any, schema: str, up_to: int = SCHEMA_VERSION) -> list[int]:
             "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         cur.execute(f"SELECT coalesce(max(version), 0) FROM {s}.schema_migrations")
-        current = cur.fetchone()[0]
+        current = db.one_value(cur)
         for version, script in enumerate(_MIGRATIONS, start=1):
             if current < version <= up_to:
                 cur.execute(script.format(s=s))
                 cur.execute(f"INSERT INTO {s}.schema_migrations (version) VALUES (%s)", (version,))
                 applied.append(version)
-    conn.commit()
     return applied
 
 
-def require_migrated(conn: Any, schema: str) -> None:
+def require_migrated(conn: db.Connection, schema: str) -> None:
     """Raise ``NotMigratedError`` unless ``schema`` is at the current version."""
     table = f"{quote_identifier(schema)}.schema_migrations"
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass(%s)", (table,))
         version = 0
-        if cur.fetchone()[0] is not None:
+        if db.one_value(cur) is not None:
             cur.execute(f"SELECT coalesce(max(version), 0) FROM {table}")
-            version = cur.fetchone()[0]
-    conn.rollback()
+            version = db.one_value(cur)
     if version < SCHEMA_VERSION:
         raise NotMigratedError(
             f"schema {schema!r} is at version {version}, scorer needs {SCHEMA_VERSION}: "

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg2.errors
-import psycopg2.extensions
 
+from scorer import db
 from scorer.errors import DuplicateEntityError
 from scorer.identifiers import quote_identifier
 
@@ -57,7 +57,7 @@ class RunPartition:
         columns = "entity_id, score, label" if labels else "entity_id, score"
         self.copy_statement = f"COPY {self.table} ({columns}) FROM STDIN (FORMAT binary)"
 
-    def create(self, cur: psycopg2.extensions.cursor) -> None:
+    def create(self, cur: db.Cursor) -> None:
         """Create the empty table with its lineage defaults and run id CHECK (not yet committed)."""
         lineage = self.lineage
         cur.execute(
@@ -80,7 +80,7 @@ class RunPartition:
             ),
         )
 
-    def attach(self, cur: psycopg2.extensions.cursor) -> None:
+    def attach(self, cur: db.Cursor) -> None:
         """Build the primary key, then attach the table as the run's partition.
 
         A duplicated entity id fails the key: ``DuplicateEntityError`` names one of them.
@@ -109,6 +109,6 @@ def _duplicate_message(exc: psycopg2.errors.UniqueViolation, lineage: Lineage) -
     )
 
 
-def write(cur: psycopg2.extensions.cursor, statement: str, payload: bytes) -> None:
+def write(cur: db.Cursor, statement: str, payload: bytes) -> None:
     """Send one encoded chunk on an open cursor (inside the run's transaction)."""
     cur.copy_expert(statement, io.BytesIO(payload), size=1 << 20)

@@ -121,6 +121,18 @@ class RunSettings(DatabaseSettings):
     positive_class: str | None = Field(
         None, description="Class whose probability is the score (default: the positive class)"
     )
+    max_score_psi: float = Field(
+        0.25, ge=0.0, description="Quality gate: largest score PSI against the previous run"
+    )
+    min_rows_ratio: float = Field(
+        0.8, ge=0.0, le=1.0, description="Quality gate: smallest row count ÷ the previous run's"
+    )
+    max_null_share_increase: float = Field(
+        0.2, ge=0.0, le=1.0, description="Quality gate: largest rise of a feature's NULL share"
+    )
+    quality_override: str | None = Field(
+        None, min_length=1, description="Let this run through the quality gate, for this reason"
+    )
     threshold: float | None = Field(
         None,
         description="label = score >= threshold; for probabilities strictly between 0 and 1"

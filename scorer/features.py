@@ -90,6 +90,8 @@ class Chunk:
     strings: dict[str, npt.NDArray[np.object_]]  # None where NULL
     read: int
     rejected_by: Counter[str] = field(default_factory=Counter)
+    nulls: dict[str, int] = field(default_factory=dict)  # NULL/NaN per input, rows scored
+    empties: dict[str, int] = field(default_factory=dict)  # empty strings per string input
 
     @property
     def rejected(self) -> int:
@@ -309,12 +311,17 @@ def to_chunk(rows: wire.Rows, plan: FeaturePlan) -> Chunk:
     ids: npt.NDArray[Any] = tail.pop(0).values if plan.entity_kind == "text" else fixed["id"]
     if plan.entity_kind == "bigint":
         ids = ids.astype(np.int64)
+    keep = ~bad
     strings = {name: _strings(texts) for name, texts in zip(plan.strings, tail, strict=True)}
+    nulls = dict(zip(plan.numbers, np.isnan(numbers[keep]).sum(axis=0).tolist(), strict=True))
+    empties: dict[str, int] = {}
+    for name, texts in zip(plan.strings, tail, strict=True):
+        nulls[name] = int(np.count_nonzero(texts.null & keep))
+        empties[name] = int(np.count_nonzero((texts.values == b"") & ~texts.null & keep))
     if rejected_by:
-        keep = ~bad
         ids, numbers = ids[keep], numbers[keep]
         strings = {name: values[keep] for name, values in strings.items()}
-    return Chunk(ids, numbers, strings, count, rejected_by)
+    return Chunk(ids, numbers, strings, count, rejected_by, nulls, empties)
 
 
 def _strings(texts: wire.Texts) -> npt.NDArray[np.object_]:

@@ -133,42 +133,12 @@ The model selector, for NOTES.txt: "alias=champion", "stage=Production" or "vers
 {{- end }}
 
 {{/*
-Checks the schema cannot express (or expresses with a less readable message). values.schema.json
-runs first; these guard `--skip-schema-validation` too.
+What values.schema.json cannot check, because it depends on the release: the name's length.
+Every rule about the values themselves is in the schema (generated from values.yaml and
+schema/rules.yaml); with `--skip-schema-validation` the scorer's own settings check still fails
+a bad configuration with exit code 2, naming the variable.
 */}}
 {{- define "scorer.validate" -}}
-{{- $m := .Values.model }}
-{{- if not $m.name }}
-{{- fail "model.name is required: the registered model name in the MLflow Model Registry" }}
-{{- end }}
-{{- $selectors := 0 }}
-{{- range $k := list "alias" "stage" "version" }}
-{{- if not (eq (toString (index $m $k)) "" "<nil>") }}
-{{- $selectors = add1 $selectors }}
-{{- end }}
-{{- end }}
-{{- if ne (int $selectors) 1 }}
-{{- fail "set exactly one of model.alias, model.stage, model.version" }}
-{{- end }}
-{{- if and $m.requireAlias $m.requireStage }}
-{{- fail "set at most one of model.requireAlias, model.requireStage" }}
-{{- end }}
-{{- if not .Values.features.table }}
-{{- fail "features.table is required: the feature relation as schema.table" }}
-{{- end }}
-{{- if not .Values.features.entityColumn }}
-{{- fail "features.entityColumn is required: the integer entity id column of features.table" }}
-{{- end }}
-{{- if not .Values.mlflow.trackingUri }}
-{{- fail "mlflow.trackingUri is required" }}
-{{- end }}
-{{- if .Values.database.createSecret }}
-{{- if not .Values.database.url }}
-{{- fail "database.url is required when database.createSecret is true (development only; there is no default)" }}
-{{- end }}
-{{- else if not .Values.database.existingSecret }}
-{{- fail "database.existingSecret is required: the Secret holding the PostgreSQL URL under database.urlKey (or, for development only, database.createSecret=true with database.url)" }}
-{{- end }}
 {{- if gt (len (include "scorer.fullname" .)) 52 }}
 {{- fail (printf "the CronJob name %q is longer than 52 characters: set fullnameOverride" (include "scorer.fullname" .)) }}
 {{- end }}

@@ -205,6 +205,7 @@ def test_env_only_sets_what_is_set(base: Rendered) -> None:
     assert base.env_value("SCORER_FEATURES_TABLE") == "features.customers"
     assert base.env_value("SCORER_ENTITY_COLUMN") == "customer_id"
     assert base.env_value("SCORER_LOG_FORMAT") == "json"
+    assert base.env_value("SCORER_SCORE_KIND") == "probability"
     assert secret_ref(base.env["SCORER_DATABASE_URL"]) == {"name": "scorer-database", "key": "url"}
     assert base.env_value("SCORER_K8S_CRONJOB") == "nightly-scorer"
     for absent in (
@@ -212,6 +213,8 @@ def test_env_only_sets_what_is_set(base: Rendered) -> None:
         "SCORER_MODEL_VERSION",
         "SCORER_REQUIRE_ALIAS",
         "SCORER_REQUIRE_STAGE",
+        "SCORER_POSITIVE_CLASS",
+        "SCORER_SNAPSHOT_COLUMN",
         "SCORER_SNAPSHOT",
         "SCORER_THRESHOLD",
         "SCORER_CHUNK_ROWS",
@@ -344,6 +347,38 @@ def test_dev_secret_scenario(renders: dict[str, Rendered]) -> None:
     assert r.pod["spec"]["volumes"] == [
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}
     ]
+
+
+def test_snapshots_scenario(renders: dict[str, Rendered]) -> None:
+    """One row per entity per snapshot: the newest snapshot is scored (no SCORER_SNAPSHOT)."""
+    r = renders["ci-snapshots"]
+    assert r.env_value("SCORER_SNAPSHOT_COLUMN") == "snapshot_date"
+    assert "SCORER_SNAPSHOT" not in r.env
+    assert r.env_value("SCORER_POSITIVE_CLASS") == "churned"
+    assert r.env_value("SCORER_SCORE_KIND") == "probability"
+    assert r.env_value("SCORER_FEATURES_TABLE") == "features.customer_snapshots"
+
+
+def test_pinned_snapshot_and_raw_scores(helm: Helm) -> None:
+    """A raw score (a regressor) may take any threshold; a snapshot may be pinned."""
+    r = helm.template(
+        values=merged(
+            BASE_VALUES,
+            {
+                "model": {"scoreKind": "raw"},
+                "features": {"snapshotColumn": "week", "snapshot": 202640},
+                "scoring": {"threshold": 250},
+            },
+        )
+    )
+    assert r.env_value("SCORER_SCORE_KIND") == "raw"
+    assert r.env_value("SCORER_THRESHOLD") == "250"
+    assert r.env_value("SCORER_SNAPSHOT_COLUMN") == "week"
+    assert r.env_value("SCORER_SNAPSHOT") == "202640"  # not 202640.0 or 2.0264e+05
+    from_set = helm.template(
+        values=BASE_VALUES, sets=["model.scoreKind=raw", "scoring.threshold=-1.5"]
+    )
+    assert from_set.env_value("SCORER_THRESHOLD") == "-1.5"
 
 
 def test_no_secret_unless_asked(renders: dict[str, Rendered]) -> None:

@@ -21,6 +21,7 @@ def test_there_are_scenarios() -> None:
         "digest-values.yaml",
         "existing-serviceaccount-values.yaml",
         "dev-secret-values.yaml",
+        "snapshots-values.yaml",
     }
     assert all(path.is_file() for path in ENV_VALUES.values())
 

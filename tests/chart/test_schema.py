@@ -88,6 +88,19 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "threshold-above-one": ({"scoring": {"threshold": 1.5}}, "at '/scoring/threshold'"),
     "threshold-zero": ({"scoring": {"threshold": 0}}, "at '/scoring/threshold'"),
+    "threshold-above-one-as-string": (
+        {"scoring": {"threshold": "1.5"}},
+        "at '/scoring/threshold'",
+    ),
+    "threshold-not-a-number": (
+        {"model": {"scoreKind": "raw"}, "scoring": {"threshold": "high"}},
+        "at '/scoring/threshold'",
+    ),
+    "unknown-score-kind": ({"model": {"scoreKind": "label"}}, "at '/model/scoreKind'"),
+    "bad-snapshot-column": (
+        {"features": {"snapshotColumn": "snapshot date"}},
+        "at '/features/snapshotColumn'",
+    ),
     "chunk-rows-zero": ({"scoring": {"chunkRows": 0}}, "at '/scoring/chunkRows'"),
     "bad-log-format": ({"log": {"format": "text"}}, "at '/log/format'"),
     "bad-log-level": ({"log": {"level": "TRACE"}}, "at '/log/level'"),

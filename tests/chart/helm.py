@@ -91,6 +91,11 @@ class Rendered:
         return self.one("CronJob")
 
     @property
+    def backfill(self) -> dict[str, Any]:
+        """The one-off backfill Job."""
+        return self.one("Job")
+
+    @property
     def job_spec(self) -> dict[str, Any]:
         return self.cronjob["spec"]["jobTemplate"]["spec"]
 

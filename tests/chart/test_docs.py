@@ -64,6 +64,12 @@ def test_readme_mentions_the_deadline_warning_and_one_off_run() -> None:
     assert "kubectl create job --from=cronjob/<fullname> <fullname>-manual-$(date +%s)" in README
 
 
+def test_readme_documents_the_backfill() -> None:
+    assert "immutable" in DOCUMENTED["backfill.enabled"]
+    assert "helm upgrade <release> <chart> -n <namespace> --reuse-values" in README
+    assert "--set backfill.enabled=true --set backfill.from=2026-10-01" in README
+
+
 def test_readme_is_what_helm_docs_generates() -> None:
     binary = Path(os.environ.get("HELM_DOCS_BIN") or CACHE / "bin" / "helm-docs")
     if not binary.is_file():

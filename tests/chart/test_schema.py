@@ -101,6 +101,29 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
         {"features": {"snapshotColumn": "snapshot date"}},
         "at '/features/snapshotColumn'",
     ),
+    "backfill-without-snapshot-column": (
+        {"backfill": {"enabled": True, "from": "2026-10-01", "to": "2026-10-31"}},
+        "at '/features/snapshotColumn': minLength: got 0, want 1",
+    ),
+    "backfill-without-range": (
+        {"features": {"snapshotColumn": "snapshot_date"}, "backfill": {"enabled": True}},
+        "at '/backfill': 'oneOf' failed, none matched",
+    ),
+    "backfill-half-range": (
+        {
+            "features": {"snapshotColumn": "snapshot_date"},
+            "backfill": {"enabled": True, "from": "2026-10-01"},
+        },
+        "at '/backfill/to': 'not' failed",
+    ),
+    "backfill-range-and-snapshots": (
+        {
+            "features": {"snapshotColumn": "snapshot_date"},
+            "backfill": {"enabled": True, "from": "a", "to": "b", "snapshots": ["c"]},
+        },
+        "at '/backfill/snapshots': maxItems: got 1, want 0",
+    ),
+    "typo-backfill": ({"backfill": {"form": "2026-10-01"}}, "additional properties 'form'"),
     "chunk-rows-zero": ({"scoring": {"chunkRows": 0}}, "at '/scoring/chunkRows'"),
     "bad-log-format": ({"log": {"format": "text"}}, "at '/log/format'"),
     "bad-log-level": ({"log": {"level": "TRACE"}}, "at '/log/level'"),
@@ -161,7 +184,8 @@ def test_skipping_the_schema_leaves_the_checks_to_the_scorer(
 ) -> None:
     """`--skip-schema-validation` renders what it is given: the scorer's own settings check then
     fails the run with exit code 2 (podFailurePolicy FailJob), naming the variable."""
-    rendered = helm.template(values=merged(BASE_VALUES, override), extra=["--skip-schema-validation"])
+    values = merged(BASE_VALUES, override)
+    rendered = helm.template(values=values, extra=["--skip-schema-validation"])
     assert rendered.cronjob["metadata"]["name"] == "scorer"
 
 
@@ -180,7 +204,7 @@ def test_schema_is_valid_and_strict() -> None:
                 assert node.get("additionalProperties") is False, f"{path} is not strict"
             if node.get("additionalProperties") is True:
                 opaque = "passed as it is" in node.get("description", "")
-                assert "$ref" in node or opaque, f"{path} allows any key, refers to no stricter schema"
+                assert "$ref" in node or opaque, f"{path} allows any key, and no $ref is stricter"
             for key, child in node.items():
                 walk(child, f"{path}/{key}")
         elif isinstance(node, list):

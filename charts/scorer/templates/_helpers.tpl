@@ -143,3 +143,148 @@ a bad configuration with exit code 2, naming the variable.
 {{- fail (printf "the CronJob name %q is longer than 52 characters: set fullnameOverride" (include "scorer.fullname" .)) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The Job spec the CronJob's jobTemplate and the backfill Job share: retries, deadlines,
+podFailurePolicy and the pod template (env, security contexts, volumes, scheduling). Called
+with a dict:
+  root                   the chart's context
+  args                   the container's args (empty: the image's default command, `run`)
+  activeDeadlineSeconds  the Job's wall-clock limit in seconds (nil: unset)
+*/}}
+{{- define "scorer.jobSpec" -}}
+{{- $root := .root }}
+{{- $v := $root.Values -}}
+backoffLimit: {{ int64 $v.backoffLimit }}
+{{- if not (kindIs "invalid" .activeDeadlineSeconds) }}
+activeDeadlineSeconds: {{ int64 .activeDeadlineSeconds }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.ttlSecondsAfterFinished) }}
+ttlSecondsAfterFinished: {{ int64 $v.ttlSecondsAfterFinished }}
+{{- end }}
+{{- with $v.podFailurePolicy }}
+{{- if and .enabled (or .failJobOnExitCodes .ignoreDisruptions) }}
+podFailurePolicy:
+  rules:
+    {{- with .failJobOnExitCodes }}
+    # A failure no retry can cure (exit code 2): fail the Job now.
+    - action: FailJob
+      onExitCodes:
+        containerName: scorer
+        operator: In
+        values:
+          {{- range . }}
+          - {{ int64 . }}
+          {{- end }}
+    {{- end }}
+    {{- if .ignoreDisruptions }}
+    # Eviction, preemption, node drain: retry without counting against backoffLimit.
+    - action: Ignore
+      onPodConditions:
+        - type: DisruptionTarget
+          status: "True"
+    {{- end }}
+{{- end }}
+{{- end }}
+template:
+  metadata:
+    labels:
+      {{- include "scorer.labels" $root | nindent 6 }}
+      {{- include "scorer.modelLabels" $root | nindent 6 }}
+      {{- with $v.podLabels }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- with $v.podAnnotations }}
+    annotations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  spec:
+    # Required by podFailurePolicy; retries are new pods counted by backoffLimit.
+    restartPolicy: Never
+    serviceAccountName: {{ include "scorer.serviceAccountName" $root }}
+    automountServiceAccountToken: {{ $v.serviceAccount.automountServiceAccountToken }}
+    {{- with $v.priorityClassName }}
+    priorityClassName: {{ . | quote }}
+    {{- end }}
+    {{- with $v.imagePullSecrets }}
+    imagePullSecrets:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $v.podSecurityContext }}
+    securityContext:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    containers:
+      - name: scorer
+        image: {{ include "scorer.image" $root | quote }}
+        imagePullPolicy: {{ $v.image.pullPolicy }}
+        {{- with .args }}
+        args:
+          {{- range . }}
+          - {{ include "scorer.envValue" . | quote }}
+          {{- end }}
+        {{- end }}
+        env:
+          {{- include "scorer.env" $root | nindent 10 }}
+          {{- with $v.env }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        {{- with $v.envFrom }}
+        envFrom:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        {{- with $v.securityContext }}
+        securityContext:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        {{- with $v.resources }}
+        resources:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        volumeMounts:
+          - name: tmp
+            mountPath: /tmp
+    volumes:
+      - name: tmp
+        {{- $emptyDir := dict }}
+        {{- with $v.tmpVolume.medium }}{{ $_ := set $emptyDir "medium" . }}{{ end }}
+        {{- with $v.tmpVolume.sizeLimit }}{{ $_ := set $emptyDir "sizeLimit" (toString .) }}{{ end }}
+        emptyDir: {{- if $emptyDir }}{{ toYaml $emptyDir | nindent 10 }}{{ else }} {}{{ end }}
+    {{- with $v.nodeSelector }}
+    nodeSelector:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $v.affinity }}
+    affinity:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $v.tolerations }}
+    tolerations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+{{- end }}
+
+{{/*
+The backfill's arguments, as JSON: ["backfill", "--from", X, "--to", Y], or
+["backfill", "--snapshots", "A,B,C"] when backfill.snapshots is set.
+*/}}
+{{- define "scorer.backfillArgs" -}}
+{{- $b := .Values.backfill }}
+{{- if $b.snapshots }}
+{{- $snapshots := list }}
+{{- range $b.snapshots }}{{ $snapshots = append $snapshots (include "scorer.envValue" .) }}{{ end }}
+{{- list "backfill" "--snapshots" (join "," $snapshots) | toJson }}
+{{- else }}
+{{- list "backfill" "--from" (include "scorer.envValue" $b.from) "--to" (include "scorer.envValue" $b.to) | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+The backfill Job's name: "<fullname>-backfill-<8 hex digits of a hash of its arguments>". A
+Job's pod template is immutable, so another range is another Job (helm replaces the old one)
+rather than a failed upgrade. The full name is cut to 44 characters so that the name fits the
+63-character `batch.kubernetes.io/job-name` label.
+*/}}
+{{- define "scorer.backfillJobName" -}}
+{{- printf "%s-backfill-%s" (include "scorer.fullname" . | trunc 44 | trimSuffix "-") (include "scorer.backfillArgs" . | sha256sum | trunc 8) }}
+{{- end }}

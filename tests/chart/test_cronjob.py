@@ -167,8 +167,8 @@ def test_defaults(base: Rendered) -> None:
     }
     assert base.pod["spec"]["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     assert base.container["resources"] == {
-        "requests": {"cpu": "250m", "memory": "512Mi"},
-        "limits": {"memory": "2Gi"},
+        "requests": {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "1Gi"},
+        "limits": {"memory": "2Gi", "ephemeral-storage": "2Gi"},
     }
     assert "args" not in base.container
     assert "imagePullSecrets" not in base.pod["spec"]

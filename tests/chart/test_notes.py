@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.chart.helm import BASE_VALUES, CI_VALUES, ENV_VALUES, Helm, merged
+import yaml
+
+from tests.chart.helm import BASE_VALUES, CHART, CI_VALUES, ENV_VALUES, Helm, merged
 
 CI = {path.name.removesuffix("-values.yaml"): path for path in CI_VALUES}
+VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
 
 
 def test_notes_alias(helm: Helm, kubeconfig: Path) -> None:
@@ -69,7 +72,7 @@ def test_notes_tell_how_to_backfill(helm: Helm, kubeconfig: Path) -> None:
     """The one command that runs a backfill from the installed release."""
     notes = helm.notes(kubeconfig, CI["snapshots"], release="nightly", namespace="ml")
     assert (
-        "  helm upgrade nightly <chart> -n ml --version 0.1.0 --reuse-values"
+        f"  helm upgrade nightly <chart> -n ml --version {VERSION} --reuse-values"
         " --set backfill.enabled=true"
         " --set backfill.from=<first snapshot> --set backfill.to=<last snapshot>"
     ) in notes.splitlines()
@@ -89,7 +92,7 @@ def test_notes_follow_a_running_backfill(helm: Helm, kubeconfig: Path) -> None:
     assert job_line.endswith("runs `python -m scorer backfill --from 2026-10-01 --to 2026-10-31`,")
     assert f"  kubectl logs -n ml -f job/{job}" in lines
     assert (
-        "  helm upgrade nightly <chart> -n ml --version 0.1.0 --reuse-values"
+        f"  helm upgrade nightly <chart> -n ml --version {VERSION} --reuse-values"
         " --set backfill.enabled=false"
     ) in lines
     assert "backfill.enabled=true" not in notes

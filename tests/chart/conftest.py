@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.helm import Helm, fake_discovery_server, find_helm
+from tests.chart.helm import Helm, fake_discovery_server, require_tool
 
 HERE = Path(__file__).parent
 
@@ -20,10 +20,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    binary = find_helm()
-    if binary is None:
-        pytest.skip("helm not found: run `bash hack/helm.sh` (or set HELM_BIN)")
-    return Helm(binary, tmp_path_factory.mktemp("helm"))
+    return Helm(require_tool("helm"), tmp_path_factory.mktemp("helm"))
 
 
 @pytest.fixture(scope="session")

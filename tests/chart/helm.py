@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.services import CACHE
@@ -22,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "scorer"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 ENV_VALUES = {env: ROOT / "deploy" / "values" / f"{env}.yaml" for env in ("dev", "staging", "prod")}
-DEFAULT_HELM = CACHE / "bin" / "helm"
 
 # The smallest valid set of values: everything else is the chart's defaults.
 BASE_VALUES: dict[str, Any] = {
@@ -33,10 +33,25 @@ BASE_VALUES: dict[str, Any] = {
 }
 
 
+def find_tool(name: str) -> Path | None:
+    """``$<NAME>_BIN`` if set, else the binary hack/helm.sh builds; None when neither exists."""
+    variable = name.upper().replace("-", "_") + "_BIN"
+    candidate = Path(os.environ.get(variable) or CACHE / "bin" / name)
+    return candidate if candidate.is_file() and os.access(candidate, os.X_OK) else None
+
+
+def require_tool(name: str) -> Path:
+    """The tool's binary, or a test failure (never a skip: CI must not pass without it)."""
+    binary = find_tool(name)
+    if binary is None:
+        variable = name.upper().replace("-", "_") + "_BIN"
+        pytest.fail(f"{name} not found: run `bash hack/helm.sh` (or set {variable})", pytrace=False)
+    return binary
+
+
 def find_helm() -> Path | None:
     """``$HELM_BIN`` if set, else the binary hack/helm.sh builds; None when neither exists."""
-    candidate = Path(os.environ.get("HELM_BIN") or DEFAULT_HELM)
-    return candidate if candidate.is_file() and os.access(candidate, os.X_OK) else None
+    return find_tool("helm")
 
 
 def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,6 +89,11 @@ class Rendered:
     @property
     def cronjob(self) -> dict[str, Any]:
         return self.one("CronJob")
+
+    @property
+    def backfill(self) -> dict[str, Any]:
+        """The one-off backfill Job."""
+        return self.one("Job")
 
     @property
     def job_spec(self) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,7 @@ def test_invariants(renders: dict[str, Rendered], scenario: str) -> None:
     r = renders[scenario]
     cronjob, job, pod, container = r.cronjob, r.job_spec, r.pod, r.container
     assert cronjob["apiVersion"] == "batch/v1"
-    assert set(r.kinds()) <= {"CronJob", "ServiceAccount", "Secret"}
+    assert set(r.kinds()) <= {"CronJob", "ServiceAccount", "Secret", "Job"}
     assert isinstance(cronjob["spec"]["schedule"], str)
     assert cronjob["metadata"]["namespace"] == "ml"
 
@@ -165,8 +167,8 @@ def test_defaults(base: Rendered) -> None:
     }
     assert base.pod["spec"]["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     assert base.container["resources"] == {
-        "requests": {"cpu": "250m", "memory": "512Mi"},
-        "limits": {"memory": "2Gi"},
+        "requests": {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "1Gi"},
+        "limits": {"memory": "2Gi", "ephemeral-storage": "2Gi"},
     }
     assert "args" not in base.container
     assert "imagePullSecrets" not in base.pod["spec"]
@@ -205,6 +207,7 @@ def test_env_only_sets_what_is_set(base: Rendered) -> None:
     assert base.env_value("SCORER_FEATURES_TABLE") == "features.customers"
     assert base.env_value("SCORER_ENTITY_COLUMN") == "customer_id"
     assert base.env_value("SCORER_LOG_FORMAT") == "json"
+    assert base.env_value("SCORER_SCORE_KIND") == "probability"
     assert secret_ref(base.env["SCORER_DATABASE_URL"]) == {"name": "scorer-database", "key": "url"}
     assert base.env_value("SCORER_K8S_CRONJOB") == "nightly-scorer"
     for absent in (
@@ -212,6 +215,8 @@ def test_env_only_sets_what_is_set(base: Rendered) -> None:
         "SCORER_MODEL_VERSION",
         "SCORER_REQUIRE_ALIAS",
         "SCORER_REQUIRE_STAGE",
+        "SCORER_POSITIVE_CLASS",
+        "SCORER_SNAPSHOT_COLUMN",
         "SCORER_SNAPSHOT",
         "SCORER_THRESHOLD",
         "SCORER_CHUNK_ROWS",
@@ -344,6 +349,109 @@ def test_dev_secret_scenario(renders: dict[str, Rendered]) -> None:
     assert r.pod["spec"]["volumes"] == [
         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}
     ]
+
+
+def test_snapshots_scenario(renders: dict[str, Rendered]) -> None:
+    """One row per entity per snapshot: the newest snapshot is scored (no SCORER_SNAPSHOT)."""
+    r = renders["ci-snapshots"]
+    assert r.env_value("SCORER_SNAPSHOT_COLUMN") == "snapshot_date"
+    assert "SCORER_SNAPSHOT" not in r.env
+    assert r.env_value("SCORER_POSITIVE_CLASS") == "churned"
+    assert r.env_value("SCORER_SCORE_KIND") == "probability"
+    assert r.env_value("SCORER_FEATURES_TABLE") == "features.customer_snapshots"
+
+
+def test_pinned_snapshot_and_raw_scores(helm: Helm) -> None:
+    """A raw score (a regressor) may take any threshold; a snapshot may be pinned."""
+    r = helm.template(
+        values=merged(
+            BASE_VALUES,
+            {
+                "model": {"scoreKind": "raw"},
+                "features": {"snapshotColumn": "week", "snapshot": 202640},
+                "scoring": {"threshold": 250},
+            },
+        )
+    )
+    assert r.env_value("SCORER_SCORE_KIND") == "raw"
+    assert r.env_value("SCORER_THRESHOLD") == "250"
+    assert r.env_value("SCORER_SNAPSHOT_COLUMN") == "week"
+    assert r.env_value("SCORER_SNAPSHOT") == "202640"  # not 202640.0 or 2.0264e+05
+    from_set = helm.template(
+        values=BASE_VALUES, sets=["model.scoreKind=raw", "scoring.threshold=-1.5"]
+    )
+    assert from_set.env_value("SCORER_THRESHOLD") == "-1.5"
+
+
+# --- the backfill Job ------------------------------------------------------------------------
+
+BACKFILL = {
+    "features": {"snapshotColumn": "snapshot_date"},
+    "backfill": {"enabled": True, "from": "2026-10-01", "to": "2026-10-31"},
+}
+
+
+def test_backfill_runs_the_cronjobs_pod_with_its_arguments(renders: dict[str, Rendered]) -> None:
+    """Same env, security contexts, volumes, podFailurePolicy: only args and the deadline differ."""
+    r = renders["ci-backfill"]
+    job = r.backfill
+    assert job["apiVersion"] == "batch/v1"
+    assert job["metadata"]["namespace"] == "ml"
+    assert job["metadata"]["labels"] == r.cronjob["metadata"]["labels"]
+    backfill, scheduled = copy.deepcopy(job["spec"]), copy.deepcopy(r.job_spec)
+    (container,) = backfill["template"]["spec"]["containers"]
+    assert container.pop("args") == ["backfill", "--from", "2026-10-01", "--to", "2026-10-31"]
+    assert "args" not in scheduled["template"]["spec"]["containers"][0]
+    assert backfill.pop("activeDeadlineSeconds") == 86400
+    assert scheduled.pop("activeDeadlineSeconds") == 3600
+    assert backfill == scheduled
+    assert backfill["podFailurePolicy"]["rules"][0]["action"] == "FailJob"
+
+
+def test_backfill_job_name_is_per_range(helm: Helm) -> None:
+    """A Job's pod template is immutable: another range is another Job, not a failed upgrade."""
+    october = helm.template(values=merged(BASE_VALUES, BACKFILL), release="nightly")
+    name = october.backfill["metadata"]["name"]
+    assert re.fullmatch(r"nightly-scorer-backfill-[0-9a-f]{8}", name), name
+    again = helm.template(values=merged(BASE_VALUES, BACKFILL), release="nightly")
+    assert again.backfill["metadata"]["name"] == name
+    november = helm.template(
+        values=merged(BASE_VALUES, BACKFILL),
+        release="nightly",
+        sets=["backfill.from=2026-11-01", "backfill.to=2026-11-30"],
+    )
+    assert november.backfill["metadata"]["name"] != name
+    # The name fits the 63-character batch.kubernetes.io/job-name label.
+    long = helm.template(values=merged(BASE_VALUES, BACKFILL | {"fullnameOverride": "x" * 52}))
+    long_name = long.backfill["metadata"]["name"]
+    assert len(long_name) <= 63
+    assert long_name.startswith("x" * 44 + "-backfill-")
+
+
+def test_backfill_snapshots_and_integer_snapshots(helm: Helm) -> None:
+    listed = helm.template(
+        values=merged(
+            BASE_VALUES,
+            {
+                "features": {"snapshotColumn": "week"},
+                "backfill": {"enabled": True, "snapshots": [202640, 202641, "202642"]},
+            },
+        )
+    )
+    (container,) = listed.backfill["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["backfill", "--snapshots", "202640,202641,202642"]
+    assert "activeDeadlineSeconds" not in listed.backfill["spec"]  # null: unset
+    from_set = helm.template(
+        values=merged(BASE_VALUES, {"features": {"snapshotColumn": "week"}}),
+        sets=["backfill.enabled=true", "backfill.from=202601", "backfill.to=202652"],
+    )
+    (container,) = from_set.backfill["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["backfill", "--from", "202601", "--to", "202652"]
+
+
+def test_no_backfill_unless_asked(renders: dict[str, Rendered]) -> None:
+    for name, r in renders.items():
+        assert (r.all("Job") != []) == (name == "ci-backfill"), name
 
 
 def test_no_secret_unless_asked(renders: dict[str, Rendered]) -> None:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from tests.chart.helm import CHART, ROOT
-from tests.services import CACHE
+from tests.chart.helm import CHART, ROOT, require_tool
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 README = (CHART / "README.md").read_text()
@@ -64,13 +60,16 @@ def test_readme_mentions_the_deadline_warning_and_one_off_run() -> None:
     assert "kubectl create job --from=cronjob/<fullname> <fullname>-manual-$(date +%s)" in README
 
 
+def test_readme_documents_the_backfill() -> None:
+    assert "immutable" in DOCUMENTED["backfill.enabled"]
+    assert "helm upgrade <release> <chart> -n <namespace> --reuse-values" in README
+    assert "--set backfill.enabled=true --set backfill.from=2026-10-01" in README
+
+
 def test_readme_is_what_helm_docs_generates() -> None:
-    binary = Path(os.environ.get("HELM_DOCS_BIN") or CACHE / "bin" / "helm-docs")
-    if not binary.is_file():
-        pytest.skip("helm-docs not found: run `bash hack/helm.sh` (or set HELM_DOCS_BIN)")
     out = subprocess.run(
         [
-            str(binary),
+            str(require_tool("helm-docs")),
             "--dry-run",
             "--chart-search-root",
             str(ROOT / "charts"),

@@ -21,6 +21,8 @@ def test_there_are_scenarios() -> None:
         "digest-values.yaml",
         "existing-serviceaccount-values.yaml",
         "dev-secret-values.yaml",
+        "snapshots-values.yaml",
+        "backfill-values.yaml",
     }
     assert all(path.is_file() for path in ENV_VALUES.values())
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.chart.helm import BASE_VALUES, CI_VALUES, ENV_VALUES, Helm, merged
+import yaml
+
+from tests.chart.helm import BASE_VALUES, CHART, CI_VALUES, ENV_VALUES, Helm, merged
 
 CI = {path.name.removesuffix("-values.yaml"): path for path in CI_VALUES}
+VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
 
 
 def test_notes_alias(helm: Helm, kubeconfig: Path) -> None:
@@ -63,3 +66,33 @@ def test_notes_manual_job_name_fits_a_label(helm: Helm, kubeconfig: Path) -> Non
     job_name = line.removeprefix(prefix).removesuffix(" -n ml")
     assert job_name == f"{fullname[:45]}-manual-$(date +%s)"
     assert len(job_name.replace("$(date +%s)", "1700000000")) <= 63
+
+
+def test_notes_tell_how_to_backfill(helm: Helm, kubeconfig: Path) -> None:
+    """The one command that runs a backfill from the installed release."""
+    notes = helm.notes(kubeconfig, CI["snapshots"], release="nightly", namespace="ml")
+    assert (
+        f"  helm upgrade nightly <chart> -n ml --version {VERSION} --reuse-values"
+        " --set backfill.enabled=true"
+        " --set backfill.from=<first snapshot> --set backfill.to=<last snapshot>"
+    ) in notes.splitlines()
+    assert "  (or --set 'backfill.snapshots={A,B,C}' instead of from/to)" in notes.splitlines()
+
+    # Without a snapshot column the command sets one.
+    base = helm.notes(kubeconfig, values=BASE_VALUES)
+    (line,) = [ln for ln in base.splitlines() if "backfill.enabled=true" in ln]
+    assert " --reuse-values --set features.snapshotColumn=<column> --set backfill.enabled" in line
+
+
+def test_notes_follow_a_running_backfill(helm: Helm, kubeconfig: Path) -> None:
+    notes = helm.notes(kubeconfig, CI["backfill"], release="nightly", namespace="ml")
+    lines = notes.splitlines()
+    (job_line,) = [ln for ln in lines if ln.startswith("Backfill: Job ml/nightly-scorer-backfill-")]
+    job = job_line.split()[2].removeprefix("ml/")
+    assert job_line.endswith("runs `python -m scorer backfill --from 2026-10-01 --to 2026-10-31`,")
+    assert f"  kubectl logs -n ml -f job/{job}" in lines
+    assert (
+        f"  helm upgrade nightly <chart> -n ml --version {VERSION} --reuse-values"
+        " --set backfill.enabled=false"
+    ) in lines
+    assert "backfill.enabled=true" not in notes

@@ -1,18 +1,30 @@
-"""values.schema.json rejects bad values before anything renders; the templates back it up."""
+"""values.schema.json, generated from values.yaml, rejects bad values before anything renders."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 
-from tests.chart.helm import BASE_VALUES, CHART, CI_VALUES, ENV_VALUES, Helm, HelmError, merged
+from tests.chart.helm import (
+    BASE_VALUES,
+    CHART,
+    CI_VALUES,
+    ENV_VALUES,
+    Helm,
+    HelmError,
+    merged,
+    require_tool,
+)
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
+VALIDATOR = jsonschema.validators.validator_for(SCHEMA)
 
 # (values merged over BASE_VALUES, a fragment of helm's error)
 BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
@@ -76,6 +88,42 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "threshold-above-one": ({"scoring": {"threshold": 1.5}}, "at '/scoring/threshold'"),
     "threshold-zero": ({"scoring": {"threshold": 0}}, "at '/scoring/threshold'"),
+    "threshold-above-one-as-string": (
+        {"scoring": {"threshold": "1.5"}},
+        "at '/scoring/threshold'",
+    ),
+    "threshold-not-a-number": (
+        {"model": {"scoreKind": "raw"}, "scoring": {"threshold": "high"}},
+        "at '/scoring/threshold'",
+    ),
+    "unknown-score-kind": ({"model": {"scoreKind": "label"}}, "at '/model/scoreKind'"),
+    "bad-snapshot-column": (
+        {"features": {"snapshotColumn": "snapshot date"}},
+        "at '/features/snapshotColumn'",
+    ),
+    "backfill-without-snapshot-column": (
+        {"backfill": {"enabled": True, "from": "2026-10-01", "to": "2026-10-31"}},
+        "at '/features/snapshotColumn': minLength: got 0, want 1",
+    ),
+    "backfill-without-range": (
+        {"features": {"snapshotColumn": "snapshot_date"}, "backfill": {"enabled": True}},
+        "at '/backfill': 'oneOf' failed, none matched",
+    ),
+    "backfill-half-range": (
+        {
+            "features": {"snapshotColumn": "snapshot_date"},
+            "backfill": {"enabled": True, "from": "2026-10-01"},
+        },
+        "at '/backfill/to': 'not' failed",
+    ),
+    "backfill-range-and-snapshots": (
+        {
+            "features": {"snapshotColumn": "snapshot_date"},
+            "backfill": {"enabled": True, "from": "a", "to": "b", "snapshots": ["c"]},
+        },
+        "at '/backfill/snapshots': maxItems: got 1, want 0",
+    ),
+    "typo-backfill": ({"backfill": {"form": "2026-10-01"}}, "additional properties 'form'"),
     "chunk-rows-zero": ({"scoring": {"chunkRows": 0}}, "at '/scoring/chunkRows'"),
     "bad-log-format": ({"log": {"format": "text"}}, "at '/log/format'"),
     "bad-log-level": ({"log": {"level": "TRACE"}}, "at '/log/level'"),
@@ -96,37 +144,67 @@ def test_helm_rejects(helm: Helm, case: str) -> None:
     assert fragment in message
 
 
+def test_schema_is_what_helm_schema_generates(tmp_path: Path) -> None:
+    """values.schema.json is generated (values.yaml annotations, schema/*.yaml): never edited."""
+    out = tmp_path / "values.schema.json"
+    proc = subprocess.run(
+        [str(require_tool("helm-schema")), "--output", str(out)],
+        cwd=CHART,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() == (CHART / "values.schema.json").read_text(), (
+        "values.schema.json is stale: run `cd charts/scorer && ~/.cache/scorer/bin/helm-schema`"
+    )
+
+
+def test_templates_only_check_what_the_schema_cannot() -> None:
+    """The rules live in the schema once; the templates keep what depends on the release."""
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    validate = helpers.split('{{- define "scorer.validate" -}}', 1)[1].split("{{- end }}\n{{", 1)[0]
+    assert validate.count("fail ") == 1
+    assert "longer than 52 characters" in validate
+    for template in (CHART / "templates").glob("*"):
+        assert "required " not in template.read_text(), template.name
+
+
 @pytest.mark.parametrize(
-    ("override", "message"),
+    "override",
     [
-        ({"model": {"alias": ""}}, "set exactly one of model.alias, model.stage, model.version"),
-        (
-            {"model": {"alias": "champion", "stage": "Staging"}},
-            "set exactly one of model.alias, model.stage, model.version",
-        ),
-        (
-            {"database": {"existingSecret": "", "createSecret": True}},
-            "database.url is required when database.createSecret is true",
-        ),
-        ({"database": {"existingSecret": ""}}, "database.existingSecret is required"),
-        ({"features": {"entityColumn": ""}}, "features.entityColumn is required"),
+        {"model": {"alias": "", "version": "3", "stage": "Staging"}},
+        {"database": {"existingSecret": "", "createSecret": True}},
+        {"features": {"entityColumn": ""}},
     ],
 )
-def test_templates_check_without_the_schema(
-    helm: Helm, override: dict[str, Any], message: str
+def test_skipping_the_schema_leaves_the_checks_to_the_scorer(
+    helm: Helm, override: dict[str, Any]
 ) -> None:
-    """`--skip-schema-validation` still cannot render a CronJob that cannot run."""
-    with pytest.raises(HelmError, match=message):
-        helm.template(values=merged(BASE_VALUES, override), extra=["--skip-schema-validation"])
+    """`--skip-schema-validation` renders what it is given: the scorer's own settings check then
+    fails the run with exit code 2 (podFailurePolicy FailJob), naming the variable."""
+    values = merged(BASE_VALUES, override)
+    rendered = helm.template(values=values, extra=["--skip-schema-validation"])
+    assert rendered.cronjob["metadata"]["name"] == "scorer"
 
 
-def test_schema_is_valid_draft7_and_strict() -> None:
-    jsonschema.Draft7Validator.check_schema(SCHEMA)
+def test_release_name_too_long_without_the_schema(helm: Helm) -> None:
+    with pytest.raises(HelmError, match="longer than 52 characters"):
+        helm.template(values=BASE_VALUES, release="a" * 50, extra=["--skip-schema-validation"])
+
+
+def test_schema_is_valid_and_strict() -> None:
+    assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    VALIDATOR.check_schema(SCHEMA)
 
     def walk(node: Any, path: str) -> None:
         if isinstance(node, dict):
-            if node.get("type") == "object" and "properties" in node:
+            if "properties" in node and node.get("type") == "object":
                 assert node.get("additionalProperties") is False, f"{path} is not strict"
+            if node.get("additionalProperties") is True:
+                opaque = "passed as it is" in node.get("description", "")
+                assert "$ref" in node or opaque, f"{path} allows any key, and no $ref is stricter"
             for key, child in node.items():
                 walk(child, f"{path}/{key}")
         elif isinstance(node, list):
@@ -145,12 +223,12 @@ def test_schema_is_valid_draft7_and_strict() -> None:
 def test_scenarios_validate_with_python_jsonschema(path: Any) -> None:
     """A second validator agrees with helm's (the regexes are portable, no lookarounds)."""
     values = merged(DEFAULTS, yaml.safe_load(path.read_text()))
-    errors = [e.message for e in jsonschema.Draft7Validator(SCHEMA).iter_errors(values)]
+    errors = [e.message for e in VALIDATOR(SCHEMA).iter_errors(values)]
     assert errors == []
 
 
 def test_defaults_only_miss_the_required_values() -> None:
-    errors = sorted(e.json_path for e in jsonschema.Draft7Validator(SCHEMA).iter_errors(DEFAULTS))
+    errors = sorted(e.json_path for e in VALIDATOR(SCHEMA).iter_errors(DEFAULTS))
     assert errors == [
         "$.database.existingSecret",
         "$.features.entityColumn",

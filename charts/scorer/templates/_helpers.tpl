@@ -133,43 +133,158 @@ The model selector, for NOTES.txt: "alias=champion", "stage=Production" or "vers
 {{- end }}
 
 {{/*
-Checks the schema cannot express (or expresses with a less readable message). values.schema.json
-runs first; these guard `--skip-schema-validation` too.
+What values.schema.json cannot check, because it depends on the release: the name's length.
+Every rule about the values themselves is in the schema (generated from values.yaml and
+schema/rules.yaml); with `--skip-schema-validation` the scorer's own settings check still fails
+a bad configuration with exit code 2, naming the variable.
 */}}
 {{- define "scorer.validate" -}}
-{{- $m := .Values.model }}
-{{- if not $m.name }}
-{{- fail "model.name is required: the registered model name in the MLflow Model Registry" }}
-{{- end }}
-{{- $selectors := 0 }}
-{{- range $k := list "alias" "stage" "version" }}
-{{- if not (eq (toString (index $m $k)) "" "<nil>") }}
-{{- $selectors = add1 $selectors }}
-{{- end }}
-{{- end }}
-{{- if ne (int $selectors) 1 }}
-{{- fail "set exactly one of model.alias, model.stage, model.version" }}
-{{- end }}
-{{- if and $m.requireAlias $m.requireStage }}
-{{- fail "set at most one of model.requireAlias, model.requireStage" }}
-{{- end }}
-{{- if not .Values.features.table }}
-{{- fail "features.table is required: the feature relation as schema.table" }}
-{{- end }}
-{{- if not .Values.features.entityColumn }}
-{{- fail "features.entityColumn is required: the integer entity id column of features.table" }}
-{{- end }}
-{{- if not .Values.mlflow.trackingUri }}
-{{- fail "mlflow.trackingUri is required" }}
-{{- end }}
-{{- if .Values.database.createSecret }}
-{{- if not .Values.database.url }}
-{{- fail "database.url is required when database.createSecret is true (development only; there is no default)" }}
-{{- end }}
-{{- else if not .Values.database.existingSecret }}
-{{- fail "database.existingSecret is required: the Secret holding the PostgreSQL URL under database.urlKey (or, for development only, database.createSecret=true with database.url)" }}
-{{- end }}
 {{- if gt (len (include "scorer.fullname" .)) 52 }}
 {{- fail (printf "the CronJob name %q is longer than 52 characters: set fullnameOverride" (include "scorer.fullname" .)) }}
 {{- end }}
+{{- end }}
+
+{{/*
+The Job spec the CronJob's jobTemplate and the backfill Job share: retries, deadlines,
+podFailurePolicy and the pod template (env, security contexts, volumes, scheduling). Called
+with a dict:
+  root                   the chart's context
+  args                   the container's args (empty: the image's default command, `run`)
+  activeDeadlineSeconds  the Job's wall-clock limit in seconds (nil: unset)
+*/}}
+{{- define "scorer.jobSpec" -}}
+{{- $root := .root }}
+{{- $v := $root.Values -}}
+backoffLimit: {{ int64 $v.backoffLimit }}
+{{- if not (kindIs "invalid" .activeDeadlineSeconds) }}
+activeDeadlineSeconds: {{ int64 .activeDeadlineSeconds }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.ttlSecondsAfterFinished) }}
+ttlSecondsAfterFinished: {{ int64 $v.ttlSecondsAfterFinished }}
+{{- end }}
+{{- with $v.podFailurePolicy }}
+{{- if and .enabled (or .failJobOnExitCodes .ignoreDisruptions) }}
+podFailurePolicy:
+  rules:
+    {{- with .failJobOnExitCodes }}
+    # A failure no retry can cure (exit code 2): fail the Job now.
+    - action: FailJob
+      onExitCodes:
+        containerName: scorer
+        operator: In
+        values:
+          {{- range . }}
+          - {{ int64 . }}
+          {{- end }}
+    {{- end }}
+    {{- if .ignoreDisruptions }}
+    # Eviction, preemption, node drain: retry without counting against backoffLimit.
+    - action: Ignore
+      onPodConditions:
+        - type: DisruptionTarget
+          status: "True"
+    {{- end }}
+{{- end }}
+{{- end }}
+template:
+  metadata:
+    labels:
+      {{- include "scorer.labels" $root | nindent 6 }}
+      {{- include "scorer.modelLabels" $root | nindent 6 }}
+      {{- with $v.podLabels }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- with $v.podAnnotations }}
+    annotations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  spec:
+    # Required by podFailurePolicy; retries are new pods counted by backoffLimit.
+    restartPolicy: Never
+    serviceAccountName: {{ include "scorer.serviceAccountName" $root }}
+    automountServiceAccountToken: {{ $v.serviceAccount.automountServiceAccountToken }}
+    {{- with $v.priorityClassName }}
+    priorityClassName: {{ . | quote }}
+    {{- end }}
+    {{- with $v.imagePullSecrets }}
+    imagePullSecrets:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $v.podSecurityContext }}
+    securityContext:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    containers:
+      - name: scorer
+        image: {{ include "scorer.image" $root | quote }}
+        imagePullPolicy: {{ $v.image.pullPolicy }}
+        {{- with .args }}
+        args:
+          {{- range . }}
+          - {{ include "scorer.envValue" . | quote }}
+          {{- end }}
+        {{- end }}
+        env:
+          {{- include "scorer.env" $root | nindent 10 }}
+          {{- with $v.env }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        {{- with $v.envFrom }}
+        envFrom:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        {{- with $v.securityContext }}
+        securityContext:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        {{- with $v.resources }}
+        resources:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        volumeMounts:
+          - name: tmp
+            mountPath: /tmp
+    volumes:
+      - name: tmp
+        {{- $emptyDir := dict }}
+        {{- with $v.tmpVolume.medium }}{{ $_ := set $emptyDir "medium" . }}{{ end }}
+        {{- with $v.tmpVolume.sizeLimit }}{{ $_ := set $emptyDir "sizeLimit" (toString .) }}{{ end }}
+        emptyDir: {{- if $emptyDir }}{{ toYaml $emptyDir | nindent 10 }}{{ else }} {}{{ end }}
+    {{- with $v.nodeSelector }}
+    nodeSelector:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $v.affinity }}
+    affinity:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $v.tolerations }}
+    tolerations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+{{- end }}
+
+{{/*
+The backfill's arguments, as JSON: ["backfill", "--from", X, "--to", Y], or
+["backfill", "--snapshots", "A,B,C"] when backfill.snapshots is set.
+*/}}
+{{- define "scorer.backfillArgs" -}}
+{{- $b := .Values.backfill }}
+{{- if $b.snapshots }}
+{{- $snapshots := list }}
+{{- range $b.snapshots }}{{ $snapshots = append $snapshots (include "scorer.envValue" .) }}{{ end }}
+{{- list "backfill" "--snapshots" (join "," $snapshots) | toJson }}
+{{- else }}
+{{- list "backfill" "--from" (include "scorer.envValue" $b.from) "--to" (include "scorer.envValue" $b.to) | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+The backfill Job's name: "<fullname>-backfill-<8 hex digits of a hash of its arguments>". A
+Job's pod template is immutable, so another range is another Job (helm replaces the old one)
+rather than a failed upgrade. The full name is cut to 44 characters so that the name fits the
+63-character `batch.kubernetes.io/job-name` label.
+*/}}
+{{- define "scorer.backfillJobName" -}}
+{{- printf "%s-backfill-%s" (include "scorer.fullname" . | trunc 44 | trimSuffix "-") (include "scorer.backfillArgs" . | sha256sum | trunc 8) }}
 {{- end }}

@@ -169,3 +169,9 @@ class DuplicateEntityError(PermanentError):
     """An entity id appears more than once in what one run scores."""
 
     kind = "duplicate_entity"
+
+
+class QualityGateError(PermanentError):
+    """The run's evidence is past a quality gate limit: nothing is published."""
+
+    kind = "quality_gate"

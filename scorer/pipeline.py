@@ -13,18 +13,19 @@ from typing import Any
 import psycopg2
 import structlog
 
-from scorer import db, features, registry, schema, sink, wire, workers
+from scorer import db, features, quality, registry, schema, sink, wire, workers
 from scorer.config import RunSettings
 from scorer.errors import (
     EmptyRelationError,
     InternalError,
     ModelOutputError,
+    QualityGateError,
     RejectedRowsError,
     ScorerError,
     TerminatedError,
 )
 from scorer.flavors import LoadedModel
-from scorer.runs import Counts, RunRecord
+from scorer.runs import Counts, Evidence, RunRecord
 from scorer.stats import ScoreStats, figures, label
 
 log = structlog.get_logger("scorer")
@@ -139,6 +140,9 @@ class _RunState:
     timer: Timer = field(default_factory=Timer)
     counts: Counts = field(default_factory=Counts)
     stats: ScoreStats = field(default_factory=ScoreStats)
+    feature_counts: quality.FeatureCounts = field(default_factory=quality.FeatureCounts)
+    evidence: Evidence = field(default_factory=Evidence)
+    verdict: quality.Verdict | None = None
     started: float = field(default_factory=time.perf_counter)
     snapshot: str | None = None
 
@@ -169,13 +173,17 @@ class _RunState:
                     with timer.step("score"):
                         self._score(prepared, reader, writer, partition)
                     self._check_scored(prepared)
+                    with timer.step("gate"):
+                        self._gate(writer, prepared)
                     with timer.step("index"), writer.cursor() as cur:
                         partition.attach(cur)
                     with timer.step("publish"):
-                        finished = record.publish(self.counts, self.figures(), timer.timings)
+                        finished = record.publish(
+                            self.counts, self.figures(), timer.timings, self.evidence
+                        )
             except BaseException as exc:
                 failure = classify(exc)
-                record.fail(str(failure), self.counts, timer.timings)
+                record.fail(str(failure), self.counts, timer.timings, self.evidence)
                 raise failure from exc
         log.info("run.published", finished_at=finished.isoformat())
 
@@ -203,6 +211,7 @@ class _RunState:
             for chunk in features.stream(reader, plan, settings.chunk_rows):
                 counts.read += chunk.read
                 counts.rejected_by.update(chunk.rejected_by)
+                self.feature_counts.add(chunk.nulls, chunk.empties)
                 if chunk.ids.size:
                     scores = prepared.model.predict(chunk, plan)
                     labels = None if threshold is None else label(scores, threshold)
@@ -242,6 +251,46 @@ class _RunState:
                 'mlflow.pyfunc.log_model(..., pyfunc_predict_fn="predict_proba")'
             )
 
+    def _gate(self, writer: db.Connection, prepared: Prepared) -> None:
+        """Record the evidence and compare it with the previous published run (see
+        ``scorer.quality``); past a limit, refuse to publish unless overridden."""
+        settings = self.settings
+        probabilities = prepared.model.score_kind == "probability"
+        histogram = quality.coarse_histogram(self.stats.histogram) if probabilities else None
+        stats = self.feature_counts.shares(self.stats.count)
+        reference = quality.previous(
+            writer,
+            settings.target_schema,
+            prepared.resolved.name,
+            settings.features_table,
+            settings.run_id,
+        )
+        limits = quality.Limits(
+            settings.max_score_psi, settings.min_rows_ratio, settings.max_null_share_increase
+        )
+        observed = quality.Observed(self.stats.count, histogram, stats)
+        verdict = quality.evaluate(reference, observed, limits, settings.quality_override)
+        self.verdict = verdict
+        self.evidence = Evidence(
+            None if histogram is None else histogram.tolist(),
+            stats,
+            verdict.as_json(),
+            settings.quality_override,
+        )
+        for check in verdict.warnings:
+            log.warning("quality.warning", check=check.check, value=check.value, warn=check.warn)
+        if reference is None:
+            log.info("quality.no_reference", detail="first run of this model and relation")
+        failed = "; ".join(check.describe() for check in verdict.failed)
+        if failed and settings.quality_override is not None:
+            log.warning("quality.overridden", failed=failed, reason=settings.quality_override)
+        elif failed:
+            raise QualityGateError(
+                f"quality gate: {failed} against run {verdict.reference_run_id}; nothing "
+                "published. If the change is deliberate (e.g. a new model version), let this "
+                "run through with SCORER_QUALITY_OVERRIDE=<reason>"
+            )
+
     def figures(self) -> dict[str, float | None]:
         """The score statistics recorded on the run row and in the summary line."""
         probabilities = self.settings.score_kind == "probability"
@@ -264,6 +313,7 @@ class _RunState:
             "seconds": round(elapsed, 3),
             "rows_per_s": round(counts.read / elapsed) if elapsed > 0 else None,
             "timings": self.timer.timings,
+            "quality": None if self.verdict is None else self.verdict.as_json(),
         }
         if failure is None:
             log.info(event, **fields)

@@ -126,7 +126,8 @@ class Verdict:
 
 def coarse_histogram(fine: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """The recorded histogram (``HISTOGRAM_BINS`` bins over [0, 1]) from a finer one."""
-    return fine.reshape(HISTOGRAM_BINS, -1).sum(axis=1)
+    coarse: npt.NDArray[np.int64] = fine.reshape(HISTOGRAM_BINS, -1).sum(axis=1)
+    return coarse
 
 
 def previous(
@@ -148,15 +149,20 @@ def previous(
     return Reference(str(row[0]), int(row[1] or 0), histogram, dict(row[3] or {}))
 
 
+@dataclass(frozen=True)
+class Observed:
+    """This run's evidence: rows scored, score histogram (probabilities), feature shares."""
+
+    rows: int
+    histogram: npt.NDArray[np.int64] | None
+    feature_stats: dict[str, dict[str, float]]
+
+
 def evaluate(
-    reference: Reference | None,
-    rows: int,
-    histogram: npt.NDArray[np.int64] | None,
-    feature_stats: dict[str, dict[str, float]],
-    limits: Limits,
-    override: str | None,
+    reference: Reference | None, observed: Observed, limits: Limits, override: str | None
 ) -> Verdict:
     """Compare this run's evidence with the reference run's."""
+    rows, histogram, feature_stats = observed.rows, observed.histogram, observed.feature_stats
     if reference is None:
         return Verdict(None, (), override)
     checks = []

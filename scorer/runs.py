@@ -148,7 +148,11 @@ class RunRecord:
         return trigger
 
     def publish(
-        self, counts: Counts, figures: dict[str, float | None], timings: dict[str, float]
+        self,
+        counts: Counts,
+        figures: dict[str, float | None],
+        timings: dict[str, float],
+        evidence: Evidence,
     ) -> datetime:
         """Mark the run succeeded, inside the transaction that attaches its partition."""
         finished = datetime.now(UTC)
@@ -159,8 +163,8 @@ class RunRecord:
                 " timings = %(timings)s, rows_read = %(read)s, rows_scored = %(scored)s,"
                 " rows_rejected = %(rejected)s, rows_rejected_by = %(rejected_by)s,"
                 " score_mean = %(score_mean)s, score_p50 = %(score_p50)s,"
-                " score_p90 = %(score_p90)s, share_above_threshold = %(share_above_threshold)s"
-                " WHERE run_id = %(run_id)s",
+                " score_p90 = %(score_p90)s, share_above_threshold = %(share_above_threshold)s,"
+                f" {_EVIDENCE} WHERE run_id = %(run_id)s",
                 {
                     "finished": finished,
                     "timings": json.dumps(timings),
@@ -170,11 +174,14 @@ class RunRecord:
                     "rejected_by": json.dumps(dict(counts.rejected_by)),
                     "run_id": self._settings.run_id,
                     **figures,
+                    **evidence.columns(),
                 },
             )
         return finished
 
-    def fail(self, error: str, counts: Counts, timings: dict[str, float]) -> None:
+    def fail(
+        self, error: str, counts: Counts, timings: dict[str, float], evidence: Evidence
+    ) -> None:
         """Record the failure on the run row (best effort: the database may be gone).
 
         The caller's transaction has rolled this attempt's rows back already.
@@ -184,17 +191,44 @@ class RunRecord:
         try:
             with db.autocommit(self._conn), self._conn.cursor() as cur:
                 cur.execute(
-                    f"UPDATE {self._table} SET status = 'failed', finished_at = now(), error = %s,"
-                    " timings = %s, rows_read = %s, rows_scored = 0, rows_rejected = %s,"
-                    " rows_rejected_by = %s WHERE run_id = %s",
-                    (
-                        error,
-                        json.dumps(timings),
-                        counts.read,
-                        counts.rejected,
-                        json.dumps(dict(counts.rejected_by)),
-                        self._settings.run_id,
-                    ),
+                    f"UPDATE {self._table} SET status = 'failed', finished_at = now(),"
+                    " error = %(error)s, timings = %(timings)s, rows_read = %(read)s,"
+                    " rows_scored = 0, rows_rejected = %(rejected)s,"
+                    f" rows_rejected_by = %(rejected_by)s, {_EVIDENCE} WHERE run_id = %(run_id)s",
+                    {
+                        "error": error,
+                        "timings": json.dumps(timings),
+                        "read": counts.read,
+                        "rejected": counts.rejected,
+                        "rejected_by": json.dumps(dict(counts.rejected_by)),
+                        "run_id": self._settings.run_id,
+                        **evidence.columns(),
+                    },
                 )
         except psycopg2.Error:
             pass  # the database went away meanwhile: the retry resets the row
+
+
+@dataclass
+class Evidence:
+    """What the quality gate saw, recorded on the run row whether it published or not."""
+
+    histogram: list[int] | None = None
+    feature_stats: dict[str, dict[str, float]] | None = None
+    quality: dict[str, object] | None = None
+    override: str | None = None
+
+    def columns(self) -> dict[str, str | None]:
+        """The run row's evidence columns, as query parameters."""
+        return {
+            "score_histogram": None if self.histogram is None else json.dumps(self.histogram),
+            "feature_stats": None if self.feature_stats is None else json.dumps(self.feature_stats),
+            "quality": None if self.quality is None else json.dumps(self.quality),
+            "quality_override": self.override,
+        }
+
+
+_EVIDENCE = (
+    "score_histogram = %(score_histogram)s, feature_stats = %(feature_stats)s,"
+    " quality = %(quality)s, quality_override = %(quality_override)s"
+)

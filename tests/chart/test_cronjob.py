@@ -222,6 +222,10 @@ def test_env_only_sets_what_is_set(base: Rendered) -> None:
         "SCORER_CHUNK_ROWS",
         "SCORER_MAX_REJECTED_RATIO",
         "SCORER_TARGET_SCHEMA",
+        "SCORER_MAX_SCORE_PSI",
+        "SCORER_MIN_ROWS_RATIO",
+        "SCORER_MAX_NULL_SHARE_INCREASE",
+        "SCORER_QUALITY_OVERRIDE",
         "SCORER_LOG_LEVEL",
         "MLFLOW_TRACKING_USERNAME",
         "MLFLOW_TRACKING_PASSWORD",
@@ -554,3 +558,23 @@ def test_args_and_no_pod_failure_policy(helm: Helm) -> None:
     assert r.container["args"] == ["run"]
     assert "podFailurePolicy" not in r.job_spec
     assert r.pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_quality_gate_values_reach_the_scorer(helm: Helm) -> None:
+    r = helm.template(
+        values=merged(
+            BASE_VALUES,
+            {
+                "quality": {
+                    "maxScorePsi": 0.3,
+                    "minRowsRatio": 0.9,
+                    "maxNullShareIncrease": 0.1,
+                    "override": "v8 promoted (CHURN-42)",
+                }
+            },
+        )
+    )
+    assert r.env_value("SCORER_MAX_SCORE_PSI") == "0.3"
+    assert r.env_value("SCORER_MIN_ROWS_RATIO") == "0.9"
+    assert r.env_value("SCORER_MAX_NULL_SHARE_INCREASE") == "0.1"
+    assert r.env_value("SCORER_QUALITY_OVERRIDE") == "v8 promoted (CHURN-42)"

@@ -125,6 +125,13 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "typo-backfill": ({"backfill": {"form": "2026-10-01"}}, "additional properties 'form'"),
     "chunk-rows-zero": ({"scoring": {"chunkRows": 0}}, "at '/scoring/chunkRows'"),
+    "negative-psi-limit": ({"quality": {"maxScorePsi": -0.1}}, "at '/quality/maxScorePsi'"),
+    "rows-ratio-above-one": ({"quality": {"minRowsRatio": 1.5}}, "at '/quality/minRowsRatio'"),
+    "null-increase-above-one": (
+        {"quality": {"maxNullShareIncrease": 2}},
+        "at '/quality/maxNullShareIncrease'",
+    ),
+    "typo-quality": ({"quality": {"psi": 1}}, "additional properties 'psi'"),
     "bad-log-format": ({"log": {"format": "text"}}, "at '/log/format'"),
     "bad-log-level": ({"log": {"level": "TRACE"}}, "at '/log/level'"),
     "bad-pull-policy": ({"image": {"pullPolicy": "Sometimes"}}, "at '/image/pullPolicy'"),

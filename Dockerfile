@@ -4,7 +4,7 @@
 #   * Online (registry and PyPI reachable):  docker build -t scorer .
 #     FROM pulls python:3.11-slim-bookworm and pip installs from PyPI.
 #   * Offline (no registry; PyPI reachable from the host only):  bash hack/image.sh
-#     hack/base-image.sh makes a local image tagged python:3.11-slim-bookworm (debootstrap
+#     hack/python-base-image.sh makes a local image tagged python:3.11-slim-bookworm (debootstrap
 #     minbase + Debian's python3.11, cached), hack/wheels.sh downloads cp311 manylinux wheels
 #     of every runtime dependency (and setuptools, the build backend) into ./wheels/, and this
 #     file then installs with `pip --no-index --find-links wheels` (taken whenever ./wheels/
@@ -13,7 +13,7 @@
 # and a writable /tmp (tmpfs / emptyDir): HOME, caches and temporary files all live in /tmp.
 
 # The runtime base, and the builder's: the same base, optionally with binutils preinstalled
-# (hack/base-image.sh makes such an image for offline builds; otherwise apt-get adds it).
+# (hack/python-base-image.sh makes such an image for offline builds; otherwise apt-get adds it).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG BUILDER_IMAGE=python:3.11-slim-bookworm
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the scorer image offline: the base image if it is missing (hack/base-image.sh), the
+# Build the scorer image offline: the base image if it is missing (hack/python-base-image.sh), the
 # wheels (hack/wheels.sh), then `docker build`. Re-runs reuse the cached rootfs, the wheels
 # and Docker's layer cache.
 #
@@ -29,7 +29,7 @@ exec 9>"$lock_dir/image.lock"
 flock 9
 
 start=$SECONDS
-bash "$repo/hack/base-image.sh"
+bash "$repo/hack/python-base-image.sh"
 bash "$repo/hack/wheels.sh"
 
 version="${VERSION:-$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$repo/pyproject.toml")}"
@@ -52,7 +52,7 @@ if ! docker buildx version >/dev/null 2>&1; then
   export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
 fi
 
-# The builder stage uses the same base plus binutils when base-image.sh made one (offline);
+# The builder stage uses the same base plus binutils when python-base-image.sh made one (offline);
 # otherwise the Dockerfile apt-gets binutils into the builder.
 build_image="${BUILD_IMAGE_TAG:-scorer.local/python-build:3.11-slim-bookworm}"
 builder_arg=()

@@ -30,7 +30,7 @@ NODE_IMAGE_TAR="$K8S_CACHE/kind-node-$K8S_VERSION.tar"
 # The base image and the component images only feed the node image: skip them
 # when the node image is cached (in docker or as a saved tar).
 if ! docker image inspect "$NODE_IMAGE" >/dev/null 2>&1 && [[ ! -s "$NODE_IMAGE_TAR" ]]; then
-  stage base-image "$HACK_KIND_DIR/base-image.sh" >/dev/null
+  stage node-base-image "$HACK_KIND_DIR/node-base-image.sh" >/dev/null
   stage images "$HACK_KIND_DIR/images.sh" >/dev/null
 fi
 stage node-image "$HACK_KIND_DIR/node-image.sh" >/dev/null

@@ -16,7 +16,7 @@ if [[ -s "$saved" ]]; then
   echo "$tag"; exit 0
 fi
 
-base="$("$HACK_KIND_DIR/base-image.sh")"
+base="$("$HACK_KIND_DIR/node-base-image.sh")"
 mapfile -t image_tars < <("$HACK_KIND_DIR/images.sh")
 K8S_BIN="$K8S_CACHE/bin"
 

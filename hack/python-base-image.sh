@@ -15,7 +15,7 @@
 # replaced, an image of that tag that this script did not make (a pulled official image) is
 # left alone.
 #
-# Usage: hack/base-image.sh [--force] [--refresh] [--rootfs-only]
+# Usage: hack/python-base-image.sh [--force] [--refresh] [--rootfs-only]
 #   --force        re-import even if the tags are current (the cached tarballs are reused)
 #   --refresh      rebuild the rootfs too (picks up Debian security updates), then re-import
 #   --rootfs-only  build/cache the rootfs tarballs, do not touch docker
@@ -45,7 +45,7 @@ for arg in "$@"; do
   esac
 done
 
-log() { printf '[base-image %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+log() { printf '[python-base-image %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 key="$(
   {

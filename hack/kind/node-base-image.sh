@@ -2,19 +2,19 @@
 # kind's node base image, rebuilt offline: a debootstrap'd bookworm rootfs (rootfs.sh node:
 # Debian's systemd, containerd, runc, CNI plugins) plus kind $KIND_VERSION's
 # images/base/files and the same setup steps as kind's images/base/Dockerfile.
-# Tagged $IMAGE_PREFIX/kind-base:$KIND_VERSION-bookworm, labelled with its key (the kind
-# version, the rootfs' key, this script and the files it copies in) and saved to
+# Tagged $IMAGE_PREFIX/kind-base:$KIND_VERSION-bookworm, labelled with its key (the tag, the
+# kind version, the rootfs' key, this script and the files it copies in) and saved to
 # $KIND_CACHE/node-base/kind-base-$KIND_VERSION-<key>.tar. Prints the tag;
 # `node-base-image.sh --key` prints the key only.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-key="$(cache_key "$KIND_VERSION" "rootfs node $("$HACK_KIND_DIR/rootfs.sh" --key node)" \
+tag="$IMAGE_PREFIX/kind-base:$KIND_VERSION-bookworm"
+key="$(cache_key "$tag" "$KIND_VERSION" "rootfs node $("$HACK_KIND_DIR/rootfs.sh" --key node)" \
   -f "${BASH_SOURCE[0]}" -f "$HACK_KIND_DIR/files/10-scorer-ptp.conflist" \
   -f "$HACK_KIND_DIR/files/runc-wrapper")"
 if [[ ${1:-} == --key ]]; then echo "$key"; exit 0; fi
-tag="$IMAGE_PREFIX/kind-base:$KIND_VERSION-bookworm"
 saved="$KIND_CACHE/node-base/kind-base-$KIND_VERSION-$key.tar"
 if restore_image "$tag" "$key" "$saved"; then echo "$tag"; exit 0; fi
 

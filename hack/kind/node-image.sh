@@ -5,21 +5,22 @@
 # images into the node's containerd, docker commit), but with every image
 # coming from images.sh instead of a registry.
 # Tagged ${KIND_NODE_IMAGE:-$IMAGE_PREFIX/kind-node:$K8S_VERSION}, labelled with its key (the
-# Kubernetes version, the keys of the node base image, the component images and the binaries,
-# this script and the CNI manifest) and saved to $KIND_CACHE/node/kind-node-$K8S_VERSION-<key>.tar.
+# tag, the Kubernetes version, the keys of the node base image, the component images and the
+# binaries, this script and the CNI manifest) and saved to
+# $KIND_CACHE/node/kind-node-$K8S_VERSION-<key>.tar.
 # Prints "TAG SAVED_TAR"; `node-image.sh --key` prints the key only. The node base image and
 # the component images are built only when the node image itself is not cached.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-key="$(cache_key "$K8S_VERSION" \
+tag="${KIND_NODE_IMAGE:-$IMAGE_PREFIX/kind-node:$K8S_VERSION}"
+key="$(cache_key "$tag" "$K8S_VERSION" \
   "node-base $("$HACK_KIND_DIR/node-base-image.sh" --key)" \
   "images $("$HACK_KIND_DIR/images.sh" --key)" \
   "k8s-binaries $("$HACK_KIND_DIR/k8s-binaries.sh" --key)" \
   -f "${BASH_SOURCE[0]}" -f "$HACK_KIND_DIR/files/default-cni.yaml")"
 if [[ ${1:-} == --key ]]; then echo "$key"; exit 0; fi
-tag="${KIND_NODE_IMAGE:-$IMAGE_PREFIX/kind-node:$K8S_VERSION}"
 saved="$KIND_CACHE/node/kind-node-$K8S_VERSION-$key.tar"
 if restore_image "$tag" "$key" "$saved"; then echo "$tag $saved"; exit 0; fi
 

@@ -4,16 +4,19 @@
 #   * Online (registry and PyPI reachable):  docker build -t scorer .
 #     FROM pulls python:3.11-slim-bookworm and pip installs from PyPI.
 #   * Offline (no registry; PyPI reachable from the host only):  bash hack/image.sh
-#     hack/base-image.sh makes a local image tagged python:3.11-slim-bookworm (debootstrap
+#     hack/python-base-image.sh makes a local image tagged python:3.11-slim-bookworm (debootstrap
 #     minbase + Debian's python3.11, cached), hack/wheels.sh downloads cp311 manylinux wheels
 #     of every runtime dependency (and setuptools, the build backend) into ./wheels/, and this
 #     file then installs with `pip --no-index --find-links wheels` (taken whenever ./wheels/
 #     holds wheels, pinned by wheels/constraints.txt). Nothing is pulled, nothing is fetched.
-# Build args: VERSION, REVISION, SOURCE (OCI labels). Run it with a read-only root filesystem
-# and a writable /tmp (tmpfs / emptyDir): HOME, caches and temporary files all live in /tmp.
+# Build args: VERSION, REVISION, SOURCE (OCI labels); EXTRA_PACKAGES, the model's own libraries
+# (space-separated requirement specifiers, e.g. "scikit-learn==1.9.1 lightgbm"): empty for the
+# lean default (xgboost only); `hack/image.sh --extra "..."` or `--requirements FILE` sets it and
+# downloads their wheels. Run it with a read-only root filesystem and a writable /tmp
+# (tmpfs / emptyDir): HOME, caches and temporary files all live in /tmp.
 
 # The runtime base, and the builder's: the same base, optionally with binutils preinstalled
-# (hack/base-image.sh makes such an image for offline builds; otherwise apt-get adds it).
+# (hack/python-base-image.sh makes such an image for offline builds; otherwise apt-get adds it).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG BUILDER_IMAGE=python:3.11-slim-bookworm
 
@@ -34,9 +37,11 @@ WORKDIR /src
 # pyproject.toml rides along only so the COPY always has a source.
 COPY pyproject.toml /src/
 COPY pyproject.toml wheel[s] /src/wheels/
+ARG EXTRA_PACKAGES=""
 RUN set -eu; \
     python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
         > /tmp/requirements.txt; \
+    set -f; for package in $EXTRA_PACKAGES; do echo "$package" >> /tmp/requirements.txt; done; set +f; \
     if ls wheels/*.whl >/dev/null 2>&1; then \
         echo "installing from ./wheels (offline)"; \
         pip install --no-index --find-links wheels -c wheels/constraints.txt -r /tmp/requirements.txt; \
@@ -63,6 +68,8 @@ RUN set -eu; \
 #    vendored by auditwheel (*.libs/) are left alone: patchelf-edited ELF files break if stripped.
 #    An identical libgfortran vendored by both numpy and scipy is kept once (symlink).
 #  * pip and setuptools of the venv itself (removed below; the runtime installs nothing).
+# With EXTRA_PACKAGES the scipy cut is skipped (scikit-learn, lightgbm and most model libraries
+# import linalg, optimize, stats, ...); every other cut applies to the extras too.
 RUN set -eu; \
     pip uninstall -y -q google-auth cryptography cffi pycparser pyasn1 pyasn1-modules rsa \
         2>&1 | grep -v "not installed" || true; \
@@ -71,9 +78,11 @@ RUN set -eu; \
     find "$sp" -type f \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.c' \
         -o -name '*.cpp' -o -name '*.h' -o -name '*.hpp' -o -name '*.pyi' \) -delete; \
     rm -rf "$sp/numpy/distutils" "$sp/numpy/_core/include"; \
-    (cd "$sp/scipy" && rm -rf cluster constants datasets differentiate fft fftpack integrate \
-        interpolate io linalg misc ndimage odr optimize signal spatial stats \
-        special/_precompute sparse/linalg sparse/csgraph); \
+    if [ -z "$EXTRA_PACKAGES" ]; then \
+        (cd "$sp/scipy" && rm -rf cluster constants datasets differentiate fft fftpack integrate \
+            interpolate io linalg misc ndimage odr optimize signal spatial stats \
+            special/_precompute sparse/linalg sparse/csgraph); \
+    fi; \
     find "$sp" -name '*.so*' -type f -not -path '*.libs/*' -exec strip --strip-unneeded {} +; \
     for f in "$sp"/scipy.libs/*; do \
         n="$sp/numpy.libs/${f##*/}"; \
@@ -115,7 +124,9 @@ CMD ["run"]
 ARG VERSION=0.0.0-dev
 ARG REVISION=unknown
 ARG SOURCE=unknown
-LABEL org.opencontainers.image.title="scorer" \
+ARG EXTRA_PACKAGES=""
+LABEL io.scorer.extra-packages="${EXTRA_PACKAGES}" \
+      org.opencontainers.image.title="scorer" \
       org.opencontainers.image.description="Batch-score an MLflow registry model over PostgreSQL features" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \

@@ -6,30 +6,22 @@
 #
 # Env: SCORER_CACHE (default ~/.cache/scorer), DOCKER_WAIT_SECONDS (default 60).
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SCORER_CACHE="${SCORER_CACHE:-$HOME/.cache/scorer}"
-LOG_DIR="$SCORER_CACHE/logs"
 LOG="$LOG_DIR/dockerd.log"
-WRAPPER_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kind/files/runc-wrapper"
+WRAPPER_SRC="$HACK_DIR/kind/files/runc-wrapper"
 WRAPPER_DST="/usr/local/sbin/scorer-runc"
 RUNTIME_NAME="scorer-runc"
-mkdir -p "$LOG_DIR"
 
-log() { printf '[docker-engine] %s\n' "$*" >&2; }
-
-if ! command -v dockerd >/dev/null 2>&1; then
-  log "installing docker.io (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update >>"$LOG_DIR/apt.log" 2>&1
-  apt-get install -y --no-install-recommends docker.io jq >>"$LOG_DIR/apt.log" 2>&1
-fi
+command -v dockerd >/dev/null 2>&1 || apt_install docker.io jq
 
 args=()
 capbnd="$(awk '/^CapBnd:/ {print $2}' /proc/self/status)"
 if (( ((16#$capbnd) >> 24) & 1 )); then
   log "CAP_SYS_RESOURCE in the bounding set: plain runc"
 else
-  command -v jq >/dev/null || { log "jq is required by the runc wrapper"; exit 1; }
+  command -v jq >/dev/null || die "jq is required by the runc wrapper"
   cmp -s "$WRAPPER_SRC" "$WRAPPER_DST" || install -m 0755 "$WRAPPER_SRC" "$WRAPPER_DST"
   args+=(--add-runtime "$RUNTIME_NAME=$WRAPPER_DST" --default-runtime "$RUNTIME_NAME")
   log "CAP_SYS_RESOURCE missing from the bounding set: default runtime $RUNTIME_NAME ($WRAPPER_DST)"

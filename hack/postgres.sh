@@ -3,17 +3,17 @@
 # Listens on all addresses so kind pods can reach it through the docker bridge.
 # Prints the admin URL the tests use (SCORER_TEST_DATABASE_URL).
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PGPORT="${PGPORT:-5432}"
 PGUSER_NAME="${SCORER_TEST_PGUSER:-scorer}"
 PGPASSWORD_VALUE="${SCORER_TEST_PGPASSWORD:-scorer-test-pw}"
 DATA="${SCORER_TEST_PGDATA:-/var/tmp/scorer-pgdata}"  # the postgres user cannot enter /root
 
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-fi
-BIN="$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n1)")"
+newest_initdb() { compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n1; }
+[[ -n $(newest_initdb) ]] || apt_install postgresql
+BIN="$(dirname "$(newest_initdb)")"
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 if ! as_postgres "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then

@@ -3,24 +3,34 @@
 # (containers here cannot reach PyPI). Output: ./wheels/ in the build context (gitignored):
 #   *.whl            cp311 manylinux x86_64 (or pure-Python) wheels of the runtime
 #                    dependencies in pyproject.toml, plus setuptools (the build backend the
-#                    Dockerfile uses to build the package from source, offline)
+#                    Dockerfile uses to build the package from source, offline), plus the
+#                    extra packages, if any, resolved together with them
 #   constraints.txt  name==version of every wheel here; the Dockerfile pins to it
 # The package itself is not built here: the Dockerfile builds it from the source in the build
 # context (with setuptools from ./wheels/), so a stale wheel can never shadow the source and a
 # source change does not invalidate the (slow) dependency layer.
-# Re-runs are fast: the download is skipped while pyproject's dependencies and this script
-# are unchanged (key in wheels/.key); --force re-resolves.
+# Each set of wheels is cached under ~/.cache/scorer/wheels/<key>, the key hashing the
+# requirements (pyproject's dependencies, the build backend, the extras), the target platform
+# and this script; ./wheels/ is then linked from that set (seconds), so switching between the
+# lean image and a variant with extras downloads nothing. --force re-resolves (new releases).
 #
-# Usage: hack/wheels.sh [--force]     Env: WHEELS_DIR, PYTHON (host interpreter with pip)
+# Usage: hack/wheels.sh [--force] [--extra "PKG..."]
+# Env:   WHEELS_DIR (default ./wheels), PYTHON (host interpreter with pip)
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-WHEELS_DIR="${WHEELS_DIR:-$repo/wheels}"
+WHEELS_DIR="${WHEELS_DIR:-$REPO_DIR/wheels}"
 PYTHON="${PYTHON:-python3}"
 force=0
-[[ ${1:-} == --force ]] && force=1
-
-log() { printf '[wheels %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+extras=()
+while (($#)); do
+  case "$1" in
+    --force) force=1; shift ;;
+    --extra) read -ra words <<<"${2?--extra needs a list of packages}"; extras+=("${words[@]}"); shift 2 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
 
 # The target interpreter: the image's CPython 3.11 on glibc 2.36 (bookworm), x86_64.
 target=(
@@ -34,7 +44,7 @@ target=(
 # The host's pip configuration may point --find-links at a local directory; use the index only.
 export PIP_FIND_LINKS=""
 
-requirements="$("$PYTHON" - "$repo/pyproject.toml" <<'EOF'
+requirements="$("$PYTHON" - "$REPO_DIR/pyproject.toml" <<'EOF'
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)
@@ -43,25 +53,39 @@ print("\n".join(project["project"]["dependencies"]))
 print("\n".join(project["build-system"]["requires"]))
 EOF
 )"
-key="$({ printf '%s\n' "$requirements"; cat "$0"; } | sha256sum | cut -c1-16)"
+if ((${#extras[@]})); then requirements+=$'\n'"$(printf '%s\n' "${extras[@]}")"; fi
+key="$(cache_key "$requirements" "${target[*]}" -f "${BASH_SOURCE[0]}")"
+cache="$SCORER_CACHE/wheels/$key"
+have_wheels() { compgen -G "$1/*.whl" >/dev/null; }
+count() { find "$1" -maxdepth 1 -name '*.whl' | wc -l; }
 
 mkdir -p "$WHEELS_DIR"
-if [[ $force == 0 && -f $WHEELS_DIR/.key && $(cat "$WHEELS_DIR/.key") == "$key" ]] \
-  && ls "$WHEELS_DIR"/*.whl >/dev/null 2>&1; then
-  log "dependency wheels up to date in $WHEELS_DIR ($(find "$WHEELS_DIR" -maxdepth 1 -name "*.whl" | wc -l) wheels)"
-else
-  log "downloading dependency wheels into $WHEELS_DIR"
-  rm -f "$WHEELS_DIR"/*.whl "$WHEELS_DIR/constraints.txt" "$WHEELS_DIR/.key"
-  printf '%s\n' "$requirements" >"$WHEELS_DIR/requirements.in"
-  "$PYTHON" -m pip download --quiet --dest "$WHEELS_DIR" "${target[@]}" \
-    -r "$WHEELS_DIR/requirements.in"
+if [[ $force == 0 && -f $WHEELS_DIR/.key && $(cat "$WHEELS_DIR/.key") == "$key" ]] && have_wheels "$WHEELS_DIR"; then
+  log "wheels up to date in $WHEELS_DIR ($(count "$WHEELS_DIR") wheels, key $key)"
+  exit 0
+fi
+
+if [[ $force == 1 || ! -f $cache/constraints.txt ]]; then
+  log "downloading wheels into $cache${extras[*]:+ (extra: ${extras[*]})}"
+  tmp="$cache.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  on_exit rm -rf "$tmp"
+  printf '%s\n' "$requirements" >"$tmp/requirements.in"
+  "$PYTHON" -m pip download --quiet --dest "$tmp" "${target[@]}" -r "$tmp/requirements.in"
   # name==version for each wheel (wheel file names: name-version-...; names normalised).
-  for whl in "$WHEELS_DIR"/*.whl; do
+  for whl in "$tmp"/*.whl; do
     base="$(basename "$whl")"
     IFS=- read -r name version _ <<<"$base"
     printf '%s==%s\n' "$(tr '_.' '--' <<<"$name" | tr '[:upper:]' '[:lower:]')" "$version"
-  done | sort >"$WHEELS_DIR/constraints.txt"
-  printf '%s\n' "$key" >"$WHEELS_DIR/.key"
-  log "$(wc -l <"$WHEELS_DIR/constraints.txt") wheels, $(du -sh "$WHEELS_DIR" | cut -f1)"
+  done | sort >"$tmp/constraints.txt"
+  rm -rf "$cache"
+  mv "$tmp" "$cache"
+  log "$(wc -l <"$cache/constraints.txt") wheels, $(du -sh "$cache" | cut -f1)"
 fi
 
+# ./wheels/ := that set (hard links when the cache is on the same file system).
+rm -f "$WHEELS_DIR"/*.whl "$WHEELS_DIR/constraints.txt" "$WHEELS_DIR/requirements.in" "$WHEELS_DIR/.key"
+cp -l "$cache"/* "$WHEELS_DIR/" 2>/dev/null || cp "$cache"/* "$WHEELS_DIR/"
+printf '%s\n' "$key" >"$WHEELS_DIR/.key"
+log "$WHEELS_DIR: $(count "$WHEELS_DIR") wheels from $cache"

@@ -5,13 +5,25 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler  (static binary)
 #   kube-proxy                                                (+ iptables, conntrack)
 #   etcd, pause, coredns
-# Each image is saved to $IMAGE_CACHE/<name>.tar (what the node image is made
-# from). Prints the saved tar paths.
+# Each image is saved to $KIND_CACHE/images/$K8S_VERSION-<key>/<name>.tar (what the node image
+# is made from), the key hashing the versions, the binaries' and the tools rootfs' keys, this
+# script, tools.sh (etcd, coredns, pause; etcd's version follows from K8S_VERSION) and the files
+# copied in. Prints the saved tar paths; `images.sh --key` prints the key only.
+set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-K8S_BIN="$K8S_CACHE/bin"
+key="$(cache_key "$K8S_VERSION" "$COREDNS_VERSION" "$K8S_GO_TOOLCHAIN" \
+  "k8s-binaries $("$HACK_KIND_DIR/k8s-binaries.sh" --key)" \
+  "rootfs tools $("$HACK_KIND_DIR/rootfs.sh" --key tools)" \
+  -f "${BASH_SOURCE[0]}" -f "$HACK_KIND_DIR/tools.sh" \
+  -f "$HACK_KIND_DIR/files/pause.c" -f "$HACK_KIND_DIR/files/iptables-wrapper")"
+if [[ ${1:-} == --key ]]; then echo "$key"; exit 0; fi
+IMAGE_CACHE="$KIND_CACHE/images/$K8S_VERSION-$key"
+mkdir -p "$IMAGE_CACHE"
+
+K8S_BIN="$("$HACK_KIND_DIR/k8s-binaries.sh")"
 kubeadm="$K8S_BIN/kubeadm"
-[[ -x "$kubeadm" ]] || { log "missing $kubeadm: run k8s-binaries.sh first"; exit 1; }
 mapfile -t wanted < <("$kubeadm" config images list --kubernetes-version "$K8S_VERSION" 2>/dev/null)
 image_for() { printf '%s\n' "${wanted[@]}" | grep -E "/$1:" | head -n1; }
 
@@ -32,27 +44,27 @@ make_image() {
   # The saved tar is the artefact (node-image.sh imports it into the node's
   # containerd); the docker image is only the means to write it.
   if [[ -s "$saved" ]]; then echo "$saved"; return; fi
-  if ! docker image inspect "$tag" >/dev/null 2>&1; then
-    local d; d="$(mktemp -d "$IMAGE_CACHE/$name.XXXXXX")"
-    if [[ "$base" == tools ]]; then
-      tar -C "$d" -xf "$("$HACK_KIND_DIR/rootfs.sh" tools)"
-    else
-      skeleton "$d"
-    fi
-    local pair
-    for pair in "$@"; do install -D -m 0755 "${pair%%:*}" "$d/${pair#*:}"; done
-    if [[ "$base" == tools ]]; then
-      for a in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
-        ln -sf /usr/sbin/iptables-wrapper "$d/etc/alternatives/$a"
-      done
-    fi
-    log "docker import $tag"
-    tar -C "$d" --numeric-owner -c . | docker import \
-      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-      --change "ENTRYPOINT $entry" - "$tag" >/dev/null
-    rm -rf "$d"
+  local d; d="$(mktemp -d "$IMAGE_CACHE/$name.XXXXXX")"
+  on_exit rm -rf "$d"
+  if [[ "$base" == tools ]]; then
+    tar -C "$d" -xf "$("$HACK_KIND_DIR/rootfs.sh" tools)"
+  else
+    skeleton "$d"
   fi
-  [[ -s "$saved" ]] || { docker save -o "$saved.tmp" "$tag" && mv "$saved.tmp" "$saved"; }
+  local pair a
+  for pair in "$@"; do install -D -m 0755 "${pair%%:*}" "$d/${pair#*:}"; done
+  if [[ "$base" == tools ]]; then
+    for a in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+      ln -sf /usr/sbin/iptables-wrapper "$d/etc/alternatives/$a"
+    done
+  fi
+  log "docker import $tag"
+  tar -C "$d" --numeric-owner -c . | docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change "LABEL $IMAGE_KEY_LABEL=$key" \
+    --change "ENTRYPOINT $entry" - "$tag" >/dev/null
+  rm -rf "$d"
+  save_image "$tag" "$saved"
   echo "$saved"
 }
 

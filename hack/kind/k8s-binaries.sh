@@ -3,19 +3,27 @@
 # k8s.io/kubernetes replaces its staging modules with local paths, so a small
 # wrapper module requires it and replaces each staging module by its published
 # v0.X.Y version.
+# Cached in $KIND_CACHE/kubernetes/$K8S_VERSION-<key>/bin, the key hashing the version, the
+# Go toolchain, this script and the version stamp (k8s_ldflags). Prints that bin directory;
+# `k8s-binaries.sh --key` prints the key only.
+set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-OUT="$K8S_CACHE/bin"
 CMDS=(kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+key="$(cache_key "$K8S_VERSION" "$K8S_GO_TOOLCHAIN" "${CMDS[*]}" -f "${BASH_SOURCE[0]}" -F k8s_ldflags)"
+if [[ ${1:-} == --key ]]; then echo "$key"; exit 0; fi
+OUT="$KIND_CACHE/kubernetes/$K8S_VERSION-$key/bin"
 
-have_all() { for c in "${CMDS[@]}"; do [[ -x "$OUT/$c" ]] || return 1; done; }
-if have_all; then log "k8s binaries $K8S_VERSION cached in $OUT"; exit 0; fi
+have_all() { local c; for c in "${CMDS[@]}"; do [[ -x "$OUT/$c" ]] || return 1; done; }
+if have_all; then log "k8s binaries $K8S_VERSION cached in $OUT"; echo "$OUT"; exit 0; fi
 
 export GOTOOLCHAIN="$K8S_GO_TOOLCHAIN"
 staging_version="v0.${K8S_VERSION#v1.}"
-WORK="$K8S_CACHE/src/k8s-wrapper"
+WORK="$KIND_CACHE/src/k8s-wrapper-$K8S_VERSION"
+rm -rf "$OUT.tmp"
 mkdir -p "$WORK" "$OUT.tmp"
-cd "$WORK"
+cd "$WORK" || exit 1
 
 go mod download k8s.io/kubernetes@"$K8S_VERSION"
 k8s_mod="$(go mod download -json k8s.io/kubernetes@"$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
@@ -63,4 +71,5 @@ for c in "${CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
 log "go build ${CMDS[*]} ($K8S_VERSION, $(go version))"
 nice -n 10 go build -trimpath -tags=providerless -ldflags "$(k8s_ldflags "$K8S_VERSION")" -o "$OUT.tmp/" "${pkgs[@]}"
 rm -rf "$OUT"; mv "$OUT.tmp" "$OUT"
-"$OUT/kubeadm" version -o short
+log "built $("$OUT/kubeadm" version -o short) in $OUT"
+echo "$OUT"

@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# Go/C tools other than Kubernetes itself, each cached by version:
-#   $BIN_DIR/kind                      sigs.k8s.io/kind@$KIND_VERSION
-#   $K8S_CACHE/bin/etcd                go.etcd.io/etcd/server/v3 at the version kubeadm expects
-#   $KIND_CACHE/coredns-$COREDNS_VERSION/coredns
-#   $KIND_CACHE/pause/pause            static C program (files/pause.c)
-# Usage: tools.sh kind|etcd|coredns|pause [etcd-version]
+# Go/C tools other than Kubernetes itself, each cached under $KIND_CACHE/tools/ in a directory
+# keyed on its version and this script (pause: on its source, files/pause.c):
+#   kind     sigs.k8s.io/kind@$KIND_VERSION (linked as $BIN_DIR/kind)
+#   etcd     go.etcd.io/etcd/server/v3 at the version kubeadm expects
+#   coredns  github.com/coredns/coredns@$COREDNS_VERSION
+#   pause    static C program (files/pause.c)
+# Usage: tools.sh kind|etcd VERSION|coredns|pause     prints the binary's path
+set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-what="${1:?usage: tools.sh kind|etcd|coredns|pause}"
+what="${1:?usage: tools.sh kind|etcd VERSION|coredns|pause}"
+script="${BASH_SOURCE[0]}"
+# tool_dir NAME-VERSION INPUT...: the keyed cache directory of one tool
+tool_dir() {
+  local dir
+  dir="$KIND_CACHE/tools/$1-$(cache_key "$@" -f "$script")"
+  mkdir -p "$dir"
+  echo "$dir"
+}
+
 case "$what" in
   kind)
-    out="$KIND_CACHE/kind-$KIND_VERSION/kind"
+    out="$(tool_dir "kind-$KIND_VERSION")/kind"
     if [[ ! -x "$out" ]]; then
       log "go install sigs.k8s.io/kind@$KIND_VERSION"
       GOBIN="$(dirname "$out")" nice -n 10 go install -trimpath -ldflags=-s sigs.k8s.io/kind@"$KIND_VERSION"
@@ -20,7 +32,7 @@ case "$what" in
     ;;
   etcd)
     ver="${2:?etcd version (e.g. 3.5.24)}"
-    out="$KIND_CACHE/etcd-v$ver/etcd"
+    out="$(tool_dir "etcd-v$ver")/etcd"
     if [[ ! -x "$out" ]]; then
       # etcd's server module replaces its sibling modules with local paths;
       # a wrapper main requiring them at one version builds from the proxy.
@@ -55,7 +67,7 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GO
       (
-        cd "$src"
+        cd "$src" || exit 1
         go mod tidy
         log "go build etcd v$ver"
         nice -n 10 go build -trimpath -ldflags "-s -w" -o "$out" .
@@ -64,7 +76,7 @@ GO
     echo "$out"
     ;;
   coredns)
-    out="$KIND_CACHE/coredns-$COREDNS_VERSION/coredns"
+    out="$(tool_dir "coredns-$COREDNS_VERSION" "$K8S_GO_TOOLCHAIN")/coredns"
     if [[ ! -x "$out" ]]; then
       log "go install github.com/coredns/coredns@$COREDNS_VERSION"
       GOTOOLCHAIN="$K8S_GO_TOOLCHAIN" GOBIN="$(dirname "$out")" nice -n 10 \
@@ -73,14 +85,15 @@ GO
     echo "$out"
     ;;
   pause)
-    out="$KIND_CACHE/pause/pause"
     src="$HACK_KIND_DIR/files/pause.c"
-    if [[ ! -x "$out" || "$src" -nt "$out" ]]; then
-      mkdir -p "$(dirname "$out")"
-      gcc -Os -static -Wall -o "$out" "$src"
-      strip "$out"
+    out="$(tool_dir pause -f "$src")/pause"
+    if [[ ! -x "$out" ]]; then
+      log "gcc -static $src"
+      gcc -Os -static -Wall -o "$out.tmp" "$src"
+      strip "$out.tmp"
+      mv "$out.tmp" "$out"
     fi
     echo "$out"
     ;;
-  *) echo "unknown tool $what" >&2; exit 2 ;;
+  *) die "unknown tool $what (kind|etcd VERSION|coredns|pause)" ;;
 esac

@@ -9,28 +9,28 @@
 # scorer.local/python-build:3.11-slim-bookworm for the Dockerfile's builder stage, which
 # strips the venv's extension modules (the official image would apt-get binutils instead).
 #
-# The rootfs tarballs are cached under ~/.cache/scorer/base-image/ by a version key (suite,
-# packages, mirrors, this script's content), so a re-run only re-imports them (seconds); an
-# image imported by an older version of this script (label io.scorer.base-image.key) is
-# replaced, an image of that tag that this script did not make (a pulled official image) is
-# left alone.
+# The rootfs tarballs are cached under ~/.cache/scorer/python-base-image/ by a key (suite,
+# packages, mirrors, this script and the debootstrap helper), so a re-run only re-imports
+# them (seconds). The images carry that key as the label io.scorer.cache-key: an image
+# imported by an older version of this script (another key, or the former label
+# io.scorer.base-image.key) is replaced; an image of that tag that this script did not make
+# (a pulled official image) is left alone.
 #
-# Usage: hack/base-image.sh [--force] [--refresh] [--rootfs-only]
+# Usage: hack/python-base-image.sh [--force] [--refresh] [--rootfs-only]
 #   --force        re-import even if the tags are current (the cached tarballs are reused)
 #   --refresh      rebuild the rootfs too (picks up Debian security updates), then re-import
 #   --rootfs-only  build/cache the rootfs tarballs, do not touch docker
 # Env: BASE_IMAGE_TAG, BUILD_IMAGE_TAG, DEBIAN_MIRROR, SECURITY_MIRROR, SCORER_CACHE.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BASE_IMAGE_TAG="${BASE_IMAGE_TAG:-python:3.11-slim-bookworm}"
 BUILD_IMAGE_TAG="${BUILD_IMAGE_TAG:-scorer.local/python-build:3.11-slim-bookworm}"
 BUILD_PACKAGES="binutils"
-SUITE=bookworm
-DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 PACKAGES="python3.11,python3-venv,ca-certificates,libgomp1"
-SCORER_CACHE="${SCORER_CACHE:-$HOME/.cache/scorer}"
-CACHE_DIR="$SCORER_CACHE/base-image"
+CACHE_DIR="$SCORER_CACHE/python-base-image"
 
 force=0
 refresh=0
@@ -45,23 +45,24 @@ for arg in "$@"; do
   esac
 done
 
-log() { printf '[base-image %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+key="$(cache_key "$DEBIAN_SUITE" "$PACKAGES" "$BUILD_PACKAGES" "$DEBIAN_MIRROR" "$SECURITY_MIRROR" \
+  -f "${BASH_SOURCE[0]}" -F debootstrap_rootfs)"
+tarball="$CACHE_DIR/rootfs-$DEBIAN_SUITE-$key.tar"
+build_tarball="$CACHE_DIR/rootfs-build-$DEBIAN_SUITE-$key.tar"
 
-key="$(
-  {
-    printf '%s\n' "$SUITE" "$PACKAGES" "$BUILD_PACKAGES" "$DEBIAN_MIRROR" "$SECURITY_MIRROR"
-    cat "$0"
-  } | sha256sum | cut -c1-16
-)"
-tarball="$CACHE_DIR/rootfs-$SUITE-$key.tar"
-build_tarball="$CACHE_DIR/rootfs-build-$SUITE-$key.tar"
-
-# 0: absent or made by an older version of this script; 1: current; 2: not ours (leave it).
+# 0: absent or made by another version of this script; 1: current; 2: not ours (leave it).
 image_state() {
-  local label
-  label="$(docker image inspect --format '{{ index .Config.Labels "io.scorer.base-image.key" }}' "$1" 2>/dev/null)" \
-    || { echo 0; return; }
-  if [[ $label == "$key" ]]; then echo 1; elif [[ -z $label || $label == "<no value>" ]]; then echo 2; else echo 0; fi
+  local current legacy
+  docker image inspect "$1" >/dev/null 2>&1 || { echo 0; return; }
+  current="$(image_key "$1")"
+  legacy="$(docker image inspect --format '{{ index .Config.Labels "io.scorer.base-image.key" }}' "$1")"
+  if [[ $current == "$key" ]]; then
+    echo 1
+  elif [[ -n $current || $legacy != "<no value>" ]]; then
+    echo 0
+  else
+    echo 2
+  fi
 }
 
 if [[ $rootfs_only == 0 && $force == 0 ]]; then
@@ -71,50 +72,28 @@ if [[ $rootfs_only == 0 && $force == 0 ]]; then
     exit 0
   fi
   if [[ $base_state == 1 && $(image_state "$BUILD_IMAGE_TAG") == 1 ]]; then
-    log "$BASE_IMAGE_TAG and $BUILD_IMAGE_TAG are current; nothing to do (--force to re-import)"
+    log "$BASE_IMAGE_TAG and $BUILD_IMAGE_TAG are current ($key); nothing to do (--force to re-import)"
     exit 0
   fi
 fi
 
 mkdir -p "$CACHE_DIR"
 
-[[ $refresh == 1 ]] && rm -f "$tarball" "$build_tarball"
+if [[ $refresh == 1 ]]; then rm -f "$tarball" "$build_tarball"; fi
 if [[ -s $tarball && -s $build_tarball ]]; then
   log "using cached rootfs tarballs ($key)"
 else
-  [[ $(id -u) == 0 ]] || { echo "debootstrap needs root" >&2; exit 1; }
-  if ! command -v debootstrap >/dev/null; then
-    log "installing debootstrap (apt)"
-    apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
-      --no-install-recommends debootstrap >/dev/null
-  fi
   rootfs="$(mktemp -d "${TMPDIR:-/tmp}/scorer-rootfs.XXXXXX")"
-  cleanup() {
-    # debootstrap mounts /proc and /sys in the target; never leave them behind.
-    local m
-    for m in proc sys dev/pts dev; do
-      mountpoint -q "$rootfs/$m" 2>/dev/null && umount -l "$rootfs/$m" || true
-    done
-    rm -rf --one-file-system "$rootfs"
-  }
-  trap cleanup EXIT
+  on_exit release_rootfs "$rootfs"
+  build_log="$LOG_DIR/debootstrap-python-base.log"
+  in_rootfs() { run_logged "$build_log" chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c "$1"; }
 
-  build_log="$CACHE_DIR/debootstrap.log"
-  : >"$build_log"
-  # Run a step with its output in the build log; on failure show the log's tail and stop.
-  logged() { "$@" >>"$build_log" 2>&1 || { tail -30 "$build_log" >&2; exit 1; }; }
-  in_rootfs() { logged chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c "$1"; }
+  debootstrap_rootfs "$rootfs" "$PACKAGES" "$build_log"
 
-  log "debootstrap --variant=minbase $SUITE (+ $PACKAGES) into $rootfs"
-  logged debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" "$DEBIAN_MIRROR"
-
-  log "applying $SUITE-updates and $SUITE-security"
-  cat >"$rootfs/etc/apt/sources.list" <<EOF
-deb $DEBIAN_MIRROR $SUITE main
-deb $DEBIAN_MIRROR $SUITE-updates main
-deb $SECURITY_MIRROR $SUITE-security main
-EOF
+  log "applying $DEBIAN_SUITE-updates and $DEBIAN_SUITE-security"
+  printf '%s\n' "deb $DEBIAN_MIRROR $DEBIAN_SUITE main" \
+    "deb $DEBIAN_MIRROR $DEBIAN_SUITE-updates main" \
+    "deb $SECURITY_MIRROR $DEBIAN_SUITE-security main" >"$rootfs/etc/apt/sources.list"
   cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
   in_rootfs 'apt-get update -qq && apt-get -y -qq -o Dpkg::Use-Pty=0 dist-upgrade && apt-get clean'
 
@@ -132,7 +111,7 @@ EOF
   # Bytecode of the standard library, so a read-only root never wants to write it.
   chroot "$rootfs" /usr/bin/python3.11 -m compileall -q -j 0 /usr/lib/python3.11 >/dev/null || true
   : >"$rootfs/etc/resolv.conf"
-  printf '%s\n' "$SUITE-minbase $PACKAGES key=$key" >"$rootfs/etc/scorer-base-image"
+  printf '%s\n' "$DEBIAN_SUITE-minbase $PACKAGES key=$key" >"$rootfs/etc/scorer-base-image"
 
   log "packing $tarball"
   tar --numeric-owner --xattrs -C "$rootfs" -cf "$tarball.tmp" .
@@ -148,12 +127,9 @@ EOF
   tar --numeric-owner --xattrs -C "$rootfs" -cf "$build_tarball.tmp" .
   mv "$tarball.tmp" "$tarball"
   mv "$build_tarball.tmp" "$build_tarball"
-  # Keep only the current version of the cache.
-  find "$CACHE_DIR" -maxdepth 1 -name "rootfs-*.tar" ! -name "$(basename "$tarball")" \
-    ! -name "$(basename "$build_tarball")" -delete
 fi
 
-[[ $rootfs_only == 1 ]] && { log "rootfs ready: $tarball $build_tarball"; exit 0; }
+if [[ $rootfs_only == 1 ]]; then log "rootfs ready: $tarball $build_tarball"; exit 0; fi
 
 import_image() { # TARBALL TAG DESCRIPTION
   log "docker import -> $2"
@@ -162,7 +138,7 @@ import_image() { # TARBALL TAG DESCRIPTION
     --change 'ENV LANG=C.UTF-8' \
     --change 'ENV PYTHON_VERSION=3.11' \
     --change "LABEL org.opencontainers.image.description=\"$3\"" \
-    --change "LABEL io.scorer.base-image.key=$key" \
+    --change "LABEL $IMAGE_KEY_LABEL=$key" \
     --change 'CMD ["python3"]' \
     "$1" "$2" >/dev/null
   log "done: $(docker image ls --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}' "$2")"

@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
-# kind's base image, rebuilt offline: a debootstrap'd bookworm rootfs (Debian's
-# systemd, containerd, runc, CNI plugins) plus kind $KIND_VERSION's
+# kind's node base image, rebuilt offline: a debootstrap'd bookworm rootfs (rootfs.sh node:
+# Debian's systemd, containerd, runc, CNI plugins) plus kind $KIND_VERSION's
 # images/base/files and the same setup steps as kind's images/base/Dockerfile.
-# Prints the docker image tag. Cached as a docker image and a saved tar.
+# Tagged $IMAGE_PREFIX/kind-base:$KIND_VERSION-bookworm, labelled with its key (the tag, the
+# kind version, the rootfs' key, this script and the files it copies in) and saved to
+# $KIND_CACHE/node-base/kind-base-$KIND_VERSION-<key>.tar. Prints the tag;
+# `node-base-image.sh --key` prints the key only.
+set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 tag="$IMAGE_PREFIX/kind-base:$KIND_VERSION-bookworm"
-saved="$KIND_CACHE/base/kind-base-$KIND_VERSION-bookworm.tar"
-if docker image inspect "$tag" >/dev/null 2>&1; then echo "$tag"; exit 0; fi
-if [[ -s "$saved" ]]; then
-  log "docker load $saved"
-  docker load -i "$saved" >/dev/null
-  echo "$tag"; exit 0
-fi
+key="$(cache_key "$tag" "$KIND_VERSION" "rootfs node $("$HACK_KIND_DIR/rootfs.sh" --key node)" \
+  -f "${BASH_SOURCE[0]}" -f "$HACK_KIND_DIR/files/10-scorer-ptp.conflist" \
+  -f "$HACK_KIND_DIR/files/runc-wrapper")"
+if [[ ${1:-} == --key ]]; then echo "$key"; exit 0; fi
+saved="$KIND_CACHE/node-base/kind-base-$KIND_VERSION-$key.tar"
+if restore_image "$tag" "$key" "$saved"; then echo "$tag"; exit 0; fi
 
 rootfs_tar="$("$HACK_KIND_DIR/rootfs.sh" node)"
 kind_dir="$(go mod download -json sigs.k8s.io/kind@"$KIND_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
 files="$kind_dir/images/base/files"
 
-mkdir -p "$KIND_CACHE/base"
-dir="$(mktemp -d "$KIND_CACHE/base/rootfs.XXXXXX")"
-trap 'rm -rf "$dir"' EXIT
+mkdir -p "$KIND_CACHE/node-base"
+dir="$(mktemp -d "$KIND_CACHE/node-base/rootfs.XXXXXX")"
+on_exit release_rootfs "$dir"
 tar -C "$dir" -xf "$rootfs_tar"
 
 log "applying kind $KIND_VERSION base files"
@@ -61,13 +65,14 @@ echo "ReadKMsg=no" >>"$dir/etc/systemd/journald.conf"
 ln -sf /lib/systemd/systemd "$dir/sbin/init"
 chroot "$dir" systemctl enable kubelet.service containerd.service undo-mount-hacks.service 2>&1 | sed "s/^/  /" >&2
 chroot "$dir" systemctl mask systemd-binfmt.service 2>&1 | sed "s/^/  /" >&2
-[[ -L "$dir/etc/systemd/system/multi-user.target.wants/kubelet.service" ]] || { log "systemctl enable failed"; exit 1; }
+[[ -L "$dir/etc/systemd/system/multi-user.target.wants/kubelet.service" ]] || die "systemctl enable failed"
 
 # (docker 20.10's import rejects STOPSIGNAL; kind removes nodes with rm -f anyway)
 log "docker import $tag"
 tar -C "$dir" --numeric-owner -c . | docker import \
   --change 'ENV container=docker' \
+  --change "LABEL $IMAGE_KEY_LABEL=$key" \
   --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
   - "$tag" >/dev/null
-docker save -o "$saved.tmp" "$tag" && mv "$saved.tmp" "$saved"
+save_image "$tag" "$saved"
 echo "$tag"

@@ -19,7 +19,7 @@ CONFIG: dict[str, Any] = yaml.safe_load(SKAFFOLD_YAML.read_text())
 DOCKERFILE = ROOT / "Dockerfile"
 # The script that makes the Dockerfile's base image offline (its later name first: the hack/
 # scripts are being renamed after the image each builds).
-BASE_IMAGE_SCRIPTS = [ROOT / "hack" / "python-base-image.sh", ROOT / "hack" / "base-image.sh"]
+BASE_IMAGE_SCRIPT = ROOT / "hack" / "python-base-image.sh"
 BASE_IMAGE_TIMEOUT_S = 30 * 60  # cold: debootstrap from the Debian mirrors
 
 
@@ -188,9 +188,8 @@ def base_images() -> set[str]:
     if info.returncode != 0:
         pytest.fail(f"no Docker engine: {info.stderr.strip()[-300:]} (run hack/docker-engine.sh)")
     if not all(docker_has(image) for image in images):
-        script = next(path for path in BASE_IMAGE_SCRIPTS if path.is_file())
         build = subprocess.run(
-            ["bash", str(script)],
+            ["bash", str(BASE_IMAGE_SCRIPT)],
             capture_output=True,
             text=True,
             timeout=BASE_IMAGE_TIMEOUT_S,

@@ -17,8 +17,7 @@ from tests.chart.helm import CHART, ENV_VALUES, ROOT, Helm, Rendered, require_to
 SKAFFOLD_YAML = ROOT / "skaffold.yaml"
 CONFIG: dict[str, Any] = yaml.safe_load(SKAFFOLD_YAML.read_text())
 DOCKERFILE = ROOT / "Dockerfile"
-# The script that makes the Dockerfile's base image offline (its later name first: the hack/
-# scripts are being renamed after the image each builds).
+# The script that makes the Dockerfile's base image offline.
 BASE_IMAGE_SCRIPT = ROOT / "hack" / "python-base-image.sh"
 BASE_IMAGE_TIMEOUT_S = 30 * 60  # cold: debootstrap from the Debian mirrors
 
@@ -197,7 +196,7 @@ def base_images() -> set[str]:
         )
         if build.returncode != 0:
             pytest.fail(
-                f"{script.name} failed ({build.returncode}):\n{build.stderr[-3000:]}",
+                f"{BASE_IMAGE_SCRIPT.name} failed ({build.returncode}):\n{build.stderr[-3000:]}",
                 pytrace=False,
             )
     missing = sorted(image for image in images if not docker_has(image))

@@ -102,13 +102,13 @@ def register_pipeline(tracking_uri: str, frame: pd.DataFrame) -> tuple[Any, int]
     """Train ColumnTransformer(OneHotEncoder(contract), scaled numbers) + LogisticRegression,
     log it with ``mlflow.sklearn.log_model`` and a signature, register it; return the fitted
     pipeline and its version."""
-    import mlflow  # noqa: PLC0415 - the full mlflow of the test environment
-    import mlflow.sklearn  # noqa: PLC0415
-    from mlflow.models import infer_signature  # noqa: PLC0415
-    from sklearn.compose import ColumnTransformer  # noqa: PLC0415
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-    from sklearn.pipeline import Pipeline  # noqa: PLC0415
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: PLC0415
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     features = frame[FEATURES]
     pipeline = Pipeline(

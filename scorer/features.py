@@ -11,7 +11,7 @@ column's index or partitions when the table has them.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -340,7 +340,7 @@ def stream(
     Closing the iterator early cancels the COPY on the server.
     """
 
-    def read(put: Any) -> None:
+    def read(put: Callable[[Chunk], None]) -> None:
         reader = wire.CopyReader(plan.layout, chunk_rows, lambda rows: put(to_chunk(rows, plan)))
         with db.transaction(conn), conn.cursor() as cur:
             cur.copy_expert(plan.copy_sql, reader)

@@ -145,6 +145,7 @@ class _RunState:
     verdict: quality.Verdict | None = None
     started: float = field(default_factory=time.perf_counter)
     snapshot: str | None = None
+    outcome: str = "published"  # or "already_published": a rerun of a run id that succeeded
 
     def execute(self) -> None:
         """Prepare, lock, open the run row, score in one transaction, publish."""
@@ -157,9 +158,10 @@ class _RunState:
             with db.autocommit(writer):
                 record.lock()
                 if record.status() == "succeeded":
+                    self.outcome = "already_published"
                     log.info(
                         "run.already_succeeded",
-                        detail="this run id already published; nothing to do",
+                        detail="this run id already published; nothing scored or written",
                         snapshot=self.snapshot,
                     )
                     return
@@ -302,6 +304,7 @@ class _RunState:
         counts = self.counts
         fields: dict[str, Any] = {
             "status": "failed" if failure else "succeeded",
+            "outcome": "failed" if failure else self.outcome,
             "snapshot": self.snapshot,
             "features": self.settings.features_table,
             "rows_read": counts.read,

@@ -14,6 +14,45 @@ from scorer.identifiers import quote_identifier
 
 log = structlog.get_logger("scorer.schema")
 
+
+def _views(kind: str, parent: str) -> str:
+    """Migration 3's consumer views over one id type's parent (``latest_…``, ``published_…``).
+
+    ``latest``: per model, the newest snapshot's latest succeeded run. ``published``: per
+    (model, snapshot), its latest succeeded run. Each reads the chosen run's partition through
+    a nested loop (``OFFSET 0`` keeps it from becoming a hash join over every partition).
+    """
+    suffix = parent.removeprefix("predictions")
+    return f"""
+    CREATE VIEW {{s}}.latest_predictions{suffix} AS
+    SELECT p.run_id, p.entity_id, p.score, p.label, latest.model_name, p.model_version,
+           p.snapshot, p.scored_at
+    FROM (
+        SELECT DISTINCT ON (model_name) run_id, model_name, entity_type
+        FROM {{s}}.scoring_runs
+        WHERE status = 'succeeded'
+        ORDER BY model_name, snapshot_order DESC, finished_at DESC, run_id DESC
+    ) AS latest
+    CROSS JOIN LATERAL (
+        SELECT * FROM {{s}}.{parent} AS p WHERE p.run_id = latest.run_id OFFSET 0
+    ) AS p
+    WHERE latest.entity_type = '{kind}';
+    CREATE VIEW {{s}}.published_predictions{suffix} AS
+    SELECT p.run_id, p.entity_id, p.score, p.label, runs.model_name, p.model_version,
+           runs.snapshot, p.scored_at
+    FROM (
+        SELECT DISTINCT ON (model_name, snapshot) run_id, model_name, snapshot, entity_type
+        FROM {{s}}.scoring_runs
+        WHERE status = 'succeeded'
+        ORDER BY model_name, snapshot, finished_at DESC, run_id DESC
+    ) AS runs
+    CROSS JOIN LATERAL (
+        SELECT * FROM {{s}}.{parent} AS p WHERE p.run_id = runs.run_id OFFSET 0
+    ) AS p
+    WHERE runs.entity_type = '{kind}';
+"""
+
+
 _MIGRATIONS: tuple[str, ...] = (
     # 1: runs, predictions and the consumer view.
     """
@@ -149,85 +188,15 @@ _MIGRATIONS: tuple[str, ...] = (
         LIKE {s}.predictions, PRIMARY KEY (run_id, entity_id)
     ) PARTITION BY LIST (run_id);
     ALTER TABLE {s}.predictions_uuid ALTER COLUMN entity_id TYPE uuid USING NULL;
-    CREATE VIEW {s}.latest_predictions AS
-    SELECT p.run_id, p.entity_id, p.score, p.label, latest.model_name, p.model_version,
-           p.snapshot, p.scored_at
-    FROM (
-        SELECT DISTINCT ON (model_name) run_id, model_name, entity_type
-        FROM {s}.scoring_runs
-        WHERE status = 'succeeded'
-        ORDER BY model_name, snapshot_order DESC, finished_at DESC, run_id DESC
-    ) AS latest
-    CROSS JOIN LATERAL (
-        SELECT * FROM {s}.predictions AS p WHERE p.run_id = latest.run_id OFFSET 0
-    ) AS p
-    WHERE latest.entity_type = 'bigint';
-    CREATE VIEW {s}.published_predictions AS
-    SELECT p.run_id, p.entity_id, p.score, p.label, runs.model_name, p.model_version,
-           runs.snapshot, p.scored_at
-    FROM (
-        SELECT DISTINCT ON (model_name, snapshot) run_id, model_name, snapshot, entity_type
-        FROM {s}.scoring_runs
-        WHERE status = 'succeeded'
-        ORDER BY model_name, snapshot, finished_at DESC, run_id DESC
-    ) AS runs
-    CROSS JOIN LATERAL (
-        SELECT * FROM {s}.predictions AS p WHERE p.run_id = runs.run_id OFFSET 0
-    ) AS p
-    WHERE runs.entity_type = 'bigint';
-    CREATE VIEW {s}.latest_predictions_text AS
-    SELECT p.run_id, p.entity_id, p.score, p.label, latest.model_name, p.model_version,
-           p.snapshot, p.scored_at
-    FROM (
-        SELECT DISTINCT ON (model_name) run_id, model_name, entity_type
-        FROM {s}.scoring_runs
-        WHERE status = 'succeeded'
-        ORDER BY model_name, snapshot_order DESC, finished_at DESC, run_id DESC
-    ) AS latest
-    CROSS JOIN LATERAL (
-        SELECT * FROM {s}.predictions_text AS p WHERE p.run_id = latest.run_id OFFSET 0
-    ) AS p
-    WHERE latest.entity_type = 'text';
-    CREATE VIEW {s}.published_predictions_text AS
-    SELECT p.run_id, p.entity_id, p.score, p.label, runs.model_name, p.model_version,
-           runs.snapshot, p.scored_at
-    FROM (
-        SELECT DISTINCT ON (model_name, snapshot) run_id, model_name, snapshot, entity_type
-        FROM {s}.scoring_runs
-        WHERE status = 'succeeded'
-        ORDER BY model_name, snapshot, finished_at DESC, run_id DESC
-    ) AS runs
-    CROSS JOIN LATERAL (
-        SELECT * FROM {s}.predictions_text AS p WHERE p.run_id = runs.run_id OFFSET 0
-    ) AS p
-    WHERE runs.entity_type = 'text';
-    CREATE VIEW {s}.latest_predictions_uuid AS
-    SELECT p.run_id, p.entity_id, p.score, p.label, latest.model_name, p.model_version,
-           p.snapshot, p.scored_at
-    FROM (
-        SELECT DISTINCT ON (model_name) run_id, model_name, entity_type
-        FROM {s}.scoring_runs
-        WHERE status = 'succeeded'
-        ORDER BY model_name, snapshot_order DESC, finished_at DESC, run_id DESC
-    ) AS latest
-    CROSS JOIN LATERAL (
-        SELECT * FROM {s}.predictions_uuid AS p WHERE p.run_id = latest.run_id OFFSET 0
-    ) AS p
-    WHERE latest.entity_type = 'uuid';
-    CREATE VIEW {s}.published_predictions_uuid AS
-    SELECT p.run_id, p.entity_id, p.score, p.label, runs.model_name, p.model_version,
-           runs.snapshot, p.scored_at
-    FROM (
-        SELECT DISTINCT ON (model_name, snapshot) run_id, model_name, snapshot, entity_type
-        FROM {s}.scoring_runs
-        WHERE status = 'succeeded'
-        ORDER BY model_name, snapshot, finished_at DESC, run_id DESC
-    ) AS runs
-    CROSS JOIN LATERAL (
-        SELECT * FROM {s}.predictions_uuid AS p WHERE p.run_id = runs.run_id OFFSET 0
-    ) AS p
-    WHERE runs.entity_type = 'uuid';
-    """,
+    """
+    + "".join(
+        _views(kind, parent)
+        for kind, parent in (
+            ("bigint", "predictions"),
+            ("text", "predictions_text"),
+            ("uuid", "predictions_uuid"),
+        )
+    ),
     # 4: a year of nightly runs. Each run's evidence (score histogram, per-feature NULL and
     # empty shares) and its quality checks against the previous published run; an override's
     # reason; retention marks a run 'pruned' (its partition dropped, the row kept as history).

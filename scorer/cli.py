@@ -29,7 +29,7 @@ from scorer.config import (
     flag_name,
     load,
 )
-from scorer.errors import EXIT_OK, ConfigError, InternalError, ScorerError, TerminatedError
+from scorer.errors import EXIT_OK, ConfigError, InternalError, ScorerError, TerminationSignal
 
 log = structlog.get_logger("scorer")
 
@@ -170,7 +170,7 @@ def _flag_help(name: str, info: FieldInfo) -> str:
 
 
 def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
-    raise TerminatedError(f"terminated by signal {signal.Signals(signum).name}")
+    raise TerminationSignal(f"terminated by signal {signal.Signals(signum).name}")
 
 
 def _configure_mlflow_http() -> None:

@@ -147,6 +147,15 @@ class TerminatedError(RetryableError):
     kind = "terminated"
 
 
+class TerminationSignal(BaseException):
+    """What the SIGTERM handler raises, wherever the main thread happens to be.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` (ours or a
+    model library's, e.g. around a predict call) can turn a termination into another failure;
+    ``pipeline.classify`` makes it a ``TerminatedError`` (exit 1).
+    """
+
+
 class LockBusyError(RetryableError):
     """Another run for the same model and snapshot holds the advisory lock."""
 

@@ -23,6 +23,7 @@ from scorer.errors import (
     RejectedRowsError,
     ScorerError,
     TerminatedError,
+    TerminationSignal,
 )
 from scorer.flavors import LoadedModel
 from scorer.runs import Counts, Evidence, RunRecord
@@ -371,7 +372,9 @@ def classify(exc: BaseException) -> ScorerError:
     if isinstance(exc, ScorerError):
         return exc
     failure: ScorerError
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, TerminationSignal):
+        failure = TerminatedError(str(exc))
+    elif isinstance(exc, KeyboardInterrupt):
         failure = TerminatedError("interrupted")
     elif isinstance(exc, psycopg2.Error):
         failure = db.classify(exc)

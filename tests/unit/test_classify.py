@@ -17,7 +17,13 @@ from mlflow.protos.databricks_pb2 import (
 )
 
 from scorer import db, registry
-from scorer.errors import EXIT_PERMANENT, EXIT_RETRYABLE, ModelNotFoundError, ScorerError
+from scorer.errors import (
+    EXIT_PERMANENT,
+    EXIT_RETRYABLE,
+    ModelNotFoundError,
+    ScorerError,
+    TerminationSignal,
+)
 from scorer.pipeline import classify
 
 PK_VIOLATION = (
@@ -243,6 +249,15 @@ def test_registry_unreachable_is_retryable_and_chained() -> None:
 def test_scorer_errors_pass_through() -> None:
     failure = ModelNotFoundError("x")
     assert classify(failure) is failure
+
+
+def test_sigterm_is_a_retryable_termination_no_except_exception_can_swallow() -> None:
+    signal = TerminationSignal("terminated by signal SIGTERM")
+    assert not isinstance(signal, Exception)  # a model library's `except Exception` lets it by
+    failure = classify(signal)
+    assert (failure.kind, failure.exit_code) == ("terminated", EXIT_RETRYABLE)
+    assert str(failure) == "terminated by signal SIGTERM"
+    assert failure.__cause__ is signal
 
 
 def test_interrupt_is_a_retryable_termination() -> None:

@@ -1,4 +1,6 @@
-"""Session fixtures shared by the integration and image tests: real PostgreSQL, real MLflow.
+"""Fixtures shared by the integration and image tests: real PostgreSQL, real MLflow.
+
+The services live for the session; each test gets a target schema of its own.
 
 Also the CI rule: when ``CI`` is set, a skipped test is a failure.
 """
@@ -6,6 +8,7 @@ Also the CI rule: when ``CI`` is set, a skipped test is a failure.
 from __future__ import annotations
 
 import os
+import secrets
 import warnings
 from collections.abc import Generator, Iterator
 from contextlib import closing
@@ -15,6 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from scorer import db, schema
+from scorer.identifiers import quote_identifier
 from tests import services
 from tests.fixtures import load_features, register_versions, synthetic_customers
 
@@ -112,17 +116,34 @@ def churn_model(mlflow_uri: str) -> ChurnModel:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A fresh, migrated database with ``features.customers`` (dropped after the session)."""
+    """A fresh database with ``features.customers`` (dropped after the session).
+
+    It has no target schema: each test scores into its own (``target_schema``).
+    """
     with services.fresh_database() as url:
-        with closing(db.connect(url)) as conn:
-            schema.migrate(conn, "scoring")
         load_features(url, FEATURES_TABLE, synthetic_customers(CUSTOMERS, seed=11))
         yield url
 
 
-@pytest.fixture(scope="session")
-def scorer_env(postgres_url: str, mlflow_uri: str, churn_model: ChurnModel) -> dict[str, str]:
-    """Settings for a valid run against the session's services (alias champion)."""
+@pytest.fixture
+def target_schema(postgres_url: str) -> Iterator[str]:
+    """A freshly migrated target schema of this test's own, dropped after it.
+
+    No test reads another's runs, predictions or ``latest_predictions``.
+    """
+    name = f"it_{secrets.token_hex(5)}"
+    with closing(db.connect(postgres_url)) as conn:
+        schema.migrate(conn, name)
+    yield name
+    services.execute(postgres_url, f"DROP SCHEMA {quote_identifier(name)} CASCADE")
+
+
+@pytest.fixture
+def scorer_env(
+    postgres_url: str, mlflow_uri: str, churn_model: ChurnModel, target_schema: str
+) -> dict[str, str]:
+    """Settings for a valid run against the session's services (alias champion), scoring
+    into this test's own ``target_schema``."""
     return {
         "MLFLOW_TRACKING_URI": mlflow_uri,
         "SCORER_DATABASE_URL": postgres_url,
@@ -130,4 +151,5 @@ def scorer_env(postgres_url: str, mlflow_uri: str, churn_model: ChurnModel) -> d
         "SCORER_MODEL_ALIAS": "champion",
         "SCORER_FEATURES_TABLE": FEATURES_TABLE,
         "SCORER_ENTITY_COLUMN": "customer_id",
+        "SCORER_TARGET_SCHEMA": target_schema,
     }

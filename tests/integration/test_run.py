@@ -17,6 +17,7 @@ import xgboost
 from mlflow import MlflowClient
 
 from scorer import schema
+from scorer.identifiers import quote_identifier
 from scorer.sink import partition_name
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
@@ -27,49 +28,89 @@ pytestmark = pytest.mark.integration
 
 BIG_TABLE = "features.customers_big"
 BIG_ROWS = 600_000
+DIRTY_VIEW = "features.customers_dirty"
+DIRTY_REJECTED = CUSTOMERS // 100 + CUSTOMERS // 250
+"""Rows of ``DIRTY_VIEW`` a run rejects (an infinite total or a non-numeric support count)."""
 
 
 def new_run_id(prefix: str = "it") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def run_row(url: str, run_id: str) -> dict[str, object] | None:
+def run_row(url: str, target: str, run_id: str) -> dict[str, object] | None:
     with closing(services.psycopg2.connect(url)) as conn, conn.cursor() as cur:
-        cur.execute("SELECT * FROM scoring.scoring_runs WHERE run_id = %s", (run_id,))
+        cur.execute(
+            f"SELECT * FROM {quote_identifier(target)}.scoring_runs WHERE run_id = %s", (run_id,)
+        )
         row = cur.fetchone()
         return (
             None if row is None else dict(zip([c.name for c in cur.description], row, strict=True))
         )
 
 
-def prediction_count(url: str, run_id: str) -> int:
+def prediction_count(url: str, target: str, run_id: str) -> int:
     return int(
         services.query(
-            url, "SELECT count(*) FROM scoring.predictions WHERE run_id = %s", (run_id,)
+            url,
+            f"SELECT count(*) FROM {quote_identifier(target)}.predictions WHERE run_id = %s",
+            (run_id,),
         )[0][0]
     )
 
 
-def partition_bound(url: str, run_id: str) -> str | None:
+def partition_bound(url: str, target: str, run_id: str) -> str | None:
     """The run's partition bound if its table exists (attached or not), else None."""
     rows = services.query(
         url,
         "SELECT coalesce(pg_get_expr(c.relpartbound, c.oid), 'detached') FROM pg_class c"
         " WHERE c.oid = to_regclass(%s)",
-        (f"scoring.{partition_name(run_id)}",),
+        (f"{quote_identifier(target)}.{partition_name(run_id)}",),
     )
     return str(rows[0][0]) if rows else None
 
 
-def latest_runs(url: str) -> set[str]:
+def latest_runs(url: str, target: str) -> set[str]:
     return {
         row[0]
         for row in services.query(
             url,
-            "SELECT DISTINCT run_id FROM scoring.latest_predictions WHERE model_name = %s",
+            f"SELECT DISTINCT run_id FROM {quote_identifier(target)}.latest_predictions"
+            " WHERE model_name = %s",
             ("churn-test",),
         )
     }
+
+
+def latest_contents(url: str, target: str, model: str) -> list[tuple[str, int, int, int]]:
+    """What ``latest_predictions`` holds for ``model``: (run id, version, rows, entities) each."""
+    return [
+        (str(run_id), int(version), int(rows), int(entities))
+        for run_id, version, rows, entities in services.query(
+            url,
+            "SELECT run_id, model_version, count(*), count(DISTINCT entity_id)"
+            f" FROM {quote_identifier(target)}.latest_predictions WHERE model_name = %s"
+            " GROUP BY 1, 2 ORDER BY 1, 2",
+            (model,),
+        )
+    ]
+
+
+@pytest.fixture(scope="module")
+def dirty_features(postgres_url: str) -> Iterator[str]:
+    """``DIRTY_VIEW``: ``features.customers`` with ``DIRTY_REJECTED`` rows a run rejects."""
+    services.execute(
+        postgres_url,
+        f"CREATE VIEW {DIRTY_VIEW} AS "
+        "SELECT customer_id, tenure_months, monthly_charges,"
+        " CASE WHEN customer_id % 100 = 0 THEN 'Infinity'::float8 ELSE total_charges END"
+        " AS total_charges,"
+        " CASE WHEN customer_id % 250 = 1 THEN 'n/a' ELSE support_calls::text END AS support_calls,"
+        " contract_months, late_payments,"
+        " CASE WHEN customer_id % 7 = 0 THEN NULL ELSE data_usage_gb END AS data_usage_gb,"
+        " num_products FROM features.customers",
+    )
+    yield DIRTY_VIEW
+    services.execute(postgres_url, f"DROP VIEW {DIRTY_VIEW}")
 
 
 def assert_no_secret(result: subprocess.CompletedProcess[str], url: str) -> None:
@@ -92,6 +133,7 @@ def test_each_selector_scores_with_its_version(
     scorer_env: dict[str, str],
     churn_model: ChurnModel,
     postgres_url: str,
+    target_schema: str,
     selector: dict[str, str],
     expected: str,
 ) -> None:
@@ -104,7 +146,7 @@ def test_each_selector_scores_with_its_version(
     run_id = new_run_id("sel")
     result = services.run_scorer({**env, **selector, "SCORER_RUN_ID": run_id}, "run")
     assert result.returncode == 0, result.stdout + result.stderr
-    row = run_row(postgres_url, run_id)
+    row = run_row(postgres_url, target_schema, run_id)
     assert row is not None
     assert row["status"] == "succeeded"
     assert row["model_version"] == version
@@ -113,7 +155,8 @@ def test_each_selector_scores_with_its_version(
     )
     versions = services.query(
         postgres_url,
-        "SELECT model_version, count(*) FROM scoring.predictions WHERE run_id = %s GROUP BY 1",
+        f"SELECT model_version, count(*) FROM {quote_identifier(target_schema)}.predictions"
+        " WHERE run_id = %s GROUP BY 1",
         (run_id,),
     )
     assert versions == [(version, CUSTOMERS)]
@@ -121,7 +164,11 @@ def test_each_selector_scores_with_its_version(
 
 
 def test_lineage_and_statistics_are_exact(
-    scorer_env: dict[str, str], churn_model: ChurnModel, postgres_url: str, mlflow_uri: str
+    scorer_env: dict[str, str],
+    churn_model: ChurnModel,
+    postgres_url: str,
+    target_schema: str,
+    mlflow_uri: str,
 ) -> None:
     run_id = new_run_id("lineage")
     result = services.run_scorer(
@@ -129,7 +176,7 @@ def test_lineage_and_statistics_are_exact(
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
-    row = run_row(postgres_url, run_id)
+    row = run_row(postgres_url, target_schema, run_id)
     assert row is not None
     version = MlflowClient(mlflow_uri).get_model_version(
         churn_model.name, str(churn_model.champion)
@@ -151,7 +198,8 @@ def test_lineage_and_statistics_are_exact(
         "SELECT p.entity_id, p.score, p.label, p.model_name, p.model_version, p.snapshot,"
         " p.scored_at, "
         + ", ".join(f"f.{name}" for name in FEATURES)
-        + " FROM scoring.predictions p JOIN features.customers f ON f.customer_id = p.entity_id"
+        + f" FROM {quote_identifier(target_schema)}.predictions p"
+        " JOIN features.customers f ON f.customer_id = p.entity_id"
         " WHERE p.run_id = %s ORDER BY p.entity_id",
         (run_id,),
     )
@@ -191,7 +239,7 @@ def test_lineage_and_statistics_are_exact(
 
 
 def test_promotion_gate_refuses_and_writes_nothing(
-    scorer_env: dict[str, str], churn_model: ChurnModel, postgres_url: str
+    scorer_env: dict[str, str], churn_model: ChurnModel, postgres_url: str, target_schema: str
 ) -> None:
     env = {k: v for k, v in scorer_env.items() if k != "SCORER_MODEL_ALIAS"}
     run_id = new_run_id("gate")
@@ -209,12 +257,12 @@ def test_promotion_gate_refuses_and_writes_nothing(
     assert last["event"] == "run.failed"
     assert last["kind"] == "promotion_gate"
     assert "champion" in last["error"]
-    assert run_row(postgres_url, run_id) is None
-    assert prediction_count(postgres_url, run_id) == 0
+    assert run_row(postgres_url, target_schema, run_id) is None
+    assert prediction_count(postgres_url, target_schema, run_id) == 0
 
 
 def test_gate_passes_when_the_pinned_version_carries_the_alias(
-    scorer_env: dict[str, str], churn_model: ChurnModel, postgres_url: str
+    scorer_env: dict[str, str], churn_model: ChurnModel, postgres_url: str, target_schema: str
 ) -> None:
     env = {k: v for k, v in scorer_env.items() if k != "SCORER_MODEL_ALIAS"}
     run_id = new_run_id("gate-ok")
@@ -228,7 +276,7 @@ def test_gate_passes_when_the_pinned_version_carries_the_alias(
         "run",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert prediction_count(postgres_url, run_id) == CUSTOMERS
+    assert prediction_count(postgres_url, target_schema, run_id) == CUSTOMERS
 
 
 @pytest.mark.parametrize(
@@ -244,7 +292,11 @@ def test_gate_passes_when_the_pinned_version_carries_the_alias(
     ids=["name", "alias", "version", "two-selectors", "relation", "schema"],
 )
 def test_permanent_failures_exit_2_and_write_nothing(
-    scorer_env: dict[str, str], postgres_url: str, override: dict[str, str], kind: str
+    scorer_env: dict[str, str],
+    postgres_url: str,
+    target_schema: str,
+    override: dict[str, str],
+    kind: str,
 ) -> None:
     env = {**scorer_env, **override}
     env = {k: v for k, v in env.items() if v != ""}
@@ -255,12 +307,12 @@ def test_permanent_failures_exit_2_and_write_nothing(
     assert lines[-1]["event"] == "run.failed"
     assert lines[-1]["kind"] == kind
     assert [line["event"] for line in lines].count("run.failed") == 1
-    assert run_row(postgres_url, run_id) is None
+    assert run_row(postgres_url, target_schema, run_id) is None
     assert_no_secret(result, postgres_url)
 
 
 def test_missing_signature_column_fails_before_any_write(
-    scorer_env: dict[str, str], postgres_url: str
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str
 ) -> None:
     services.execute(
         postgres_url,
@@ -282,7 +334,7 @@ def test_missing_signature_column_fails_before_any_write(
     assert last["kind"] == "schema_mismatch"
     assert "support_calls" in last["error"]
     assert "model.resolved" in services.events(result.stdout)
-    assert run_row(postgres_url, run_id) is None
+    assert run_row(postgres_url, target_schema, run_id) is None
 
 
 def test_unusable_column_type_is_a_schema_mismatch(
@@ -304,15 +356,19 @@ def test_unusable_column_type_is_a_schema_mismatch(
     assert "double the model's signature declares" in error
 
 
-def test_check_verifies_and_writes_nothing(scorer_env: dict[str, str], postgres_url: str) -> None:
+def test_check_verifies_and_writes_nothing(
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str
+) -> None:
     run_id = new_run_id("check")
     result = services.run_scorer({**scorer_env, "SCORER_RUN_ID": run_id}, "check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert services.events(result.stdout)[-1] == "check.passed"
-    assert run_row(postgres_url, run_id) is None
+    assert run_row(postgres_url, target_schema, run_id) is None
 
 
-def test_registry_down_is_retryable(scorer_env: dict[str, str], postgres_url: str) -> None:
+def test_registry_down_is_retryable(
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str
+) -> None:
     run_id = new_run_id("down")
     result = services.run_scorer(
         {
@@ -327,7 +383,7 @@ def test_registry_down_is_retryable(scorer_env: dict[str, str], postgres_url: st
     last = services.json_lines(result.stdout)[-1]
     assert last["event"] == "run.failed"
     assert last["exit_code"] == 1
-    assert run_row(postgres_url, run_id) is None
+    assert run_row(postgres_url, target_schema, run_id) is None
 
 
 def test_database_down_is_retryable_and_password_never_logged(scorer_env: dict[str, str]) -> None:
@@ -343,46 +399,35 @@ def test_database_down_is_retryable_and_password_never_logged(scorer_env: dict[s
 
 
 def test_rejected_rows_are_counted_and_the_ratio_enforced(
-    scorer_env: dict[str, str], postgres_url: str
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str, dirty_features: str
 ) -> None:
-    services.execute(
-        postgres_url,
-        "CREATE OR REPLACE VIEW features.customers_dirty AS "
-        "SELECT customer_id, tenure_months, monthly_charges,"
-        " CASE WHEN customer_id % 100 = 0 THEN 'Infinity'::float8 ELSE total_charges END"
-        " AS total_charges,"
-        " CASE WHEN customer_id % 250 = 1 THEN 'n/a' ELSE support_calls::text END AS support_calls,"
-        " contract_months, late_payments,"
-        " CASE WHEN customer_id % 7 = 0 THEN NULL ELSE data_usage_gb END AS data_usage_gb,"
-        " num_products FROM features.customers",
-    )
-    rejected = CUSTOMERS // 100 + CUSTOMERS // 250
-    env = {**scorer_env, "SCORER_FEATURES_TABLE": "features.customers_dirty"}
+    rejected = DIRTY_REJECTED
+    env = {**scorer_env, "SCORER_FEATURES_TABLE": dirty_features}
 
     strict_id = new_run_id("dirty-strict")
     strict = services.run_scorer({**env, "SCORER_RUN_ID": strict_id}, "run")
     assert strict.returncode == 2
     assert services.json_lines(strict.stdout)[-1]["kind"] == "rejected_rows"
-    row = run_row(postgres_url, strict_id)
+    row = run_row(postgres_url, target_schema, strict_id)
     assert row is not None
     assert row["status"] == "failed"
     assert row["rows_rejected"] == rejected
-    assert prediction_count(postgres_url, strict_id) == 0
-    assert partition_bound(postgres_url, strict_id) is None
+    assert prediction_count(postgres_url, target_schema, strict_id) == 0
+    assert partition_bound(postgres_url, target_schema, strict_id) is None
 
     lenient_id = new_run_id("dirty-ok")
     lenient = services.run_scorer(
         {**env, "SCORER_RUN_ID": lenient_id, "SCORER_MAX_REJECTED_RATIO": "0.05"}, "run"
     )
     assert lenient.returncode == 0, lenient.stdout
-    row = run_row(postgres_url, lenient_id)
+    row = run_row(postgres_url, target_schema, lenient_id)
     assert row is not None
     assert (row["rows_read"], row["rows_rejected"]) == (CUSTOMERS, rejected)
-    assert prediction_count(postgres_url, lenient_id) == CUSTOMERS - rejected
+    assert prediction_count(postgres_url, target_schema, lenient_id) == CUSTOMERS - rejected
 
 
 def test_duplicate_entity_ids_fail_permanently_and_leave_no_table(
-    scorer_env: dict[str, str], postgres_url: str
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str
 ) -> None:
     services.execute(
         postgres_url,
@@ -396,15 +441,15 @@ def test_duplicate_entity_ids_fail_permanently_and_leave_no_table(
     last = services.json_lines(result.stdout)[-1]
     assert (last["event"], last["exit_code"]) == ("run.failed", 2)
     assert "duplicate entity ids" in last["error"]
-    row = run_row(postgres_url, run_id)
+    row = run_row(postgres_url, target_schema, run_id)
     assert row is not None
     assert row["status"] == "failed"
-    assert prediction_count(postgres_url, run_id) == 0
-    assert partition_bound(postgres_url, run_id) is None
+    assert prediction_count(postgres_url, target_schema, run_id) == 0
+    assert partition_bound(postgres_url, target_schema, run_id) is None
 
 
 def test_a_role_that_does_not_own_predictions_fails_permanently(
-    scorer_env: dict[str, str], postgres_url: str
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str
 ) -> None:
     role = f"scorer_writer_{uuid.uuid4().hex[:8]}"
     dbname = services.urlsplit(postgres_url).path.lstrip("/")
@@ -415,8 +460,8 @@ def test_a_role_that_does_not_own_predictions_fails_permanently(
             f"GRANT CONNECT, TEMPORARY ON DATABASE {dbname} TO {role};"
             f" GRANT USAGE ON SCHEMA features TO {role};"
             f" GRANT SELECT ON ALL TABLES IN SCHEMA features TO {role};"
-            f" GRANT USAGE, CREATE ON SCHEMA scoring TO {role};"
-            f" GRANT ALL ON ALL TABLES IN SCHEMA scoring TO {role}",
+            f" GRANT USAGE, CREATE ON SCHEMA {quote_identifier(target_schema)} TO {role};"
+            f" GRANT ALL ON ALL TABLES IN SCHEMA {quote_identifier(target_schema)} TO {role}",
         )
         parts = services.urlsplit(postgres_url)
         url = parts._replace(netloc=f"{role}:writer-pw@{parts.hostname}:{parts.port}").geturl()
@@ -427,18 +472,18 @@ def test_a_role_that_does_not_own_predictions_fails_permanently(
         assert result.returncode == 2, result.stdout
         last = services.json_lines(result.stdout)[-1]
         assert "must be owner of table predictions" in last["error"]
-        row = run_row(postgres_url, run_id)
+        row = run_row(postgres_url, target_schema, run_id)
         assert row is not None
         assert row["status"] == "failed"
-        assert partition_bound(postgres_url, run_id) is None
+        assert partition_bound(postgres_url, target_schema, run_id) is None
     finally:
         services.execute(postgres_url, f"DROP OWNED BY {role}; DROP ROLE {role}")
 
 
 def test_concurrent_run_for_the_same_model_and_snapshot_is_refused(
-    scorer_env: dict[str, str], postgres_url: str, churn_model: ChurnModel
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str, churn_model: ChurnModel
 ) -> None:
-    key = f"scorer:scoring:{churn_model.name}:2026-02-01"
+    key = f"scorer:{target_schema}:{churn_model.name}:2026-02-01"
     with closing(services.psycopg2.connect(postgres_url)) as holder:
         holder.autocommit = True
         with holder.cursor() as cur:
@@ -450,11 +495,11 @@ def test_concurrent_run_for_the_same_model_and_snapshot_is_refused(
     assert result.returncode == 1
     last = services.json_lines(result.stdout)[-1]
     assert last["kind"] == "lock_busy"
-    assert run_row(postgres_url, run_id) is None
+    assert run_row(postgres_url, target_schema, run_id) is None
 
 
-def test_migrate_is_idempotent(postgres_url: str) -> None:
-    env = {"SCORER_DATABASE_URL": postgres_url}
+def test_migrate_is_idempotent(postgres_url: str, target_schema: str) -> None:
+    env = {"SCORER_DATABASE_URL": postgres_url, "SCORER_TARGET_SCHEMA": target_schema}
     result = services.run_scorer(env, "migrate")
     assert result.returncode == 0, result.stdout
     assert services.json_lines(result.stdout)[-1]["applied"] == []
@@ -506,7 +551,7 @@ def start_and_signal(env: dict[str, str], signum: int) -> tuple[int, str]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_killed_run_leaves_nothing_visible_and_its_retry_is_exact(
-    scorer_env: dict[str, str], postgres_url: str, big_table: str, signum: int
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str, big_table: str, signum: int
 ) -> None:
     env = {
         **scorer_env,
@@ -520,11 +565,11 @@ def test_killed_run_leaves_nothing_visible_and_its_retry_is_exact(
 
     run_id = new_run_id("killed")
     code, out = start_and_signal({**env, "SCORER_RUN_ID": run_id}, signum)
-    row = run_row(postgres_url, run_id)
+    row = run_row(postgres_url, target_schema, run_id)
     assert row is not None
-    assert prediction_count(postgres_url, run_id) == 0
-    assert partition_bound(postgres_url, run_id) is None  # not even an unattached table
-    assert run_id not in latest_runs(postgres_url)
+    assert prediction_count(postgres_url, target_schema, run_id) == 0
+    assert partition_bound(postgres_url, target_schema, run_id) is None  # not even unattached
+    assert run_id not in latest_runs(postgres_url, target_schema)
     if signum == signal.SIGTERM:
         assert code == 1
         assert row["status"] == "failed"
@@ -536,42 +581,54 @@ def test_killed_run_leaves_nothing_visible_and_its_retry_is_exact(
 
     retry = services.run_scorer({**env, "SCORER_RUN_ID": run_id}, "run")
     assert retry.returncode == 0, retry.stdout + retry.stderr
-    row = run_row(postgres_url, run_id)
+    row = run_row(postgres_url, target_schema, run_id)
     assert row is not None
     assert (row["status"], row["attempts"], row["rows_scored"]) == ("succeeded", 2, BIG_ROWS)
-    assert prediction_count(postgres_url, run_id) == BIG_ROWS
+    assert prediction_count(postgres_url, target_schema, run_id) == BIG_ROWS
     distinct = services.query(
         postgres_url,
-        "SELECT count(DISTINCT entity_id) FROM scoring.predictions WHERE run_id = %s",
+        f"SELECT count(DISTINCT entity_id) FROM {quote_identifier(target_schema)}.predictions"
+        " WHERE run_id = %s",
         (run_id,),
     )
     assert distinct == [(BIG_ROWS,)]
-    assert partition_bound(postgres_url, run_id) == f"FOR VALUES IN ('{run_id}')"
+    assert partition_bound(postgres_url, target_schema, run_id) == f"FOR VALUES IN ('{run_id}')"
 
     again = services.run_scorer({**env, "SCORER_RUN_ID": run_id}, "run")
     assert again.returncode == 0
     assert "run.already_succeeded" in services.events(again.stdout)
-    assert prediction_count(postgres_url, run_id) == BIG_ROWS
+    assert prediction_count(postgres_url, target_schema, run_id) == BIG_ROWS
 
 
 def test_latest_predictions_switches_only_when_a_run_succeeds(
-    scorer_env: dict[str, str], postgres_url: str, churn_model: ChurnModel
+    scorer_env: dict[str, str],
+    postgres_url: str,
+    target_schema: str,
+    churn_model: ChurnModel,
+    dirty_features: str,
 ) -> None:
+    assert churn_model.champion != churn_model.production  # so the version tells the runs apart
     env = {**scorer_env, "SCORER_SNAPSHOT": "latest-switch"}
-    first_id = new_run_id("latest-a")
-    assert services.run_scorer({**env, "SCORER_RUN_ID": first_id}, "run").returncode == 0
-    assert latest_runs(postgres_url) == {first_id}
+    assert latest_contents(postgres_url, target_schema, churn_model.name) == []
 
+    first_id = new_run_id("latest-a")
+    first = services.run_scorer({**env, "SCORER_RUN_ID": first_id}, "run")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert latest_runs(postgres_url, target_schema) == {first_id}
+    first_only = [(first_id, churn_model.champion, CUSTOMERS, CUSTOMERS)]
+    assert latest_contents(postgres_url, target_schema, churn_model.name) == first_only
+
+    failing_id = new_run_id("latest-fail")
     failing = services.run_scorer(
-        {
-            **env,
-            "SCORER_RUN_ID": new_run_id("latest-fail"),
-            "SCORER_FEATURES_TABLE": "features.customers_dirty",
-        },
-        "run",
+        {**env, "SCORER_RUN_ID": failing_id, "SCORER_FEATURES_TABLE": dirty_features}, "run"
     )
-    assert failing.returncode == 2
-    assert latest_runs(postgres_url) == {first_id}
+    assert failing.returncode == 2, failing.stdout + failing.stderr
+    assert services.json_lines(failing.stdout)[-1]["kind"] == "rejected_rows"
+    failed = run_row(postgres_url, target_schema, failing_id)
+    assert failed is not None
+    assert failed["status"] == "failed"  # it got as far as a run row, and did not publish
+    assert latest_runs(postgres_url, target_schema) == {first_id}
+    assert latest_contents(postgres_url, target_schema, churn_model.name) == first_only
 
     second_id = new_run_id("latest-b")
     pinned = {k: v for k, v in env.items() if k != "SCORER_MODEL_ALIAS"}
@@ -579,15 +636,19 @@ def test_latest_predictions_switches_only_when_a_run_succeeds(
         {**pinned, "SCORER_MODEL_VERSION": str(churn_model.production), "SCORER_RUN_ID": second_id},
         "run",
     )
-    assert second.returncode == 0
-    assert latest_runs(postgres_url) == {second_id}
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert latest_runs(postgres_url, target_schema) == {second_id}
     versions = services.query(
         postgres_url,
-        "SELECT DISTINCT model_version FROM scoring.latest_predictions WHERE model_name = %s",
+        f"SELECT DISTINCT model_version FROM {quote_identifier(target_schema)}.latest_predictions"
+        " WHERE model_name = %s",
         (churn_model.name,),
     )
     assert versions == [(churn_model.production,)]
-    assert prediction_count(postgres_url, first_id) == CUSTOMERS
+    assert latest_contents(postgres_url, target_schema, churn_model.name) == [
+        (second_id, churn_model.production, CUSTOMERS, CUSTOMERS)
+    ]
+    assert prediction_count(postgres_url, target_schema, first_id) == CUSTOMERS
 
 
 def partitions_read(plan: dict[str, Any]) -> set[str]:
@@ -601,29 +662,36 @@ def partitions_read(plan: dict[str, Any]) -> set[str]:
 
 
 def test_latest_predictions_reads_only_the_latest_partition(
-    scorer_env: dict[str, str], postgres_url: str, churn_model: ChurnModel
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str, churn_model: ChurnModel
 ) -> None:
+    target = quote_identifier(target_schema)
     env = {**scorer_env, "SCORER_SNAPSHOT": "pruning"}
     run_ids = [new_run_id("pruning"), new_run_id("pruning")]
     for run_id in run_ids:
         assert services.run_scorer({**env, "SCORER_RUN_ID": run_id}, "run").returncode == 0
-    assert len(services.query(postgres_url, "SELECT 1 FROM pg_inherits")) >= len(run_ids)
+    partitions = services.query(
+        postgres_url,
+        "SELECT 1 FROM pg_inherits WHERE inhparent = to_regclass(%s)",
+        (f"{target}.predictions",),
+    )
+    assert len(partitions) >= len(run_ids)
     ((explained,),) = services.query(
         postgres_url,
-        "EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM scoring.latest_predictions"
+        f"EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM {target}.latest_predictions"
         " WHERE model_name = %s",
         (churn_model.name,),
     )
     assert partitions_read(explained[0]["Plan"]) == {partition_name(run_ids[-1])}
     ((count,),) = services.query(
         postgres_url,
-        "SELECT count(*) FROM scoring.latest_predictions WHERE model_name = %s",
+        f"SELECT count(*) FROM {target}.latest_predictions WHERE model_name = %s",
         (churn_model.name,),
     )
     assert count == CUSTOMERS
 
 
 def test_upgrade_to_partitions_keeps_earlier_rows(scorer_env: dict[str, str]) -> None:
+    """A database of its own, with the default target schema ``scoring``."""
     with services.fresh_database("scorer_upgrade") as url:
         with closing(services.psycopg2.connect(url)) as conn:
             assert schema.migrate(conn, "scoring", up_to=1) == [1]
@@ -652,13 +720,18 @@ def test_upgrade_to_partitions_keeps_earlier_rows(scorer_env: dict[str, str]) ->
         )
         assert bounds == [("FOR VALUES IN ('v1-a', 'v1-b')",)]
         assert services.query(url, "SELECT count(*) FROM scoring.predictions") == [(200,)]
-        assert latest_runs(url) == {"v1-b"}
+        assert latest_runs(url, "scoring") == {"v1-b"}
 
         load_features(url, FEATURES_TABLE, synthetic_customers(300, seed=3))
         run_id = new_run_id("after-upgrade")
-        env = {**scorer_env, "SCORER_DATABASE_URL": url, "SCORER_RUN_ID": run_id}
+        env = {
+            **scorer_env,
+            "SCORER_DATABASE_URL": url,
+            "SCORER_TARGET_SCHEMA": "scoring",
+            "SCORER_RUN_ID": run_id,
+        }
         result = services.run_scorer(env, "run")
         assert result.returncode == 0, result.stdout
-        assert latest_runs(url) == {run_id}
-        assert prediction_count(url, run_id) == 300
-        assert prediction_count(url, "v1-a") == 100
+        assert latest_runs(url, "scoring") == {run_id}
+        assert prediction_count(url, "scoring", run_id) == 300
+        assert prediction_count(url, "scoring", "v1-a") == 100

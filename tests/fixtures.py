@@ -278,3 +278,30 @@ def pyfunc_model(predict: Callable[[pd.DataFrame], Any]) -> Any:
                 return np.asarray(predict(model_input))
 
         return Custom()
+
+
+CLASSIFIER_FLAVORS = ("sklearn", "xgboost", "lightgbm", "catboost")
+CATEGORY_FLAVORS = ("xgboost", "lightgbm")  # they take strings as pandas categoricals
+
+
+def train_classifier(flavor: str, features: pd.DataFrame, target: pd.Series[Any]) -> Any:
+    """A classifier of each supported flavor on the Telco features (strings as strings)."""
+    if flavor == "sklearn":
+        return sklearn_pipeline(features, target)
+    frame = as_categories(features) if flavor in CATEGORY_FLAVORS else features
+    if flavor == "xgboost":
+        import xgboost
+
+        model: Any = xgboost.XGBClassifier(n_estimators=30, max_depth=4, enable_categorical=True)
+    elif flavor == "lightgbm":
+        import lightgbm
+
+        model = lightgbm.LGBMClassifier(n_estimators=30, num_leaves=15, verbose=-1)
+    else:
+        import catboost
+
+        model = catboost.CatBoostClassifier(
+            iterations=30, depth=4, verbose=False, allow_writing_files=False,
+            cat_features=list(CATEGORICAL),
+        )  # fmt: skip
+    return model.fit(frame, target)

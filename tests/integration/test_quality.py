@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import closing
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from scorer import schema
 from tests import fixtures, services
 from tests.conftest import ChurnModel
 
@@ -22,13 +18,9 @@ ROWS = 4_000
 
 
 @pytest.fixture
-def target(postgres_url: str) -> Iterator[str]:
-    """A freshly migrated target schema for one test, dropped afterwards."""
-    name = f"q_{uuid.uuid4().hex[:10]}"
-    with closing(services.psycopg2.connect(postgres_url)) as conn:
-        schema.migrate(conn, name)
-    yield name
-    services.execute(postgres_url, f'DROP SCHEMA "{name}" CASCADE')
+def target(target_schema: str) -> str:
+    """This test's own target schema (``tests/conftest.py``)."""
+    return target_schema
 
 
 def night(seed: int, rows: int = ROWS) -> pd.DataFrame:

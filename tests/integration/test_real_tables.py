@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from contextlib import closing
 from typing import Any
 
@@ -31,13 +31,9 @@ PLANTED = "ZQXPLANTED"
 
 
 @pytest.fixture
-def target(postgres_url: str) -> Iterator[str]:
-    """A freshly migrated target schema for one test, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    with closing(services.psycopg2.connect(postgres_url)) as conn:
-        schema.migrate(conn, name)
-    yield name
-    services.execute(postgres_url, f'DROP SCHEMA "{name}" CASCADE')
+def target(target_schema: str) -> str:
+    """This test's own target schema (``tests/conftest.py``)."""
+    return target_schema
 
 
 @pytest.fixture(scope="session")
@@ -103,80 +99,50 @@ def training(telco: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
 
 
 @pytest.fixture(scope="session")
-def sklearn_model(mlflow_uri: str, training: tuple[pd.DataFrame, pd.Series]) -> Any:
-    features_, target = training
-    pipeline = fixtures.sklearn_pipeline(features_, target)
-    fixtures.register(mlflow_uri, "rt-sklearn", log_flavor("sklearn", pipeline, features_))
-    return pipeline
+def classifiers(mlflow_uri: str, training: tuple[pd.DataFrame, pd.Series]) -> Callable[[str], Any]:
+    """``classifiers(flavor)``: trained and registered as ``rt-<flavor>`` on first use."""
+    trained: dict[str, Any] = {}
+
+    def get(flavor: str) -> Any:
+        if flavor not in trained:
+            features_, target = training
+            model = fixtures.train_classifier(flavor, features_, target)
+            fixtures.register(mlflow_uri, f"rt-{flavor}", log_flavor(flavor, model, features_))
+            trained[flavor] = model
+        return trained[flavor]
+
+    return get
 
 
 @pytest.fixture(scope="session")
-def xgboost_categorical(mlflow_uri: str, training: tuple[pd.DataFrame, pd.Series]) -> Any:
-    import xgboost
-
-    features_, target = training
-    frame = fixtures.as_categories(features_)
-    model = xgboost.XGBClassifier(n_estimators=30, max_depth=4, enable_categorical=True)
-    model.fit(frame, target)
-    fixtures.register(mlflow_uri, "rt-xgb-cat", log_flavor("xgboost", model, features_))
-    return model
+def sklearn_model(classifiers: Callable[[str], Any]) -> Any:
+    return classifiers("sklearn")
 
 
 @pytest.fixture(scope="session")
-def lightgbm_model(mlflow_uri: str, training: tuple[pd.DataFrame, pd.Series]) -> Any:
-    import lightgbm
-
-    features_, target = training
-    frame = fixtures.as_categories(features_)
-    model = lightgbm.LGBMClassifier(n_estimators=30, num_leaves=15, verbose=-1).fit(frame, target)
-    fixtures.register(mlflow_uri, "rt-lightgbm", log_flavor("lightgbm", model, features_))
-    return model
-
-
-@pytest.fixture(scope="session")
-def catboost_model(mlflow_uri: str, training: tuple[pd.DataFrame, pd.Series]) -> Any:
-    import catboost
-
-    features_, target = training
-    model = catboost.CatBoostClassifier(
-        iterations=30, depth=4, verbose=False, cat_features=list(fixtures.CATEGORICAL),
-        allow_writing_files=False,
-    )  # fmt: skip
-    model.fit(features_, target)
-    fixtures.register(mlflow_uri, "rt-catboost", log_flavor("catboost", model, features_))
-    return model
+def xgboost_categorical(classifiers: Callable[[str], Any]) -> Any:
+    return classifiers("xgboost")
 
 
 # --- flavors ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("fixture", "name", "as_categories"),
-    [
-        ("sklearn_model", "rt-sklearn", False),
-        ("xgboost_categorical", "rt-xgb-cat", True),
-        ("lightgbm_model", "rt-lightgbm", True),
-        ("catboost_model", "rt-catboost", False),
-    ],
-    ids=["sklearn-pipeline", "xgboost-categorical", "lightgbm", "catboost"],
-)
+@pytest.mark.parametrize("flavor", fixtures.CLASSIFIER_FLAVORS)
 def test_each_flavor_scores_its_own_predict_proba(
-    request: pytest.FixtureRequest,
+    classifiers: Callable[[str], Any],
     scorer_env: dict[str, str],
     postgres_url: str,
     telco: pd.DataFrame,
     target: str,
-    fixture: str,
-    name: str,
-    as_categories: bool,
+    flavor: str,
 ) -> None:
-    model = request.getfixturevalue(fixture)
+    model, name = classifiers(flavor), f"rt-{flavor}"
     env = telco_env(scorer_env, name, target)
     result = services.run_scorer(env, "run")
     assert result.returncode == 0, result.stdout + result.stderr
     frame = newest(telco)
     inputs, _ = fixtures.telco_training(frame)
-    if as_categories:
+    if flavor in fixtures.CATEGORY_FLAVORS:
         inputs = fixtures.as_categories(inputs)
     expected = pd.Series(model.predict_proba(inputs)[:, 1], index=frame.customer_id)
     got = scores_of(postgres_url, target, env["SCORER_RUN_ID"])
@@ -409,7 +375,7 @@ def test_an_unseen_category_fails_as_the_model_defines_without_showing_it(
     frame = newest(telco).copy()
     frame.loc[3, "contract"] = PLANTED
     fixtures.load_telco(postgres_url, "features.telco_unseen", frame)
-    env = telco_env(scorer_env, "rt-xgb-cat", target, SCORER_FEATURES_TABLE="features.telco_unseen")
+    env = telco_env(scorer_env, "rt-xgboost", target, SCORER_FEATURES_TABLE="features.telco_unseen")
     result = services.run_scorer(env, "run")
     summary = refused(result, "model_output")
     assert "contract" in summary["error"]

@@ -634,8 +634,15 @@ def test_latest_predictions_switches_only_when_a_run_succeeds(
 
     second_id = new_run_id("latest-b")
     pinned = {k: v for k, v in env.items() if k != "SCORER_MODEL_ALIAS"}
+    # Pinning another version is a deliberate model change: its scores shift past the quality
+    # gate's PSI limit, so the run says why it may publish anyway, as a user would.
     second = services.run_scorer(
-        {**pinned, "SCORER_MODEL_VERSION": str(churn_model.production), "SCORER_RUN_ID": second_id},
+        {
+            **pinned,
+            "SCORER_MODEL_VERSION": str(churn_model.production),
+            "SCORER_RUN_ID": second_id,
+            "SCORER_QUALITY_OVERRIDE": "pinned the Production version on purpose",
+        },
         "run",
     )
     assert second.returncode == 0, second.stdout + second.stderr

@@ -517,7 +517,14 @@ def test_migrate_is_idempotent(postgres_url: str, target_schema: str) -> None:
         )
         assert [t[0] for t in tables] == [
             "latest_predictions",
+            "latest_predictions_text",
+            "latest_predictions_uuid",
             "predictions",
+            "predictions_text",
+            "predictions_uuid",
+            "published_predictions",
+            "published_predictions_text",
+            "published_predictions_uuid",
             "schema_migrations",
             "scoring_runs",
         ]

@@ -26,36 +26,29 @@
 # Environment: HELM_VERSION, HELM_DOCS_VERSION, HELM_SCHEMA_VERSION, KUBE_SCORE_VERSION,
 # SKAFFOLD_VERSION, SCORER_CACHE (default ~/.cache/scorer).
 set -euo pipefail
+# shellcheck source=hack/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 HELM_VERSION="${HELM_VERSION:-v3.19.5}"
 HELM_DOCS_VERSION="${HELM_DOCS_VERSION:-v1.14.2}"
 HELM_SCHEMA_VERSION="${HELM_SCHEMA_VERSION:-v2.5.0}"
 KUBE_SCORE_VERSION="${KUBE_SCORE_VERSION:-v1.20.0}"
 SKAFFOLD_VERSION="${SKAFFOLD_VERSION:-v2.16.1}"
-CACHE="${SCORER_CACHE:-${HOME}/.cache/scorer}"
-BIN="${CACHE}/bin"
-
-export GOMODCACHE="${CACHE}/go/mod"
-export GOCACHE="${CACHE}/go/build"
+use_go_cache
 export GOFLAGS="-modcacherw -buildvcs=false"
-export CGO_ENABLED=0
 
-log() { printf 'hack/helm.sh: %s\n' "$*" >&2; }
+command -v go >/dev/null 2>&1 || die "go is not on PATH (needs Go >= 1.24)"
 
-command -v go >/dev/null 2>&1 || { log "go is not on PATH (needs Go >= 1.24)"; exit 1; }
-mkdir -p "${BIN}" "${GOMODCACHE}" "${GOCACHE}"
-
-# The cache name of a tool: NAME-VERSION-<hash of VERSION and of the function that builds it>.
+# The cache name of a tool: NAME-VERSION-<key of VERSION and of the function that builds it>.
 cached() {
   local name="$1" version="$2" fn="$3"
-  printf '%s-%s-%s' "${name}" "${version}" \
-    "$(printf '%s\n%s\n' "${version}" "$(declare -f "${fn}")" | sha256sum | cut -c1-12)"
+  printf '%s-%s-%s' "${name}" "${version}" "$(cache_key "${version}" -F "${fn}")"
 }
 
 # Point bin/NAME at bin/FILE atomically.
 link() {
-  ln -sfn "$2" "${BIN}/$1.tmp.$$"
-  mv -Tf "${BIN}/$1.tmp.$$" "${BIN}/$1"
+  ln -sfn "$2" "${BIN_DIR}/$1.tmp.$$"
+  mv -Tf "${BIN_DIR}/$1.tmp.$$" "${BIN_DIR}/$1"
 }
 
 # The directory of a downloaded module (MODULE@VERSION) in the module cache.
@@ -66,7 +59,7 @@ module_dir() {
 build_helm() {
   local name out
   name="$(cached helm "${HELM_VERSION}" build_helm)"
-  out="${BIN}/${name}"
+  out="${BIN_DIR}/${name}"
   if [[ -x "${out}" ]] && "${out}" version --short >/dev/null 2>&1; then
     log "helm ${HELM_VERSION} already built"
     link helm "${name}"
@@ -87,7 +80,7 @@ build_helm() {
   ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1"
   ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${minor}"
   local gobin
-  gobin="$(mktemp -d "${CACHE}/gobin.XXXXXX")"
+  gobin="$(mktemp -d "${SCORER_CACHE}/gobin.XXXXXX")"
   GOBIN="${gobin}" nice -n 10 go install -trimpath -ldflags "${ldflags}" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" \
     || { rm -rf "${gobin}"; return 1; }
   mv -f "${gobin}/helm" "${out}"
@@ -99,7 +92,7 @@ build_helm() {
 build_helm_docs() {
   local name out
   name="$(cached helm-docs "${HELM_DOCS_VERSION}" build_helm_docs)"
-  out="${BIN}/${name}"
+  out="${BIN_DIR}/${name}"
   if [[ -x "${out}" ]] && "${out}" --version >/dev/null 2>&1; then
     log "helm-docs ${HELM_DOCS_VERSION} already built"
     link helm-docs "${name}"
@@ -107,7 +100,7 @@ build_helm_docs() {
   fi
   log "building helm-docs ${HELM_DOCS_VERSION}"
   local gobin
-  gobin="$(mktemp -d "${CACHE}/gobin.XXXXXX")"
+  gobin="$(mktemp -d "${SCORER_CACHE}/gobin.XXXXXX")"
   GOBIN="${gobin}" nice -n 10 go install -trimpath -ldflags "-s -w -X main.version=${HELM_DOCS_VERSION#v}" \
     "github.com/norwoodj/helm-docs/cmd/helm-docs@${HELM_DOCS_VERSION}" || { rm -rf "${gobin}"; return 1; }
   mv -f "${gobin}/helm-docs" "${out}"
@@ -122,7 +115,7 @@ build_helm_docs() {
 build_helm_schema() {
   local name out
   name="$(cached helm-schema "${HELM_SCHEMA_VERSION}" build_helm_schema)"
-  out="${BIN}/${name}"
+  out="${BIN_DIR}/${name}"
   if [[ -x "${out}" ]] && "${out}" version >/dev/null 2>&1; then
     log "helm-schema ${HELM_SCHEMA_VERSION} already built"
     link helm-schema "${name}"
@@ -144,7 +137,7 @@ build_helm_schema() {
 build_kube_score() {
   local name out
   name="$(cached kube-score "${KUBE_SCORE_VERSION}" build_kube_score)"
-  out="${BIN}/${name}"
+  out="${BIN_DIR}/${name}"
   if [[ -x "${out}" ]] && "${out}" version >/dev/null 2>&1; then
     log "kube-score ${KUBE_SCORE_VERSION} already built"
     link kube-score "${name}"
@@ -152,7 +145,7 @@ build_kube_score() {
   fi
   log "building kube-score ${KUBE_SCORE_VERSION}"
   local gobin
-  gobin="$(mktemp -d "${CACHE}/gobin.XXXXXX")"
+  gobin="$(mktemp -d "${SCORER_CACHE}/gobin.XXXXXX")"
   GOBIN="${gobin}" nice -n 10 go install -trimpath -ldflags "-s -w -X main.version=${KUBE_SCORE_VERSION#v}" \
     "github.com/zegl/kube-score/cmd/kube-score@${KUBE_SCORE_VERSION}" || { rm -rf "${gobin}"; return 1; }
   mv -f "${gobin}/kube-score" "${out}"
@@ -164,7 +157,7 @@ build_kube_score() {
 build_skaffold() {
   local name out
   name="$(cached skaffold "${SKAFFOLD_VERSION}" build_skaffold)"
-  out="${BIN}/${name}"
+  out="${BIN_DIR}/${name}"
   if [[ -x "${out}" ]] && "${out}" version >/dev/null 2>&1; then
     log "skaffold ${SKAFFOLD_VERSION} already built"
     link skaffold "${name}"
@@ -172,7 +165,7 @@ build_skaffold() {
   fi
   log "building skaffold ${SKAFFOLD_VERSION} through a wrapper module (slow cold: large dependency tree)"
   local mod="github.com/GoogleContainerTools/skaffold/v2"
-  local dir="${CACHE}/skaffold-wrapper-${SKAFFOLD_VERSION}"
+  local dir="${SCORER_CACHE}/skaffold-wrapper-${SKAFFOLD_VERSION}"
   rm -rf "${dir}"
   mkdir -p "${dir}"
   local upstream
@@ -212,7 +205,7 @@ main() {
     log "FAILED to build: ${failed[*]} (the chart tests need every tool)"
     exit 1
   fi
-  echo "${BIN}/helm"
+  echo "${BIN_DIR}/helm"
 }
 
 # Everything above only defines; bash has read the whole file before main runs, so editing

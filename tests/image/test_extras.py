@@ -4,17 +4,14 @@ read-only as 10001 with compiled bytecode, imports them, and scores an sklearn p
 from __future__ import annotations
 
 import secrets
-import string
-import warnings
 from contextlib import closing
-from io import StringIO
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import psycopg2
 import pytest
 
+from tests import fixtures
 from tests.image.conftest import EXTRA_LIBRARIES
 from tests.image.test_image import BYTECODE_PROBE, docker_run, inspect
 
@@ -24,8 +21,6 @@ MODEL_NAME = "churn-sklearn-image"
 FEATURES_TABLE = "features_sklearn.customers"
 CUSTOMERS = 3_000
 SAMPLED = 200
-CONTRACTS = ("Month-to-month", "One year", "Two year")
-FEATURES = ["contract", "tenure", "monthly_charges"]
 
 
 def test_variant_imports_model_libraries_read_only(extras_image: str) -> None:
@@ -51,103 +46,26 @@ def test_variant_bytecode_compiled_at_build_time(extras_image: str) -> None:
     assert result.stdout.splitlines()[0] == "0", result.stdout
 
 
-def telco_customers(rows: int, seed: int) -> pd.DataFrame:
-    """Telco-churn-like rows: text ids ('7590-VHVEG'), a text contract, numbers, a label."""
-    rng = np.random.default_rng(seed)
-    letters = np.array(list(string.ascii_uppercase))
-    ids = [
-        f"{number:04d}-{''.join(rng.choice(letters, 5))}"
-        for number in rng.choice(10_000, size=rows, replace=False)
-    ]
-    contract = rng.choice(CONTRACTS, size=rows, p=[0.55, 0.25, 0.20])
-    tenure = rng.integers(0, 73, size=rows)
-    monthly = np.round(rng.uniform(18.0, 120.0, size=rows), 2)
-    logit = (
-        1.2 * (contract == "Month-to-month")
-        - 1.0 * (contract == "Two year")
-        - 0.04 * tenure
-        + 0.015 * monthly
-        - 0.8
-    )
-    churned = rng.random(rows) < 1 / (1 + np.exp(-logit))
-    return pd.DataFrame(
-        {
-            "customer_id": ids,
-            "contract": contract.astype(object),
-            "tenure": tenure.astype(np.int64),
-            "monthly_charges": monthly,
-            "churned": churned.astype(np.int64),
-        }
-    )
-
-
-def load_telco_table(url: str, frame: pd.DataFrame) -> None:
-    """``features_sklearn.customers``: a text id and a text ``contract`` column."""
-    buffer = StringIO()
-    frame[["customer_id", *FEATURES]].to_csv(buffer, index=False, header=False)
-    buffer.seek(0)
-    with closing(psycopg2.connect(url)) as conn, conn.cursor() as cur:
-        cur.execute("CREATE SCHEMA IF NOT EXISTS features_sklearn")
-        cur.execute("DROP TABLE IF EXISTS features_sklearn.customers")
-        cur.execute(
-            "CREATE TABLE features_sklearn.customers (customer_id text PRIMARY KEY,"
-            " contract text NOT NULL, tenure integer NOT NULL, monthly_charges double precision)"
-        )
-        cur.copy_expert("COPY features_sklearn.customers FROM STDIN (FORMAT csv)", buffer)
-        cur.execute("ANALYZE features_sklearn.customers")
-        conn.commit()
-
-
-def register_pipeline(tracking_uri: str, frame: pd.DataFrame) -> tuple[Any, int]:
-    """Train ColumnTransformer(OneHotEncoder(contract), scaled numbers) + LogisticRegression,
-    log it with ``mlflow.sklearn.log_model`` and a signature, register it; return the fitted
-    pipeline and its version."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    features = frame[FEATURES]
-    pipeline = Pipeline(
-        [
-            (
-                "columns",
-                ColumnTransformer(
-                    [
-                        ("contract", OneHotEncoder(handle_unknown="ignore"), ["contract"]),
-                        ("numbers", StandardScaler(), ["tenure", "monthly_charges"]),
-                    ]
-                ),
-            ),
-            ("classifier", LogisticRegression(max_iter=1000)),
-        ]
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pipeline.fit(features, frame["churned"])
-        signature = infer_signature(features, pipeline.predict(features))
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-        with mlflow.start_run(run_name=MODEL_NAME):
-            info = mlflow.sklearn.log_model(
-                pipeline, name="model", signature=signature, registered_model_name=MODEL_NAME
-            )
-    inputs = {column.name: column.type.name for column in signature.inputs.inputs}
-    assert inputs["contract"] == "string", inputs
-    return pipeline, int(info.registered_model_version)
-
-
 def test_variant_scores_an_sklearn_pipeline(
-    extras_image: str, postgres_url: str, mlflow_uri: str
+    extras_image: str, postgres_url: str, mlflow_uri: str, target_schema: str
 ) -> None:
     """Probabilities of the pipeline's positive class, read-only as 10001, from a table with a
-    text id and a text category column."""
-    frame = telco_customers(CUSTOMERS, seed=7)
-    load_telco_table(postgres_url, frame)
-    pipeline, version = register_pipeline(mlflow_uri, frame)
+    text id and text category columns (one snapshot of the Telco-shaped table)."""
+    frame = fixtures.telco_customers(CUSTOMERS, snapshots=("2026-11-29",), seed=7)
+    fixtures.load_telco(postgres_url, FEATURES_TABLE, frame)
+    features, target = fixtures.telco_training(frame)
+    pipeline = fixtures.sklearn_pipeline(features, target)
+
+    def log(name: str) -> Any:
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(features.head(50), pipeline.predict_proba(features.head(50)))
+        return mlflow.sklearn.log_model(
+            pipeline, name="model", signature=signature, registered_model_name=name
+        )
+
+    version = fixtures.register(mlflow_uri, MODEL_NAME, log, alias=None)
     run_id = f"image-sklearn-{secrets.token_hex(4)}"
     env = {
         "MLFLOW_TRACKING_URI": mlflow_uri,
@@ -156,6 +74,8 @@ def test_variant_scores_an_sklearn_pipeline(
         "SCORER_MODEL_VERSION": str(version),
         "SCORER_FEATURES_TABLE": FEATURES_TABLE,
         "SCORER_ENTITY_COLUMN": "customer_id",
+        "SCORER_SNAPSHOT_COLUMN": "snapshot_date",
+        "SCORER_TARGET_SCHEMA": target_schema,
         "SCORER_RUN_ID": run_id,
     }
 
@@ -164,7 +84,8 @@ def test_variant_scores_an_sklearn_pipeline(
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     with closing(psycopg2.connect(postgres_url)) as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT entity_id::text, score FROM scoring.predictions WHERE run_id = %s", (run_id,)
+            f'SELECT entity_id, score FROM "{target_schema}".predictions_text WHERE run_id = %s',
+            (run_id,),
         )
         scores = dict(cur.fetchall())
     assert len(scores) == CUSTOMERS
@@ -172,6 +93,6 @@ def test_variant_scores_an_sklearn_pipeline(
     assert ((values > 0) & (values < 1)).all(), "scores must be probabilities in (0, 1)"
 
     sample = frame.sample(SAMPLED, random_state=1)
-    expected = pipeline.predict_proba(sample[FEATURES])[:, 1]
+    expected = pipeline.predict_proba(fixtures.telco_training(sample)[0])[:, 1]
     got = np.array([scores[customer] for customer in sample["customer_id"]])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)

@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 _SCHEDULED_WINDOW_SECONDS = 86_400
 
 
+def lock_key(schema: str, model_name: str, snapshot: str) -> str:
+    """The text of a run's (model, snapshot) advisory lock key (``hashtextextended(key, 0)``).
+
+    A live run holds it for its whole session, so ``scorer prune`` reads ``pg_locks`` to tell
+    a running row whose process is gone from one that is still scoring.
+    """
+    return f"scorer:{schema}:{model_name}:{snapshot}"
+
+
 def trigger_of(settings: RunSettings, now: datetime | None = None) -> str:
     """``scheduled`` for a Job the CronJob made, ``manual`` for other Jobs, ``local`` outside."""
     if settings.trigger is not None:
@@ -73,7 +82,7 @@ class RunRecord:
 
     def lock(self) -> None:
         """Take the (model, snapshot) advisory lock for the session, or raise ``LockBusyError``."""
-        key = f"scorer:{self._settings.target_schema}:{self._resolved.name}:{self.snapshot}"
+        key = lock_key(self._settings.target_schema, self._resolved.name, self.snapshot)
         deadline = time.monotonic() + self._settings.lock_wait_seconds
         with self._conn.cursor() as cur:
             while True:

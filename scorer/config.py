@@ -81,6 +81,36 @@ class DatabaseSettings(LogSettings):
         return value
 
 
+class PruneSettings(DatabaseSettings):
+    """What ``prune`` needs: the retention rules. It reads and drops tables only (no registry)."""
+
+    model_name: str | None = Field(
+        None, min_length=1, description="Prune only this model's runs (default: every model)"
+    )
+    keep_runs: int | None = Field(
+        None, ge=1, description="Keep each model's last K published runs, K >= 1"
+    )
+    keep_days: int | None = Field(
+        None, ge=0, description="Keep the runs published in the last D days, D >= 0"
+    )
+    prune_lock_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Longest wait for the lock a partition's DROP needs; a busy partition is"
+        " skipped and goes next time (a run starting meanwhile waits at most this long)",
+    )
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> PruneSettings:
+        if self.keep_runs is None and self.keep_days is None:
+            raise ValueError(
+                "set SCORER_KEEP_RUNS (--keep-runs) or SCORER_KEEP_DAYS (--keep-days), or both:"
+                " prune keeps a run when either rule keeps it"
+            )
+        return self
+
+
 def _default_snapshot() -> str:
     return datetime.now(UTC).date().isoformat()
 

@@ -63,6 +63,12 @@ class ModelNotFoundError(PermanentError):
     kind = "model_not_found"
 
 
+class RunNotFoundError(PermanentError):
+    """No run with the id asked for (``scorer show``)."""
+
+    kind = "run_not_found"
+
+
 class RegistryAuthError(PermanentError):
     """The registry refused the credentials (HTTP 401 or 403)."""
 

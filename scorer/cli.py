@@ -1,4 +1,4 @@
-"""Command line: ``python -m scorer {migrate,check,run,demo}``.
+"""Command line: ``python -m scorer {migrate,check,run,backfill,prune,runs,show,explain,demo}``.
 
 ``main`` is the one place where a failure becomes an exit code: ``pipeline.run`` returns its
 own (having written its summary line); every other command's ``ScorerError`` is logged here
@@ -24,6 +24,7 @@ from scorer import __version__, logs
 from scorer.config import (
     DatabaseSettings,
     LogSettings,
+    PruneSettings,
     RunSettings,
     env_name,
     flag_name,
@@ -38,6 +39,10 @@ _COMMANDS = {
     "check": "verify settings, model, schema and feature relation; write nothing",
     "run": "score the feature relation and publish the predictions atomically",
     "backfill": "score older snapshots, each as its own run (resumable)",
+    "prune": "drop old runs' partitions (keep the last K runs and/or D days); rows stay",
+    "runs": "list recent runs: status, version, snapshot, rows, mean score, PSI, age",
+    "show": "one run's lineage, counts, quality checks and score histogram",
+    "explain": "one entity's scores across the kept runs, with each run's version and snapshot",
     "demo": "train, register and score a churn model against an embedded PostgreSQL",
 }
 _SELECTOR_RULE = """\
@@ -71,7 +76,22 @@ _GROUPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
         ("k8s_namespace", "k8s_pod", "k8s_node", "k8s_job", "k8s_cronjob", "image"),
     ),
 }
-_NOT_SETTINGS = ("command", "rows", "start", "end", "snapshots")  # arguments, not settings
+# Flags of prune, in the order its help shows them.
+_PRUNE_GROUPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "retention": (
+        "a published run is kept when either rule keeps it; each model's latest run and the"
+        " newest run of every kept snapshot always stay",
+        ("model_name", "keep_runs", "keep_days", "prune_lock_timeout_seconds"),
+    ),
+    "database": _GROUPS["database"],
+    "logging": _GROUPS["logging"],
+}
+_HISTORY = {"runs": "", "show": " RUN_ID", "explain": " ENTITY_ID"}  # read-only commands
+# Arguments, not settings.
+_NOT_SETTINGS = (
+    "command", "rows", "start", "end", "snapshots", "dry_run", "model", "limit", "json",
+    "show_run_id", "entity_id", "bins",
+)  # fmt: skip
 _DEFAULT_TEXT = {
     "run_id": "default run-<UTC time>-<hex>",
     "model_alias": "exactly one selector",
@@ -83,12 +103,13 @@ exit codes:
   0  success (or this run id had already succeeded: nothing to do)
   1  a failure a retry may cure: database or registry unreachable, connection to the
      database lost, timeout, SIGTERM/SIGINT, another run of the model and snapshot
-     holds the lock
+     (or another prune of the schema) holds the lock
   2  a failure no retry can cure: bad or contradictory settings, no registry configured,
      model/alias/stage/version not found, registry or database credentials refused,
      database missing, promotion gate not met, feature relation vs signature mismatch,
      bad data or duplicate entity ids, rejected rows above the ratio, schema not migrated,
-     insufficient privilege, an internal error (a bug: its traceback is logged)"""
+     insufficient privilege, an unknown run id (show), an internal error (a bug: its
+     traceback is logged)"""
 _EPILOG = f"""\
 Each flag sets the variable shown in brackets; a flag wins over its variable.
 
@@ -115,9 +136,19 @@ def _parser() -> argparse.ArgumentParser:
             help=text,
             description=text,
             epilog=_EPILOG,
-            usage=f"scorer {name} [options]",
+            usage=f"scorer {name}{_HISTORY.get(name, '')} [options]",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        if name == "prune":
+            sub.add_argument(
+                "--dry-run", action="store_true", help="list what would go; change nothing"
+            )
+            _add_setting_flags(sub, PruneSettings, _PRUNE_GROUPS)
+            continue
+        if name in _HISTORY:
+            _add_history_arguments(sub, name)
+            _add_setting_flags(sub, DatabaseSettings)
+            continue
         if name == "backfill":
             span = sub.add_argument_group("snapshots", "--from and --to, or --snapshots")
             exclusive = span.add_mutually_exclusive_group(required=True)
@@ -128,11 +159,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser, kind: type[LogSettings]) -> None:
+def _add_history_arguments(sub: argparse.ArgumentParser, name: str) -> None:
+    """The arguments of ``runs``, ``show`` and ``explain`` (they read the database only)."""
+    if name == "show":
+        sub.add_argument("show_run_id", metavar="RUN_ID", help="the run to show")
+        sub.add_argument(
+            "--bins",
+            type=int,
+            choices=(10, 20, 25, 50, 100),
+            default=20,
+            help="bars of the score histogram (default 20)",
+        )
+    if name == "explain":
+        sub.add_argument("entity_id", metavar="ENTITY_ID", help="the entity id, as text")
+    if name in ("runs", "explain"):
+        sub.add_argument("--model", metavar="NAME", help="only this model's runs")
+    if name == "runs":
+        sub.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    sub.add_argument("--json", action="store_true", help="one JSON document, for machines")
+
+
+def _add_setting_flags(
+    parser: argparse.ArgumentParser,
+    kind: type[LogSettings],
+    grouping: dict[str, tuple[str | None, tuple[str, ...]]] = _GROUPS,
+) -> None:
     """One flag per settings field, grouped, each naming its variable and default."""
     fields = kind.model_fields
-    placed = {name for _, names in _GROUPS.values() for name in names}
-    groups = [*_GROUPS.items(), ("other", (None, tuple(n for n in fields if n not in placed)))]
+    placed = {name for _, names in grouping.values() for name in names}
+    groups = [*grouping.items(), ("other", (None, tuple(n for n in fields if n not in placed)))]
     for title, (description, names) in groups:
         present = [name for name in names if name in fields]
         if not present:
@@ -230,6 +285,10 @@ def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace)
         return demo.main(rows=args.rows)
     if command == "migrate":
         return _migrate(load(DatabaseSettings, **overrides))
+    if command == "prune":
+        return _prune(load(PruneSettings, **overrides), dry_run=args.dry_run)
+    if command in _HISTORY:
+        return _history(command, load(DatabaseSettings, **overrides), args)
     settings = _run_settings(overrides)
     if command == "backfill":
         return _backfill(settings, args)
@@ -262,6 +321,38 @@ def _password(settings: DatabaseSettings) -> str | None:
     from scorer.db import password_of  # noqa: PLC0415
 
     return password_of(settings.database_url.get_secret_value())
+
+
+def _prune(settings: PruneSettings, dry_run: bool) -> int:
+    from scorer import retention  # noqa: PLC0415
+
+    logs.register_secret(_password(settings))
+    return retention.main(settings, dry_run)
+
+
+def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace) -> int:
+    """``runs``, ``show``, ``explain``: read the history, print a table or ``--json``."""
+    from scorer import db, history, schema  # noqa: PLC0415
+
+    if command == "runs" and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1 (given {args.limit})")
+    logs.register_secret(_password(settings))
+    target = settings.target_schema
+    url = settings.database_url.get_secret_value()
+    with closing(db.connect(url)) as conn, db.database_errors(f"reading {target}"):
+        with db.transaction(conn):
+            schema.require_migrated(conn, target)
+        if command == "runs":
+            listed = history.runs(conn, target, args.model, args.limit)
+            output = history.to_json(listed) if args.json else history.render_runs(listed)
+        elif command == "show":
+            run = history.show(conn, target, args.show_run_id)
+            output = history.to_json(run) if args.json else history.render_show(run, args.bins)
+        else:
+            scores = history.explain(conn, target, args.entity_id, args.model)
+            output = history.to_json(scores) if args.json else history.render_explain(scores)
+    print(output)  # the command's output (stdout), not a log line
+    return EXIT_OK
 
 
 def _migrate(settings: DatabaseSettings) -> int:

@@ -30,6 +30,12 @@ _STEPS = ("resolve", "schema", "load", "check", "score", "quality", "index", "pu
 """A run's steps in the order it takes them (``timings`` is JSONB, which keeps no order)."""
 Record = dict[str, Any]
 
+# A run's duration: the sum of its steps' timings (resolve, load and check come before
+# started_at, which is when its row opened), else from started_at to finished_at.
+_DURATION = """coalesce(
+    (SELECT sum(value::double precision)
+     FROM jsonb_each_text(CASE WHEN jsonb_typeof(timings) = 'object' THEN timings END)),
+    extract(epoch FROM finished_at - started_at)::double precision)"""
 _RUN_COLUMNS = """
     run_id, status, trigger, model_name, model_selector, model_version, snapshot,
     features_relation, entity_type, rows_read, rows_scored, rows_rejected, score_mean,
@@ -39,7 +45,7 @@ _RUN_COLUMNS = """
      WHERE c->>'check' = 'score_psi' LIMIT 1) AS score_psi,
     (quality->>'passed')::boolean AS quality_passed,
     started_at, finished_at,
-    extract(epoch FROM finished_at - started_at)::double precision AS duration_seconds,
+    {duration} AS duration_seconds,
     extract(epoch FROM now() - started_at)::double precision AS age_seconds,
     pruned_at
 """
@@ -52,7 +58,7 @@ def runs(conn: db.Connection, target: str, model: str | None, limit: int) -> lis
     """The ``limit`` most recent runs (of ``model``, or of every model), newest first."""
     with db.transaction(conn), conn.cursor() as cur:
         cur.execute(
-            f"SELECT {_RUN_COLUMNS} FROM {_runs_table(target)}"
+            f"SELECT {_RUN_COLUMNS.format(duration=_DURATION)} FROM {_runs_table(target)}"
             " WHERE %(model)s::text IS NULL OR model_name = %(model)s::text"
             " ORDER BY started_at DESC, run_id DESC LIMIT %(limit)s",
             {"model": model, "limit": limit},
@@ -97,8 +103,7 @@ def show(conn: db.Connection, target: str, run_id: str) -> Record:
     table = _runs_table(target)
     with db.transaction(conn), conn.cursor() as cur:
         cur.execute(
-            "SELECT *, extract(epoch FROM finished_at - started_at)::double precision"
-            f" AS duration_seconds FROM {table} WHERE run_id = %s",
+            f"SELECT *, {_DURATION} AS duration_seconds FROM {table} WHERE run_id = %s",
             (run_id,),
         )
         found = _records(cur)

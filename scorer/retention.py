@@ -55,6 +55,8 @@ _BOUND = re.compile(r"FOR VALUES IN \((.*)\)", re.DOTALL)
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
 _TEXT_DEFAULT = re.compile(r"'((?:[^']|'')*)'::text")
 _APPLICATION = "scorer prune"
+_SCHEMA_LOCK_WAIT_SECONDS = 60
+"""How long a prune waits for another prune of the same schema (e.g. another release's)."""
 _ABANDONED = (
     "abandoned: the run's session ended before it finished (killed, evicted or cut off from "
     "the database); marked failed by prune"
@@ -141,11 +143,7 @@ def main(settings: PruneSettings, dry_run: bool) -> int:
     with closing(db.connect(url)) as conn, db.database_errors("pruning"):
         with db.autocommit(conn), conn.cursor() as cur:  # session work: its name and its lock
             cur.execute("SELECT set_config('application_name', %s, false)", (_APPLICATION,))
-            cur.execute(
-                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (f"scorer-prune:{target}",)
-            )
-            if not db.one_value(cur):
-                raise LockBusyError(f"another prune of schema {target!r} is running")
+            _lock_schema(cur, target)
         with db.transaction(conn):
             schema.require_migrated(conn, target)
         outcome = prune(conn, target, rules, settings.prune_lock_timeout_seconds, dry_run)
@@ -165,6 +163,20 @@ def main(settings: PruneSettings, dry_run: bool) -> int:
         seconds=round(time.perf_counter() - started, 3),
     )
     return EXIT_OK
+
+
+def _lock_schema(cur: db.Cursor, target: str) -> None:
+    """One prune per schema at a time: wait for the schema's prune lock (session-level), at
+    most ``_SCHEMA_LOCK_WAIT_SECONDS``, or raise ``LockBusyError``."""
+    cur.execute("SELECT set_config('lock_timeout', %s, false)", (f"{_SCHEMA_LOCK_WAIT_SECONDS}s",))
+    try:
+        cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"scorer-prune:{target}",))
+    except psycopg2.errors.LockNotAvailable:
+        raise LockBusyError(
+            f"another prune of schema {target!r} held its lock for {_SCHEMA_LOCK_WAIT_SECONDS}s"
+        ) from None
+    finally:
+        cur.execute("RESET lock_timeout")
 
 
 def prune(

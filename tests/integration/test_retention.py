@@ -281,14 +281,33 @@ def test_a_detached_published_partition_is_left_alone(postgres_url: str, target:
 
 
 def test_one_prune_per_schema_at_a_time(postgres_url: str, target: str) -> None:
-    with closing(psycopg2.connect(postgres_url)) as holder:
+    sim.nightly(postgres_url, target, 3)
+    with closing(psycopg2.connect(postgres_url)) as holder:  # another prune, still at work
         holder.autocommit = True
         with holder.cursor() as cur:
             key = f"scorer-prune:{target}"
             cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-        code, lines = prune(postgres_url, target, "--keep-runs", "1")
-    assert code == 1
-    assert (lines[-1]["event"], lines[-1]["kind"]) == ("prune.failed", "lock_busy")
+        second = subprocess.Popen(
+            [sys.executable, "-m", "scorer", "prune", "--keep-runs", "1"],
+            env=services.scorer_process_env(env_of(postgres_url, target)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=services.REPO,
+        )
+        deadline = time.monotonic() + 60
+        while not services.query(
+            postgres_url,
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'scorer prune'"
+            " AND wait_event = 'advisory'",
+        ):
+            assert time.monotonic() < deadline, "the second prune never waited"
+            assert second.poll() is None, second.communicate()
+            time.sleep(0.02)
+        assert sim.statuses(postgres_url, target)["churn-nightly-002"] == "succeeded"
+    out, err = second.communicate(timeout=60)  # the first prune is done: the second goes on
+    assert second.returncode == 0, out + err
+    assert services.json_lines(out)[-1]["pruned"] == 2
 
 
 def test_runs_from_before_partitioning_go_together(postgres_url: str) -> None:

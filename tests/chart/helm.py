@@ -88,7 +88,16 @@ class Rendered:
 
     @property
     def cronjob(self) -> dict[str, Any]:
-        return self.one("CronJob")
+        """The scoring CronJob."""
+        (scoring,) = [job for job in self.all("CronJob") if _component(job) != "prune"]
+        return scoring
+
+    @property
+    def prune_cronjob(self) -> dict[str, Any] | None:
+        """The retention CronJob, if retention is on."""
+        found = [job for job in self.all("CronJob") if _component(job) == "prune"]
+        assert len(found) <= 1
+        return found[0] if found else None
 
     @property
     def backfill(self) -> dict[str, Any]:
@@ -317,3 +326,7 @@ def fake_discovery_server(directory: Path) -> Iterator[Path]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def _component(doc: dict[str, Any]) -> str | None:
+    return doc["metadata"].get("labels", {}).get("app.kubernetes.io/component")

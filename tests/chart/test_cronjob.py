@@ -578,3 +578,36 @@ def test_quality_gate_values_reach_the_scorer(helm: Helm) -> None:
     assert r.env_value("SCORER_MIN_ROWS_RATIO") == "0.9"
     assert r.env_value("SCORER_MAX_NULL_SHARE_INCREASE") == "0.1"
     assert r.env_value("SCORER_QUALITY_OVERRIDE") == "v8 promoted (CHURN-42)"
+
+
+# --- retention -----------------------------------------------------------------------------
+
+
+def test_retention_renders_a_prune_cronjob_with_the_scoring_pod(helm: Helm) -> None:
+    off = helm.template(values=BASE_VALUES, release="nightly")
+    assert off.prune_cronjob is None
+    r = helm.template(
+        values=merged(BASE_VALUES, {"retention": {"keepRuns": 7, "keepDays": 14}}),
+        release="nightly",
+    )
+    prune = r.prune_cronjob
+    assert prune is not None
+    assert prune["metadata"]["name"] == "nightly-scorer-prune"
+    assert prune["spec"]["schedule"] == "30 5 * * *"
+    assert prune["spec"]["concurrencyPolicy"] == "Forbid"
+    spec = copy.deepcopy(prune["spec"]["jobTemplate"]["spec"])
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container.pop("args") == ["prune"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert (env["SCORER_KEEP_RUNS"], env["SCORER_KEEP_DAYS"]) == ("7", "14")
+    scheduled = copy.deepcopy(r.job_spec)
+    for job in (spec, scheduled):
+        job["template"]["metadata"]["labels"].pop("app.kubernetes.io/component", None)
+    assert spec == scheduled  # the scoring pod: same env, security, volumes, failure policy
+
+
+def test_a_long_release_name_leaves_room_for_the_prune_cronjob(helm: Helm) -> None:
+    with pytest.raises(HelmError, match="prune"):
+        helm.template(
+            values=merged(BASE_VALUES, {"retention": {"keepRuns": 3}, "fullnameOverride": "x" * 50})
+        )

@@ -19,6 +19,8 @@ own defaults apply.
   (list "SCORER_CHUNK_ROWS" $v.scoring.chunkRows)
   (list "SCORER_MAX_REJECTED_RATIO" $v.scoring.maxRejectedRatio)
   (list "SCORER_TARGET_SCHEMA" $v.scoring.targetSchema)
+  (list "SCORER_KEEP_RUNS" $v.retention.keepRuns)
+  (list "SCORER_KEEP_DAYS" $v.retention.keepDays)
   (list "SCORER_MAX_SCORE_PSI" $v.quality.maxScorePsi)
   (list "SCORER_MIN_ROWS_RATIO" $v.quality.minRowsRatio)
   (list "SCORER_MAX_NULL_SHARE_INCREASE" $v.quality.maxNullShareIncrease)

@@ -207,7 +207,7 @@ def _feature_stats(stats: Mapping[str, Mapping[str, float]] | None) -> str:
     if not stats:
         return ""
     parts = []
-    for column, shares in stats.items():
+    for column, shares in sorted(stats.items()):  # JSONB keeps no order: by name
         text = f"{column} {shares.get('null_share', 0.0):.1%}"
         if "empty_share" in shares:
             text += f" (empty {shares['empty_share']:.1%})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,20 +19,16 @@ from typing import Any
 import psycopg2
 import pytest
 
-from scorer import schema, sink
+from scorer import sink
 from tests import services
 
 NOW = datetime.now(UTC)
 
 
 @pytest.fixture
-def target(postgres_url: str) -> Iterator[str]:
-    """A freshly migrated target schema for one test, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    with closing(psycopg2.connect(postgres_url)) as conn:
-        schema.migrate(conn, name)
-    yield name
-    services.execute(postgres_url, f'DROP SCHEMA "{name}" CASCADE')
+def target(target_schema: str) -> str:
+    """This test's own migrated target schema (conftest's ``target_schema``)."""
+    return target_schema
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ _EIGHTHS = " ▏▎▍▌▋▊▉"
 _INTEGER = re.compile(r"[+-]?[0-9]{1,19}")
 _INT64 = (-(2**63), 2**63 - 1)
 _DASH = "—"
-_STEPS = ("resolve", "schema", "load", "check", "score", "quality", "index", "publish")
+_STEPS = ("resolve", "schema", "load", "check", "score", "gate", "index", "publish")
 """A run's steps in the order it takes them (``timings`` is JSONB, which keeps no order)."""
 Record = dict[str, Any]
 

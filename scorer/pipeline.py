@@ -158,7 +158,7 @@ class _RunState:
             record = RunRecord(writer, settings, prepared.resolved, prepared.plan)
             with db.autocommit(writer):
                 record.lock()
-                if record.status() == "succeeded":
+                if record.status() in ("succeeded", "pruned"):  # published (and maybe pruned)
                     self.outcome = "already_published"
                     log.info(
                         "run.already_succeeded",

@@ -149,6 +149,14 @@ def figure(name: str, rows: int, runs: list[tuple[float, float, float, float | N
     )
 
 
+_STARTED = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """A progress line on stdout, with the time since the benchmark started."""
+    print(f"# [{time.perf_counter() - _STARTED:6.0f}s] {message}", flush=True)
+
+
 def _mem_available_mb() -> float:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
@@ -194,7 +202,7 @@ class Bench:
         if "telco" in shapes:
             fixtures.create_telco(self.db_url, rows)
             fixtures.create_telco(self.db_url, small, fixtures.TELCO_TABLE + "_quarter")
-        self._say(f"tables ({', '.join(sorted(shapes))}) for {rows:,} rows scored", started)
+        self.say(f"tables ({', '.join(sorted(shapes))}) for {rows:,} rows scored", started)
         registered = {
             "numeric": lambda: fixtures.register_model(self.tracking_uri, self.workdir, train_rows),
             "telco-xgboost": lambda: fixtures.register_telco_xgboost(self.tracking_uri, train_rows),
@@ -205,14 +213,14 @@ class Bench:
             made = registered[case.name]()
             if isinstance(made, Path):
                 self.model_file = made
-            self._say(f"model {case.model_name} trained and registered", started)
+            self.say(f"model {case.model_name} trained and registered", started)
         self._migrate(REPO, "scoring")
         if self.before is not None:
             self._migrate(self.before, BEFORE_SCHEMA)
 
     @staticmethod
-    def _say(what: str, started: float) -> None:
-        print(f"# {what} in {time.perf_counter() - started:.1f}s", flush=True)
+    def say(what: str, started: float) -> None:
+        progress(f"{what} in {time.perf_counter() - started:.1f}s")
 
     def _migrate(self, tree: Path, schema: str) -> None:
         subprocess.run(
@@ -296,7 +304,8 @@ class Bench:
             self.cluster.postmaster,
         )
 
-    def stages(self, case: Case, rows: int, repeat: int) -> tuple[list[dict[str, Any]], str]:
+    def stages(self, cases: list[Case], rows: int, repeat: int) -> dict[str, Any]:
+        """Every case's stages in one child: per case, its samples and its query plan."""
         self.sql("CHECKPOINT")
         sample = run_child(
             [
@@ -308,7 +317,7 @@ class Bench:
                 "--tracking-uri",
                 self.tracking_uri,
                 "--case",
-                case.name,
+                *[case.name for case in cases],
                 "--rows",
                 str(rows),
                 "--repeat",
@@ -319,8 +328,8 @@ class Bench:
             child_env({}),
             self.cluster.postmaster,
         )
-        result = json.loads(sample.stdout)
-        return result["stages"], result["explain"]
+        found: dict[str, Any] = json.loads(sample.stdout)
+        return found
 
     def before_stages(self, rows: int, repeat: int) -> list[dict[str, Any]]:
         """The older tree's own read and write stages (numeric case, its ``benchmarks``)."""
@@ -414,15 +423,15 @@ def _from_samples(name: str, rows: int, samples: list[Sample]) -> Figure:
 def measure_case(
     bench: Bench, case: Case, rows: int, options: argparse.Namespace
 ) -> dict[str, Any]:
-    """One case at one size: the runs interleaved, then the stages (see the module doc)."""
+    """One case at one size: its runs interleaved (the stages come after every case's)."""
     repeat, quick = options.repeat, options.quick
-    naive_repeat = options.naive_repeat if options.naive_repeat is not None else repeat
+    naive_repeat = options.naive_repeats.get(rows, repeat)
     small = max(rows // 4, 1)
     before = bench.before is not None and case is NUMERIC
     label = f"[{case.name} {rows:,}]"
     estimate = options.naive_rss_per_row.get(case.name)
     if estimate is not None and estimate * rows * 1.3 > _mem_available_mb():
-        print(f"# {label} naive skipped: needs ~{estimate * rows:,.0f} MB", flush=True)
+        progress(f"{label} naive skipped: needs ~{estimate * rows:,.0f} MB")
         naive_repeat = 0
     checks = [] if quick else [bench.check(case) for _ in range(repeat)]
     scorer: list[Sample] = []
@@ -437,21 +446,17 @@ def measure_case(
                 older.append(bench.scorer(case, rows, attempt, before=True))
                 note += f", before {older[-1].wall:.2f}s"
             quarter.append(bench.scorer(case, small, attempt, quarter=True))
-            print(f"# {label} run {attempt + 1}: {note}, N/4 {quarter[-1].wall:.2f}s", flush=True)
+            progress(f"{label} run {attempt + 1}: {note}, N/4 {quarter[-1].wall:.2f}s")
         if attempt < naive_repeat:
             naive.append(bench.naive(case))
-            print(f"# {label} naive run {attempt + 1}: {naive[-1].wall:.2f}s", flush=True)
+            progress(f"{label} naive run {attempt + 1}: {naive[-1].wall:.2f}s")
     if naive:
         options.naive_rss_per_row[case.name] = max(s.max_rss_mb for s in naive) / rows
-    stage_rows, explain = bench.stages(case, rows, options.stage_repeat)
-    print(f"# {label} stages done; feature query: {explain}", flush=True)
     result: dict[str, Any] = {
         "case": case.name,
         "rows": rows,
         "scorer": _from_samples("scorer run (end to end)", rows, scorer),
         "scorer_quarter": _from_samples("scorer run, N/4 rows", small, quarter),
-        "stages": _stage_figures(stage_rows),
-        "explain": explain,
         "to_model_loaded": statistics.median(_to_model_loaded(s) for s in scorer),
         "imports": [] if quick else bench.import_times(case),
     }
@@ -480,6 +485,11 @@ def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, 
         bench.setup(rows, cases, train_rows)
         load_before = os.getloadavg()
         results = {case.name: measure_case(bench, case, rows, options) for case in cases}
+        started = time.perf_counter()
+        for name, found in bench.stages(cases, rows, options.stage_repeat).items():
+            results[name]["stages"] = _stage_figures(found["stages"])
+            results[name]["explain"] = found["explain"]
+        bench.say("stages of every case", started)
         if options.image and NUMERIC in cases:
             from benchmarks.image import measure_image  # noqa: PLC0415 - needs docker
 
@@ -640,8 +650,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=None, help="runs per measurement (3; --quick: 1)"
     )
-    parser.add_argument("--naive-repeat", type=int, default=None, help="naive runs (--repeat)")
-    parser.add_argument("--stage-repeat", type=int, default=None, help="stage runs (--repeat)")
+    parser.add_argument(
+        "--naive-repeat",
+        type=int,
+        nargs="+",
+        default=None,
+        help="naive runs (default --repeat); one value, or one per size of --rows (ascending)",
+    )
+    parser.add_argument(
+        "--stage-repeat", type=int, default=None, help="stage runs (default --repeat)"
+    )
     parser.add_argument(
         "--case", nargs="+", default=list(CASES), choices=list(CASES), help="cases to measure"
     )
@@ -662,6 +680,11 @@ def main(argv: list[str] | None = None) -> int:
     args.stage_repeat = args.stage_repeat or args.repeat
     args.naive_rss_per_row = {}
     sizes = [QUICK_ROWS] if args.quick else sorted(args.rows)
+    naive = args.naive_repeat or []
+    if len(naive) not in (0, 1, len(sizes)):
+        parser.error("--naive-repeat takes one value or one per size")
+    per_size = naive * len(sizes) if len(naive) == 1 else naive
+    args.naive_repeats = dict(zip(sizes, per_size, strict=False))
     results = []
     for rows in sizes:
         with tempfile.TemporaryDirectory(prefix="scorer-bench-") as workdir:

@@ -1,6 +1,6 @@
-"""Each stage alone, for one case, in one child process: ``python -m benchmarks.stages ...``.
+"""Each stage alone, case after case, in one child process: ``python -m benchmarks.stages ...``.
 
-Prints JSON: the stages' samples and the plan of the scorer's feature query. The model is
+Prints JSON: per case, the stages' samples and the plan of the scorer's feature query. The model is
 the case's registered ``champion``, loaded as the scorer loads it; the rows are the ones the
 scorer's run scores (the newest snapshot where the table has several).
 
@@ -27,6 +27,7 @@ Client CPU is this process's (all threads); server CPU is the cluster's process 
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import resource
@@ -292,40 +293,51 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stages")
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--tracking-uri", required=True)
-    parser.add_argument("--case", required=True, choices=sorted(CASES))
-    parser.add_argument("--rows", type=int, required=True, help="rows the run scores")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--postmaster", type=int, required=True)
-    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
-    args = parser.parse_args(argv)
-    setup = Setup(args.url, args.tracking_uri, CASES[args.case])
-    if (read := sum(chunk.read for chunk in setup.chunks)) != args.rows:
-        raise RuntimeError(f"{args.case}: the scored rows are {read}, not {args.rows}")
-    runners = {name: _FACTORIES[name](setup) for name in args.stages}
+def measure(setup: Setup, rows: int, repeat: int, names: list[str], postmaster: int) -> Any:
+    """The stages of one case, interleaved, ``repeat`` times."""
+    if (read := sum(chunk.read for chunk in setup.chunks)) != rows:
+        raise RuntimeError(f"{setup.case.name}: the scored rows are {read}, not {rows}")
+    runners = {name: _FACTORIES[name](setup) for name in names}
     results: list[dict[str, Any]] = []
-    for attempt in range(args.repeat):
+    for attempt in range(repeat):
         for name, stage in runners.items():  # interleaved, so drift hits every stage alike
-            server, client, wall = server_cpu(args.postmaster), _cpu(), time.perf_counter()
+            server, client, wall = server_cpu(postmaster), _cpu(), time.perf_counter()
             stage.run()
             wall, client = time.perf_counter() - wall, _cpu() - client
             time.sleep(0.2)  # let the postmaster reap and account finished work
-            server = server_cpu(args.postmaster) - server
+            server = server_cpu(postmaster) - server
             stage.reset()
             results.append(
                 {
                     "stage": name,
                     "attempt": attempt,
-                    "rows": args.rows,
+                    "rows": rows,
                     "wall": wall,
                     "client_cpu": client,
                     "server_cpu": server,
                 }
             )
-    json.dump({"stages": results, "explain": setup.explain()}, sys.stdout)
+    return {"stages": results, "explain": setup.explain()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stages")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--case", nargs="+", required=True, choices=sorted(CASES))
+    parser.add_argument("--rows", type=int, required=True, help="rows the run scores")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--postmaster", type=int, required=True)
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    args = parser.parse_args(argv)
+    results = {}
+    for name in args.case:  # one process: the imports are paid once
+        setup = Setup(args.url, args.tracking_uri, CASES[name])
+        results[name] = measure(setup, args.rows, args.repeat, args.stages, args.postmaster)
+        setup.conn.close()
+        del setup  # the next case's rows replace this one's
+        gc.collect()
+    json.dump(results, sys.stdout)
     return 0
 
 

@@ -85,10 +85,12 @@ def run_child(
         start = time.perf_counter()
         process = subprocess.Popen(args, env=env, stdout=out, stderr=err, cwd=cwd)
         deadline = time.monotonic() + timeout
-        while True:  # os.wait4 gives this child's own rusage (peak RSS, CPU of all threads)
+        peak = 0.0
+        while True:  # os.wait4 gives this child's own rusage (CPU of all its threads)
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
+            peak = max(peak, _high_water_mb(process.pid))
             if time.monotonic() > deadline:
                 process.kill()
             time.sleep(0.01)
@@ -104,7 +106,24 @@ def run_child(
             f"{args} exited {process.returncode}:\n{stdout[-3000:]}\n{stderr[-3000:]}"
         )
     cpu = usage.ru_utime + usage.ru_stime
-    return Sample(wall, cpu, server, usage.ru_maxrss / 1024, stdout, started)
+    return Sample(wall, cpu, server, peak or usage.ru_maxrss / 1024, stdout, started)
+
+
+def _high_water_mb(pid: int) -> float:
+    """The process's peak RSS so far (``VmHWM``), 0 once it has exited.
+
+    Not ``ru_maxrss``: after fork and exec Linux carries the parent's high-water mark into
+    the child's, so a child of this (mlflow-importing) process would never report less
+    than the parent's ~400 MB.
+    """
+    try:
+        with Path(f"/proc/{pid}/status").open() as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def child_env(extra: dict[str, str], tree: Path = REPO) -> dict[str, str]:
@@ -691,6 +710,6 @@ def main(argv: list[str] | None = None) -> int:
             result = measure(rows, Path(workdir), args)
         print(report(result), flush=True)
         results.append(_jsonable(result))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        if args.json:  # after every size: a later failure keeps the earlier figures
+            args.json.write_text(json.dumps(results, indent=2))
     return 0

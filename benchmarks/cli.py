@@ -1,9 +1,13 @@
-"""``python -m benchmarks [--rows N] [--repeat R] [--quick] [--image IMAGE] [--json PATH]``.
+"""``python -m benchmarks [--rows N ...] [--quick] [--before REV] [--case ...] [--json PATH]``.
 
-Sets up a throwaway PostgreSQL cluster and a sqlite MLflow registry, then measures, each as
-the median of R runs in child processes: the scorer's ``run`` end to end (at N rows and at
-N/4 rows, for memory flatness), the naive pipeline, the stages alone and the start-up; with
-``--image``, the scorer's ``run`` and start-up in that image too.
+Sets up a throwaway PostgreSQL cluster and a sqlite MLflow registry per size, then measures
+each case (a table shape and the model scoring it: ``numeric``, ``telco-xgboost``,
+``telco-sklearn``; see ``benchmarks.fixtures``), each figure the median of R runs in child
+processes: the scorer's ``run`` end to end at N rows scored and at N/4 (memory flatness),
+the naive pipeline on the same rows, each stage alone (``benchmarks.stages``) and the
+start-up. ``--before REV`` also runs the scorer of an older commit on the numeric case,
+interleaved with today's (its ``git archive``, imported from a temporary directory), and its
+own read and write stages; ``--image`` the scorer in that image (numeric case).
 """
 
 from __future__ import annotations
@@ -28,9 +32,31 @@ import psycopg2
 
 from benchmarks import fixtures
 from benchmarks.cluster import Cluster, server_cpu
+from benchmarks.fixtures import CASES, NUMERIC, Case
 
 REPO = Path(__file__).resolve().parents[1]
-QUICK_ROWS = 40_000
+QUICK_ROWS = 100_000
+QUICK_TRAIN_ROWS = 4_000
+BEFORE_SCHEMA = "scoring_before"
+SHAPES = {
+    "numeric": "bench.features: bigint id, 20 float8 features; no snapshot column",
+    "telco": (
+        "bench.telco: text ids like 7590-VHVEG, 3 categorical text + 17 numeric (2 integer, "
+        "15 float8) features, 3 snapshots in snapshot_date (indexed; primary key "
+        "(customer_id, snapshot_date)); the run scores the newest, so the table holds 3 times N"
+    ),
+}
+MODELS = {
+    "numeric": f"XGBoost booster, {fixtures.TREES} trees depth {fixtures.DEPTH}",
+    "telco-xgboost": (
+        f"XGBoost booster with enable_categorical, {fixtures.TREES} trees depth "
+        f"{fixtures.DEPTH}; signature: categories as string"
+    ),
+    "telco-sklearn": (
+        "scikit-learn Pipeline: ColumnTransformer(OneHotEncoder, StandardScaler) + "
+        "LogisticRegression (mlflow.sklearn)"
+    ),
+}
 
 
 @dataclass
@@ -42,21 +68,29 @@ class Sample:
     server_cpu: float
     max_rss_mb: float
     stdout: str
+    started: float  # epoch seconds just before the child was started
 
 
 def run_child(
-    args: list[str], env: dict[str, str], postmaster: int, timeout: float = 3600
+    args: list[str],
+    env: dict[str, str],
+    postmaster: int,
+    cwd: Path = REPO,
+    timeout: float = 7200,
 ) -> Sample:
     """Run ``args``; wall time, rusage of exactly that child, server CPU around it."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         server = server_cpu(postmaster)
+        started = time.time()
         start = time.perf_counter()
-        process = subprocess.Popen(args, env=env, stdout=out, stderr=err, cwd=REPO)
+        process = subprocess.Popen(args, env=env, stdout=out, stderr=err, cwd=cwd)
         deadline = time.monotonic() + timeout
-        while True:  # os.wait4 gives this child's own rusage (peak RSS, CPU of all threads)
+        peak = 0.0
+        while True:  # os.wait4 gives this child's own rusage (CPU of all its threads)
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
+            peak = max(peak, _high_water_mb(process.pid))
             if time.monotonic() > deadline:
                 process.kill()
             time.sleep(0.01)
@@ -71,13 +105,31 @@ def run_child(
         raise RuntimeError(
             f"{args} exited {process.returncode}:\n{stdout[-3000:]}\n{stderr[-3000:]}"
         )
-    return Sample(wall, usage.ru_utime + usage.ru_stime, server, usage.ru_maxrss / 1024, stdout)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Sample(wall, cpu, server, peak or usage.ru_maxrss / 1024, stdout, started)
 
 
-def child_env(extra: dict[str, str]) -> dict[str, str]:
-    """A clean environment: no SCORER_*/MLFLOW_* from the shell, the repo importable."""
+def _high_water_mb(pid: int) -> float:
+    """The process's peak RSS so far (``VmHWM``), 0 once it has exited.
+
+    Not ``ru_maxrss``: after fork and exec Linux carries the parent's high-water mark into
+    the child's, so a child of this (mlflow-importing) process would never report less
+    than the parent's ~400 MB.
+    """
+    try:
+        with Path(f"/proc/{pid}/status").open() as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def child_env(extra: dict[str, str], tree: Path = REPO) -> dict[str, str]:
+    """A clean environment: no SCORER_*/MLFLOW_* from the shell, ``tree`` importable first."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SCORER_", "MLFLOW_"))}
-    return {**base, "PYTHONPATH": str(REPO), **extra}
+    return {**base, "PYTHONPATH": str(tree), **extra}
 
 
 @dataclass
@@ -116,37 +168,88 @@ def figure(name: str, rows: int, runs: list[tuple[float, float, float, float | N
     )
 
 
-class Bench:
-    """One sitting: a cluster, a registry, a features table."""
+_STARTED = time.perf_counter()
 
-    def __init__(self, cluster: Cluster, workdir: Path) -> None:
+
+def progress(message: str) -> None:
+    """A progress line on stdout, with the time since the benchmark started."""
+    print(f"# [{time.perf_counter() - _STARTED:6.0f}s] {message}", flush=True)
+
+
+def _mem_available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("inf")
+
+
+def extract(revision: str, workdir: Path) -> Path:
+    """``git archive revision`` of this repository, unpacked under ``workdir``."""
+    tree = workdir / f"scorer-{revision}"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", revision],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+class Bench:
+    """One sitting: a cluster, a registry, the tables of the cases measured."""
+
+    def __init__(self, cluster: Cluster, workdir: Path, before: Path | None = None) -> None:
         self.cluster = cluster
         self.workdir = workdir
+        self.before = before
         self.db_url = cluster.url.rsplit("/", 1)[0] + "/bench"
         self.tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
         self.model_file = Path()
 
-    def setup(self, rows: int) -> None:
+    def setup(self, rows: int, cases: list[Case], train_rows: int) -> None:
         with closing(psycopg2.connect(self.cluster.url)) as conn:
             conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute("CREATE DATABASE bench")
+        small = max(rows // 4, 1)
+        shapes = {case.shape for case in cases}
         started = time.perf_counter()
-        fixtures.create_features(self.db_url, rows)
-        print(f"# features: {rows:,} rows in {time.perf_counter() - started:.1f}s", flush=True)
-        started = time.perf_counter()
-        self.model_file = fixtures.register_model(self.tracking_uri, self.workdir)
-        print(
-            f"# model: {fixtures.TREES} trees depth {fixtures.DEPTH} registered in "
-            f"{time.perf_counter() - started:.1f}s ({self.tracking_uri})",
-            flush=True,
-        )
+        if "numeric" in shapes:
+            fixtures.create_features(self.db_url, rows)
+            fixtures.create_features(self.db_url, small, NUMERIC.quarter)
+        if "telco" in shapes:
+            fixtures.create_telco(self.db_url, rows)
+            fixtures.create_telco(self.db_url, small, fixtures.TELCO_TABLE + "_quarter")
+        self.say(f"tables ({', '.join(sorted(shapes))}) for {rows:,} rows scored", started)
+        registered = {
+            "numeric": lambda: fixtures.register_model(self.tracking_uri, self.workdir, train_rows),
+            "telco-xgboost": lambda: fixtures.register_telco_xgboost(self.tracking_uri, train_rows),
+            "telco-sklearn": lambda: fixtures.register_telco_sklearn(self.tracking_uri, train_rows),
+        }
+        for case in cases:
+            started = time.perf_counter()
+            made = registered[case.name]()
+            if isinstance(made, Path):
+                self.model_file = made
+            self.say(f"model {case.model_name} trained and registered", started)
+        self._migrate(REPO, "scoring")
+        if self.before is not None:
+            self._migrate(self.before, BEFORE_SCHEMA)
+
+    @staticmethod
+    def say(what: str, started: float) -> None:
+        progress(f"{what} in {time.perf_counter() - started:.1f}s")
+
+    def _migrate(self, tree: Path, schema: str) -> None:
         subprocess.run(
             [sys.executable, "-m", "scorer", "migrate"],
-            env=child_env({"SCORER_DATABASE_URL": self.db_url}),
+            env=child_env(
+                {"SCORER_DATABASE_URL": self.db_url, "SCORER_TARGET_SCHEMA": schema}, tree
+            ),
             check=True,
             capture_output=True,
-            cwd=REPO,
+            cwd=tree,
         )
 
     def sql(self, *statements: str) -> None:
@@ -156,25 +259,53 @@ class Bench:
                 for statement in statements:
                     cur.execute(statement)
 
-    def scorer_env(self, run_id: str, table: str = fixtures.TABLE) -> dict[str, str]:
-        return child_env(
-            {
-                "SCORER_DATABASE_URL": self.db_url,
-                "MLFLOW_TRACKING_URI": self.tracking_uri,
-                "SCORER_MODEL_NAME": fixtures.MODEL_NAME,
-                "SCORER_MODEL_ALIAS": fixtures.ALIAS,
-                "SCORER_FEATURES_TABLE": table,
-                "SCORER_ENTITY_COLUMN": fixtures.ENTITY,
-                "SCORER_RUN_ID": run_id,
-            }
-        )
+    def scorer_env(
+        self, case: Case, run_id: str, table: str | None = None, schema: str = "scoring"
+    ) -> dict[str, str]:
+        extra = {
+            "SCORER_DATABASE_URL": self.db_url,
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "SCORER_MODEL_NAME": case.model_name,
+            "SCORER_MODEL_ALIAS": fixtures.ALIAS,
+            "SCORER_FEATURES_TABLE": table or case.table,
+            "SCORER_ENTITY_COLUMN": case.entity,
+            "SCORER_RUN_ID": run_id,
+            "SCORER_TARGET_SCHEMA": schema,
+        }
+        if case.snapshot_column is not None:
+            extra["SCORER_SNAPSHOT_COLUMN"] = case.snapshot_column
+        return extra
 
-    def scorer(self, rows: int, attempt: int, table: str = fixtures.TABLE) -> Sample:
-        self.sql("TRUNCATE scoring.predictions, scoring.scoring_runs", "CHECKPOINT")
+    def _clear(self, schema: str) -> None:
+        """Drop the runs' partitions and rows, so every run starts from the same database."""
+        with closing(psycopg2.connect(self.db_url)) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_inherits i"
+                    " JOIN pg_class c ON c.oid = i.inhrelid"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = %s AND c.relkind = 'r'",
+                    (schema,),
+                )
+                for (table,) in cur.fetchall():
+                    cur.execute(f"DROP TABLE {table}")
+                cur.execute(f"TRUNCATE {schema}.scoring_runs")
+                cur.execute("CHECKPOINT")
+
+    def scorer(
+        self, case: Case, rows: int, attempt: int, quarter: bool = False, before: bool = False
+    ) -> Sample:
+        schema, tree = (BEFORE_SCHEMA, self.before) if before else ("scoring", REPO)
+        assert tree is not None
+        self._clear(schema)
+        run_id = f"bench-{case.name}-{rows}-{attempt}-{time.time_ns()}"
+        env = self.scorer_env(case, run_id, case.quarter if quarter else None, schema)
         sample = run_child(
             [sys.executable, "-m", "scorer", "run"],
-            self.scorer_env(f"bench-{rows}-{attempt}-{time.time_ns()}", table),
+            child_env(env, tree),
             self.cluster.postmaster,
+            cwd=tree,
         )
         summary = [
             json.loads(line) for line in sample.stdout.splitlines() if '"run.succeeded"' in line
@@ -183,16 +314,45 @@ class Bench:
             raise RuntimeError(f"scorer did not score {rows} rows:\n{sample.stdout[-2000:]}")
         return sample
 
-    def naive(self) -> Sample:
+    def naive(self, case: Case) -> Sample:
         self.sql("DROP TABLE IF EXISTS bench.naive_predictions", "CHECKPOINT")
         url = self.db_url.replace("postgresql://", "postgresql+psycopg2://")
         return run_child(
-            [sys.executable, "-m", "benchmarks.naive", url, self.tracking_uri],
+            [sys.executable, "-m", "benchmarks.naive", url, self.tracking_uri, case.name],
             child_env({}),
             self.cluster.postmaster,
         )
 
-    def stages(self, rows: int, repeat: int) -> list[dict[str, Any]]:
+    def stages(self, cases: list[Case], rows: int, repeat: int) -> dict[str, Any]:
+        """Every case's stages in one child: per case, its samples and its query plan."""
+        self.sql("CHECKPOINT")
+        sample = run_child(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.stages",
+                "--url",
+                self.db_url,
+                "--tracking-uri",
+                self.tracking_uri,
+                "--case",
+                *[case.name for case in cases],
+                "--rows",
+                str(rows),
+                "--repeat",
+                str(repeat),
+                "--postmaster",
+                str(self.cluster.postmaster),
+            ],
+            child_env({}),
+            self.cluster.postmaster,
+        )
+        found: dict[str, Any] = json.loads(sample.stdout)
+        return found
+
+    def before_stages(self, rows: int, repeat: int) -> list[dict[str, Any]]:
+        """The older tree's own read and write stages (numeric case, its ``benchmarks``)."""
+        assert self.before is not None
         self.sql("CHECKPOINT")
         sample = run_child(
             [
@@ -209,37 +369,37 @@ class Bench:
                 str(self.cluster.postmaster),
                 "--model",
                 str(self.model_file),
+                "--stages",
+                "read",
+                "read-parse",
+                "write-scorer",
             ],
-            child_env({}),
+            child_env({}, self.before),
             self.cluster.postmaster,
+            cwd=self.before,
         )
-        result: list[dict[str, Any]] = json.loads(sample.stdout)
-        return result
+        found: list[dict[str, Any]] = json.loads(sample.stdout)
+        return found
 
-    def startup(self) -> dict[str, float]:
-        """Process start to ``model.loaded`` (``scorer check``), wall and CPU of the check."""
-        started = time.time()
+    def check(self, case: Case) -> dict[str, float]:
+        """``scorer check``: process start to ``model.loaded``, wall and CPU of the check."""
         sample = run_child(
             [sys.executable, "-m", "scorer", "check"],
-            self.scorer_env("bench-check"),
+            child_env(self.scorer_env(case, "bench-check")),
             self.cluster.postmaster,
         )
-        loaded = next(
-            json.loads(line) for line in sample.stdout.splitlines() if '"model.loaded"' in line
-        )
-        stamp = datetime.fromisoformat(loaded["timestamp"].replace("Z", "+00:00")).timestamp()
         return {
-            "to_model_loaded": stamp - started,
+            "to_model_loaded": _to_model_loaded(sample),
             "check_wall": sample.wall,
             "check_cpu": sample.client_cpu + sample.server_cpu,
             "check_rss_mb": sample.max_rss_mb,
         }
 
-    def import_times(self) -> list[tuple[str, float]]:
+    def import_times(self, case: Case) -> list[tuple[str, float]]:
         """Top-level packages by cumulative import time (``-X importtime``) of ``scorer check``."""
         result = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "scorer", "check"],
-            env=self.scorer_env("bench-check"),
+            env=child_env(self.scorer_env(case, "bench-check")),
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -254,12 +414,21 @@ class Bench:
         return sorted(found.items(), key=lambda item: -item[1])[:8]
 
 
-def _stage_figures(rows: list[dict[str, Any]]) -> dict[str, Figure]:
+def _to_model_loaded(sample: Sample) -> float:
+    """Seconds from starting the child to its ``model.loaded`` log line."""
+    loaded = next(
+        json.loads(line) for line in sample.stdout.splitlines() if '"model.loaded"' in line
+    )
+    stamp = datetime.fromisoformat(loaded["timestamp"].replace("Z", "+00:00")).timestamp()
+    return stamp - sample.started
+
+
+def _stage_figures(rows: list[dict[str, Any]], prefix: str = "stage") -> dict[str, Figure]:
     out: dict[str, Figure] = {}
     for name in dict.fromkeys(row["stage"] for row in rows):
         mine = [row for row in rows if row["stage"] == name]
         out[name] = figure(
-            f"stage: {name}",
+            f"{prefix}: {name}",
             mine[0]["rows"],
             [(r["wall"], r["client_cpu"], r["server_cpu"], None) for r in mine],
         )
@@ -270,160 +439,224 @@ def _from_samples(name: str, rows: int, samples: list[Sample]) -> Figure:
     return figure(name, rows, [(s.wall, s.client_cpu, s.server_cpu, s.max_rss_mb) for s in samples])
 
 
-def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, Any]:
-    """Everything for one size, in one sitting (``--quick``: start-up once, no import profile)."""
-    repeat, quick, image = options.repeat, options.quick, options.image
-    naive_repeat = options.naive_repeat or repeat
+def measure_case(
+    bench: Bench, case: Case, rows: int, options: argparse.Namespace
+) -> dict[str, Any]:
+    """One case at one size: its runs interleaved (the stages come after every case's)."""
+    repeat, quick = options.repeat, options.quick
+    naive_repeat = options.naive_repeats.get(rows, repeat)
     small = max(rows // 4, 1)
-    cluster = Cluster.start()
-    try:
-        bench = Bench(cluster, workdir)
-        bench.setup(rows)
-        bench.sql(
-            f"CREATE TABLE bench.features_quarter AS SELECT * FROM {fixtures.TABLE}"
-            f" WHERE {fixtures.ENTITY} <= {small}",
-            "VACUUM (FREEZE, ANALYZE) bench.features_quarter",
-        )
-        load_before = os.getloadavg()
-        startup = [bench.startup() for _ in range(1 if quick else repeat)]
-        scorer: list[Sample] = []
-        quarter: list[Sample] = []
-        naive: list[Sample] = []
-        for attempt in range(max(repeat, naive_repeat)):  # interleaved: drift hits both alike
-            if attempt < repeat:
-                scorer.append(bench.scorer(rows, attempt))
-                quarter.append(bench.scorer(small, attempt, "bench.features_quarter"))
-                print(f"# scorer run {attempt + 1}: {scorer[-1].wall:.2f}s", flush=True)
-            if attempt < naive_repeat:
-                naive.append(bench.naive())
-                print(f"# naive run {attempt + 1}: {naive[-1].wall:.2f}s", flush=True)
-        stage_rows = bench.stages(rows, repeat)
-        imports = [] if quick else bench.import_times()
-        in_image: dict[str, Any] = {}
-        if image:
-            from benchmarks.image import measure_image  # noqa: PLC0415 - needs docker
-
-            in_image = measure_image(image, bench, rows, small, repeat)
-        load_after = os.getloadavg()
-    finally:
-        cluster.stop()
-    stages = _stage_figures(stage_rows)
-    return {
+    before = bench.before is not None and case is NUMERIC
+    label = f"[{case.name} {rows:,}]"
+    estimate = options.naive_rss_per_row.get(case.name)
+    if estimate is not None and estimate * rows * 1.3 > _mem_available_mb():
+        progress(f"{label} naive skipped: needs ~{estimate * rows:,.0f} MB")
+        naive_repeat = 0
+    checks = [] if quick else [bench.check(case) for _ in range(repeat)]
+    scorer: list[Sample] = []
+    older: list[Sample] = []
+    quarter: list[Sample] = []
+    naive: list[Sample] = []
+    for attempt in range(max(repeat, naive_repeat)):  # interleaved: drift hits all alike
+        if attempt < repeat:
+            scorer.append(bench.scorer(case, rows, attempt))
+            note = f"scorer {scorer[-1].wall:.2f}s"
+            if before:
+                older.append(bench.scorer(case, rows, attempt, before=True))
+                note += f", before {older[-1].wall:.2f}s"
+            quarter.append(bench.scorer(case, small, attempt, quarter=True))
+            progress(f"{label} run {attempt + 1}: {note}, N/4 {quarter[-1].wall:.2f}s")
+        if attempt < naive_repeat:
+            naive.append(bench.naive(case))
+            progress(f"{label} naive run {attempt + 1}: {naive[-1].wall:.2f}s")
+    if naive:
+        options.naive_rss_per_row[case.name] = max(s.max_rss_mb for s in naive) / rows
+    result: dict[str, Any] = {
+        "case": case.name,
         "rows": rows,
         "scorer": _from_samples("scorer run (end to end)", rows, scorer),
         "scorer_quarter": _from_samples("scorer run, N/4 rows", small, quarter),
-        "naive": _from_samples("naive: read_sql, pyfunc, to_sql", rows, naive),
-        "stages": stages,
-        "startup": {
-            key: statistics.median(s[key] for s in startup if key in s) for key in startup[0]
-        },
-        "imports": imports,
-        "load": [load_before, load_after],
-        "image": image,
-        **(
-            {
-                "image_startup": in_image["to_model_loaded"],
-                "image_scorer": _from_samples(f"scorer run in {image}", rows, in_image["run"]),
-                "image_quarter": _from_samples(
-                    f"scorer run in {image}, N/4 rows", small, in_image["quarter"]
-                ),
-            }
-            if in_image
-            else {}
-        ),
+        "to_model_loaded": statistics.median(_to_model_loaded(s) for s in scorer),
+        "imports": [] if quick else bench.import_times(case),
     }
+    if naive:
+        result["naive"] = _from_samples(f"naive: read_sql, {case.naive}, to_sql", rows, naive)
+    if checks:
+        result["startup"] = {key: statistics.median(s[key] for s in checks) for key in checks[0]}
+    if before:
+        revision = options.before
+        result["before"] = _from_samples(f"scorer run, before ({revision})", rows, older)
+        result["before_to_model_loaded"] = statistics.median(_to_model_loaded(s) for s in older)
+        result["before_stages"] = _stage_figures(
+            bench.before_stages(rows, options.stage_repeat), f"before ({revision})"
+        )
+    return result
+
+
+def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, Any]:
+    """Every case for one size, in one sitting (one cluster, one registry)."""
+    cases = [CASES[name] for name in options.case]
+    before = extract(options.before, workdir) if options.before else None
+    train_rows = QUICK_TRAIN_ROWS if options.quick else 20_000
+    cluster = Cluster.start()
+    try:
+        bench = Bench(cluster, workdir, before)
+        bench.setup(rows, cases, train_rows)
+        load_before = os.getloadavg()
+        results = {case.name: measure_case(bench, case, rows, options) for case in cases}
+        started = time.perf_counter()
+        for name, found in bench.stages(cases, rows, options.stage_repeat).items():
+            results[name]["stages"] = _stage_figures(found["stages"])
+            results[name]["explain"] = found["explain"]
+        bench.say("stages of every case", started)
+        if options.image and NUMERIC in cases:
+            from benchmarks.image import measure_image  # noqa: PLC0415 - needs docker
+
+            found = measure_image(options.image, bench, rows, max(rows // 4, 1), options.repeat)
+            numeric = results[NUMERIC.name]
+            numeric["image"] = options.image
+            numeric["image_startup"] = found["to_model_loaded"]
+            numeric["image_scorer"] = _from_samples(
+                f"scorer run in {options.image}", rows, found["run"]
+            )
+            numeric["image_quarter"] = _from_samples(
+                f"scorer run in {options.image}, N/4 rows", rows // 4, found["quarter"]
+            )
+        load_after = os.getloadavg()
+    finally:
+        cluster.stop()
+    return {"rows": rows, "load": [load_before, load_after], "cases": results}
+
+
+def _sum(stages: dict[str, Figure], names: tuple[str, ...], attribute: str) -> float:
+    return sum(getattr(stages[name], attribute) for name in names)
+
+
+BARE = ("read-raw", "predict-model", "write-narrow")
+"""The least each step costs: plain COPY out, the library's predict, narrow COPY in."""
+OWN = ("read-parse", "predict-scorer", "write-scorer")
+"""The scorer's own steps: its reader, its predict call, its partition write (key, attach)."""
 
 
 def ratios(result: dict[str, Any]) -> dict[str, float]:
-    """The ratios the issue asks for (and the CI guard checks)."""
+    """The ratios the issues ask for, and the CI guard checks."""
     scorer: Figure = result["scorer"]
     stages: dict[str, Figure] = result["stages"]
-    limits = [stages[name] for name in ("read", "predict", "write-narrow")]
-    slowest = min(limits, key=lambda f: f.rows_per_s)
-    stage_cpu = sum(f.cpu_per_m for f in limits)
-    scorer_stage_cpu = (
-        stage_cpu - stages["write-narrow"].cpu_per_m + stages["write-scorer"].cpu_per_m
-    )
-    startup_cpu_per_m = result["startup"]["check_cpu"] * 1e6 / scorer.rows
+    startup = result["to_model_loaded"]
+    bare_wall = _sum(stages, BARE, "wall")
     out = {
-        "scorer_over_naive": scorer.rows_per_s / result["naive"].rows_per_s,
-        "scorer_over_slowest_stage": scorer.rows_per_s / slowest.rows_per_s,
-        "e2e_cpu_over_stage_cpu": scorer.cpu_per_m / stage_cpu,
-        "e2e_cpu_minus_startup_over_stage_cpu": (scorer.cpu_per_m - startup_cpu_per_m) / stage_cpu,
-        "e2e_cpu_minus_startup_over_stage_cpu_with_scorer_write": (
-            (scorer.cpu_per_m - startup_cpu_per_m) / scorer_stage_cpu
-        ),
+        "rss_n_over_rss_quarter": _rss(scorer) / _rss(result["scorer_quarter"]),
+        "e2e_wall_over_bare_stage_wall": scorer.wall / bare_wall,
+        "e2e_wall_minus_startup_over_bare_stage_wall": (scorer.wall - startup) / bare_wall,
+        "e2e_wall_over_own_stage_wall": scorer.wall / _sum(stages, OWN, "wall"),
+        "e2e_cpu_over_bare_stage_cpu": scorer.cpu_per_m / _sum(stages, BARE, "cpu_per_m"),
+        "e2e_cpu_over_own_stage_cpu": scorer.cpu_per_m / _sum(stages, OWN, "cpu_per_m"),
         "e2e_wall_over_cpu_per_core": _wall_over_cpu_per_core(scorer),
-        "rss_n_over_rss_quarter": scorer.max_rss_mb / result["scorer_quarter"].max_rss_mb,
     }
+    if "naive" in result:
+        out["scorer_over_naive"] = scorer.rows_per_s / result["naive"].rows_per_s
+    if "startup" in result:
+        startup_cpu_per_m = result["startup"]["check_cpu"] * 1e6 / scorer.rows
+        out["e2e_cpu_minus_startup_over_own_stage_cpu"] = (
+            scorer.cpu_per_m - startup_cpu_per_m
+        ) / _sum(stages, OWN, "cpu_per_m")
+    if "before" in result:
+        before: Figure = result["before"]
+        out["after_over_before_rows_per_s"] = scorer.rows_per_s / before.rows_per_s
+        out["after_over_before_cpu"] = scorer.cpu_per_m / before.cpu_per_m
     if "image_scorer" in result:
         image: Figure = result["image_scorer"]
-        out |= {
-            "image_over_naive": image.rows_per_s / result["naive"].rows_per_s,
-            "image_wall_over_cpu_per_core": _wall_over_cpu_per_core(image),
-            "image_rss_n_over_rss_quarter": image.max_rss_mb / result["image_quarter"].max_rss_mb,
-        }
+        out["image_rss_n_over_rss_quarter"] = _rss(image) / _rss(result["image_quarter"])
+        if "naive" in result:
+            out["image_over_naive"] = image.rows_per_s / result["naive"].rows_per_s
     return out
+
+
+def _rss(f: Figure) -> float:
+    assert f.max_rss_mb is not None
+    return f.max_rss_mb
 
 
 def _wall_over_cpu_per_core(f: Figure) -> float:
     return f.wall / (f.cpu_per_m * f.rows / 1e6 / (os.cpu_count() or 1))
 
 
-def report(result: dict[str, Any]) -> str:
-    """A markdown table of the medians, then the ratios."""
-    rows = result["rows"]
+def _row(f: Figure) -> str:
+    rss = f"{f.max_rss_mb:.0f}" if f.max_rss_mb else "—"
+    return (
+        f"| {f.name} | {f.runs} | {f.wall:.2f} | {f.rows_per_s:,.0f} | {rss} | "
+        f"{f.client_cpu_per_m:.2f} + {f.server_cpu_per_m:.2f} = {f.cpu_per_m:.2f} |"
+    )
+
+
+def report_case(result: dict[str, Any]) -> list[str]:
+    """One case's table of medians, its start-up and its ratios."""
+    case = CASES[result["case"]]
     lines = [
-        f"## {rows:,} rows — {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-        f"load average {result['load'][0][0]:.1f} before / {result['load'][1][0]:.1f} after",
+        f"### {case.name}: {MODELS[case.name]}",
+        "",
+        f"Table: {SHAPES[case.shape]}. Feature query plan: `{result['explain']}`.",
         "",
         "| measurement | runs | wall s | rows/s | peak RSS MB "
         "| CPU s per 1M rows: client + server = total |",
         "|---|---|---|---|---|---|",
     ]
-    figures = [
-        result["scorer"],
-        result["scorer_quarter"],
-        *[result[key] for key in ("image_scorer", "image_quarter") if key in result],
-        result["naive"],
-        *result["stages"].values(),
-    ]
-    for f in figures:
-        rss = f"{f.max_rss_mb:.0f}" if f.max_rss_mb else "—"
-        lines.append(
-            f"| {f.name} | {f.runs} | {f.wall:.2f} | {f.rows_per_s:,.0f} | {rss} | "
-            f"{f.client_cpu_per_m:.2f} + {f.server_cpu_per_m:.2f} = {f.cpu_per_m:.2f} |"
-        )
-    s = result["startup"]
+    keys = ("scorer", "before", "scorer_quarter", "image_scorer", "image_quarter", "naive")
+    figures = [result[key] for key in keys if key in result]
+    figures += [*result["stages"].values(), *result.get("before_stages", {}).values()]
+    lines += [_row(f) for f in figures]
     lines += [
         "",
-        "start-up (`scorer check`, median): process start → model loaded "
-        f"{s['to_model_loaded']:.2f}s; whole check {s['check_wall']:.2f}s wall, "
-        f"{s['check_cpu']:.2f}s CPU, {s['check_rss_mb']:.0f} MB",
-        *(
-            [
-                f"in image {result['image']} (mlflow-skinny, xgboost-cpu, HTTP registry): process"
-                f" start → model loaded {result['image_startup']:.2f}s (median)"
-            ]
-            if "image_startup" in result
-            else []
-        ),
-        "import time (cumulative, -X importtime): "
-        + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result["imports"]),
+        f"process start → model loaded (in the runs, median): {result['to_model_loaded']:.2f}s",
+    ]
+    if "before_to_model_loaded" in result:
+        lines[-1] += f"; before: {result['before_to_model_loaded']:.2f}s"
+    if "startup" in result:
+        s = result["startup"]
+        lines.append(
+            f"`scorer check` (median): {s['check_wall']:.2f}s wall, {s['check_cpu']:.2f}s CPU, "
+            f"{s['check_rss_mb']:.0f} MB"
+        )
+    if "image_startup" in result:
+        lines.append(
+            f"in image {result.get('image')}: start → model loaded {result['image_startup']:.2f}s"
+        )
+    if result["imports"]:
+        lines.append(
+            "import time (cumulative, -X importtime): "
+            + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result["imports"])
+        )
+    lines += ["", *[f"- {name}: {value:.2f}" for name, value in ratios(result).items()], ""]
+    return lines
+
+
+def report(result: dict[str, Any]) -> str:
+    """Markdown: per case, a table of the medians, then the ratios."""
+    load = result["load"]
+    lines = [
+        f"## {result['rows']:,} rows scored — {os.cpu_count()} cores, "
+        f"{platform.processor() or platform.machine()}, load average {load[0][0]:.1f} before "
+        f"/ {load[1][0]:.1f} after",
         "",
     ]
-    lines += [f"- {name}: {value:.2f}" for name, value in ratios(result).items()]
+    for case_result in result["cases"].values():
+        lines += report_case(case_result)
     return "\n".join(lines)
 
 
 def _jsonable(result: dict[str, Any]) -> dict[str, Any]:
-    out = dict(result)
-    for key in ("scorer", "scorer_quarter", "naive", "image_scorer", "image_quarter"):
-        if key in result:
-            out[key] = asdict(result[key])
-    out["stages"] = {name: asdict(f) for name, f in result["stages"].items()}
-    out["ratios"] = ratios(result)
-    return out
+    cases: dict[str, Any] = {}
+    for name, case_result in result["cases"].items():
+        out = {
+            key: asdict(value) if isinstance(value, Figure) else value
+            for key, value in case_result.items()
+        }
+        for key in ("stages", "before_stages"):
+            if key in case_result:
+                out[key] = {stage: asdict(f) for stage, f in case_result[key].items()}
+        out["ratios"] = ratios(case_result)
+        cases[name] = out
+    return {**result, "cases": cases}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -432,22 +665,51 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000], help="sizes to measure")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
-    parser.add_argument("--naive-repeat", type=int, default=None, help="runs of the naive pipeline")
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows, for CI")
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000], help="rows scored")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="runs per measurement (3; --quick: 1)"
+    )
+    parser.add_argument(
+        "--naive-repeat",
+        type=int,
+        nargs="+",
+        default=None,
+        help="naive runs (default --repeat); one value, or one per size of --rows (ascending)",
+    )
+    parser.add_argument(
+        "--stage-repeat", type=int, default=None, help="stage runs (default --repeat)"
+    )
+    parser.add_argument(
+        "--case", nargs="+", default=list(CASES), choices=list(CASES), help="cases to measure"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_ROWS:,} rows, models trained on {QUICK_TRAIN_ROWS:,}, no import profile",
+    )
+    parser.add_argument(
+        "--before", metavar="REV", help="also run this commit's scorer (numeric case)"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument(
         "--image", help="also measure the scorer in this image (e.g. scorer:dev; needs docker)"
     )
     args = parser.parse_args(argv)
-    sizes = [QUICK_ROWS] if args.quick else args.rows
+    args.repeat = args.repeat or (1 if args.quick else 3)
+    args.stage_repeat = args.stage_repeat or args.repeat
+    args.naive_rss_per_row = {}
+    sizes = [QUICK_ROWS] if args.quick else sorted(args.rows)
+    naive = args.naive_repeat or []
+    if len(naive) not in (0, 1, len(sizes)):
+        parser.error("--naive-repeat takes one value or one per size")
+    per_size = naive * len(sizes) if len(naive) == 1 else naive
+    args.naive_repeats = dict(zip(sizes, per_size, strict=False))
     results = []
     for rows in sizes:
         with tempfile.TemporaryDirectory(prefix="scorer-bench-") as workdir:
             result = measure(rows, Path(workdir), args)
         print(report(result), flush=True)
         results.append(_jsonable(result))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        if args.json:  # after every size: a later failure keeps the earlier figures
+            args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -2,9 +2,10 @@
 
 The development environment carries full MLflow and scikit-learn (``import xgboost`` then
 imports scikit-learn and SciPy); the image carries mlflow-skinny and xgboost-cpu only, and
-production resolves through an HTTP registry. This measures that configuration: start-up
-(``check``) and ``run`` at N and N/4 rows, with the container's CPU and peak RSS (rusage of
-the scorer process inside it) and the server's CPU (its process tree on this host).
+production resolves through an HTTP registry. This measures that configuration on the numeric
+case (the default image carries xgboost only): start-up (``check``) and ``run`` at N and N/4
+rows, with the container's CPU and peak RSS (rusage of the scorer process inside it) and
+the server's CPU (its process tree on this host).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ _ENV = (
 
 def measure_image(image: str, bench: Bench, rows: int, small: int, repeat: int) -> dict[str, Any]:
     """Start-up, and ``run`` at ``rows`` and ``small`` rows, in ``image`` (HTTP registry)."""
-    env = bench.scorer_env(f"bench-image-{rows}")
-    quarter_env = bench.scorer_env(f"bench-image-{small}", "bench.features_quarter")
+    env = bench.scorer_env(fixtures.NUMERIC, f"bench-image-{rows}")
+    quarter_env = bench.scorer_env(
+        fixtures.NUMERIC, f"bench-image-{small}", fixtures.NUMERIC.quarter
+    )
     workdir = bench.workdir
 
     def server_cpu() -> float:

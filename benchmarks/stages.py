@@ -1,12 +1,25 @@
-"""Each stage alone, in one child process: ``python -m benchmarks.stages ...`` prints JSON.
+"""Each stage alone, case after case, in one child process: ``python -m benchmarks.stages ...``.
 
-- ``read``: the scorer's feature COPY (binary, fixed width) to a sink that drops the bytes;
-- ``read-raw``: plain ``COPY table TO STDOUT (FORMAT binary)``, what the SQL projection costs;
-- ``read-parse``: the scorer's reader (``features.stream``: COPY + numpy parse into chunks);
-- ``predict``: native ``Booster.inplace_predict`` on float32 chunks, one thread per core;
-- ``write-narrow``: binary COPY of narrow rows (entity, score, label) into an unindexed table;
-- ``write-scorer``: the scorer's writer (``sink``: a run partition with the lineage as
-  defaults, narrow rows, primary key built after the load, attached to ``predictions``).
+Prints JSON: per case, the stages' samples and the plan of the scorer's feature query. The model is
+the case's registered ``champion``, loaded as the scorer loads it; the rows are the ones the
+scorer's run scores (the newest snapshot where the table has several).
+
+- ``read-raw``: ``COPY (SELECT id, the model's columns ... [WHERE snapshot]) TO STDOUT
+  (FORMAT binary)`` to a sink that drops the bytes: what moving the rows costs at least;
+- ``read``: the scorer's own feature COPY (its projection: NULL flags, casts, the tail
+  length) to the same sink;
+- ``read-parse``: the scorer's reader, ``features.stream``: COPY + parse into chunks
+  (numbers as float32, strings decoded), its read-ahead thread included;
+- ``predict-model``: the model library's own predict on the same rows, its input built
+  beforehand and not timed: ``Booster.inplace_predict`` on the float32 matrix (numeric) or
+  on a DataFrame with categoricals (telco xgboost), ``Pipeline.predict_proba`` on a
+  DataFrame with string columns (telco sklearn);
+- ``predict-scorer``: the scorer's ``LoadedModel.predict(chunk, plan)`` on the same chunks:
+  the library call plus building its input from a chunk and checking the scores;
+- ``write-narrow``: binary COPY of narrow rows (id, score, label; ``wire.encode_predictions``)
+  into an unindexed table;
+- ``write-scorer``: the scorer's writer (``sink.RunPartition``: lineage as column defaults,
+  narrow rows, primary key built after the load, attached to the id type's parent).
 
 Client CPU is this process's (all threads); server CPU is the cluster's process tree.
 """
@@ -14,44 +27,36 @@ Client CPU is this process's (all threads); server CPU is the cluster's process 
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
-import os
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg2
 
 from benchmarks.cluster import server_cpu
-from benchmarks.fixtures import ENTITY, FEATURES, TABLE
-from scorer import features, sink
-from scorer.identifiers import Relation
+from benchmarks.fixtures import ALIAS, CASES, CATEGORIES, Case
+from scorer import cpus, features, flavors, sink, wire
+from scorer.identifiers import Relation, quote_any
 
 CHUNK = 50_000
 STAGES = (
-    "read",
     "read-raw",
+    "read",
     "read-parse",
-    "predict",
+    "predict-model",
+    "predict-scorer",
     "write-narrow",
     "write-scorer",
-)
-_COPY_HEADER = features.COPY_SIGNATURE + bytes(8)
-_NARROW = np.dtype(
-    [
-        ("count", ">i2"),
-        ("id_len", ">i4"),
-        ("id", ">i8"),
-        ("score_len", ">i4"),
-        ("score", ">f8"),
-        ("label_len", ">i4"),
-        ("label", ">i2"),
-    ]
 )
 
 
@@ -64,87 +69,185 @@ class _Discard:
         return len(data)
 
 
-def _chunks(rows: int) -> list[tuple[int, int]]:
-    return [(start, min(CHUNK, rows - start)) for start in range(0, rows, CHUNK)]
+@dataclass
+class Stage:
+    """A timed ``run`` and an untimed ``reset`` after it (e.g. dropping what it wrote)."""
+
+    run: Callable[[], None]
+    reset: Callable[[], None] = field(default=lambda: None)
 
 
-def read(url: str, _rows: int, _model: str) -> Callable[[], None]:
-    conn = psycopg2.connect(url)
-    plan = features.plan(conn, Relation.parse(TABLE), ENTITY, FEATURES)
+class Setup:
+    """One case's model, feature plan and (read once, on demand) the rows it scores."""
 
+    def __init__(self, url: str, tracking_uri: str, case: Case) -> None:
+        import mlflow  # noqa: PLC0415 - the stages child is the only one that loads both
+        from mlflow.models import Model  # noqa: PLC0415
+
+        self.url = url
+        self.case = case
+        self.conn = psycopg2.connect(url)
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        self.path = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{case.model_name}@{ALIAS}",
+                dst_path=tempfile.mkdtemp(prefix="scorer-bench-model-"),
+            )
+        )
+        self.loaded = flavors.load(self.path, Model.load(str(self.path)), "probability", None)
+        source = features.Source(Relation.parse(case.table), case.entity, case.snapshot_column)
+        self.plan = features.plan(self.conn, source, self.loaded.inputs)
+        self.conn.rollback()
+        self._chunks: list[features.Chunk] | None = None
+
+    @property
+    def chunks(self) -> list[features.Chunk]:
+        """Every chunk the run scores, read with the scorer's reader (not timed)."""
+        if self._chunks is None:
+            self._chunks = list(features.stream(self.conn, self.plan, CHUNK))
+        return self._chunks
+
+    def scores(self) -> list[Any]:
+        rng = np.random.default_rng(3)
+        return [rng.random(chunk.ids.size) for chunk in self.chunks]
+
+    def raw_sql(self) -> str:
+        """Plain COPY of the id and the model's columns of the scored rows, no projection."""
+        plan = self.plan
+        columns = ", ".join(quote_any(name) for name in (plan.entity, *self.loaded.feature_names))
+        where = ""
+        if plan.snapshot.column is not None:
+            with self.conn.cursor() as cur:
+                literal = cur.mogrify("%s", (plan.snapshot.label,)).decode()
+            where = f" WHERE {quote_any(plan.snapshot.column)} = {literal}"
+        self.conn.rollback()
+        return f"COPY (SELECT {columns} FROM {plan.relation.sql}{where}) TO STDOUT (FORMAT binary)"
+
+    def explain(self) -> str:
+        """The plan of the scorer's feature query (index or sequential scan)."""
+        query = self.plan.copy_sql.removeprefix("COPY (").rsplit(") TO STDOUT", 1)[0]
+        with self.conn.cursor() as cur:
+            cur.execute(f"EXPLAIN {query}")
+            lines = [row[0] for row in cur.fetchall()]
+        self.conn.rollback()
+        return "; ".join(line.strip() for line in lines)
+
+
+def _copy_out(setup: Setup, statement: str) -> Stage:
     def run() -> None:
-        with conn.cursor() as cur:
-            cur.copy_expert(plan.copy_sql, _Discard())
-        conn.rollback()
+        with setup.conn.cursor() as cur:
+            cur.copy_expert(statement, _Discard())
+        setup.conn.rollback()
 
-    return run
+    return Stage(run)
 
 
-def read_raw(url: str, _rows: int, _model: str) -> Callable[[], None]:
-    conn = psycopg2.connect(url)
+def read_raw(setup: Setup) -> Stage:
+    return _copy_out(setup, setup.raw_sql())
 
+
+def read(setup: Setup) -> Stage:
+    return _copy_out(setup, setup.plan.copy_sql)
+
+
+def read_parse(setup: Setup) -> Stage:
     def run() -> None:
-        with conn.cursor() as cur:
-            cur.copy_expert(f"COPY {TABLE} TO STDOUT (FORMAT binary)", _Discard())
-        conn.rollback()
-
-    return run
-
-
-def read_parse(url: str, _rows: int, _model: str) -> Callable[[], None]:
-    conn = psycopg2.connect(url)
-    plan = features.plan(conn, Relation.parse(TABLE), ENTITY, FEATURES)
-
-    def run() -> None:
-        for _chunk in features.stream(conn, plan, CHUNK):
+        for _chunk in features.stream(setup.conn, setup.plan, CHUNK):
             pass
 
-    return run
+    return Stage(run)
 
 
-def predict(_url: str, rows: int, model: str) -> Callable[[], None]:
-    import xgboost  # noqa: PLC0415
+def _native(setup: Setup) -> Any:
+    """The model object of its own library, as a user of that library would load it."""
+    if setup.loaded.flavor == "xgboost":
+        import mlflow.xgboost  # noqa: PLC0415
 
-    booster = xgboost.Booster()
-    booster.load_model(model)
-    booster.set_param({"nthread": os.cpu_count() or 1})
-    x = np.random.default_rng(1).random((CHUNK, len(FEATURES)), dtype=np.float32)
+        booster = mlflow.xgboost.load_model(str(setup.path))
+        booster.set_param({"nthread": cpus.available()})
+        return booster
+    import mlflow.sklearn  # noqa: PLC0415
+
+    return mlflow.sklearn.load_model(str(setup.path))
+
+
+def model_input(chunk: features.Chunk, plan: features.FeaturePlan, categories: bool) -> Any:
+    """What the model's library takes: the float32 matrix, else a DataFrame in input order."""
+    if plan.all_numeric:
+        return chunk.numbers
+    import pandas as pd  # noqa: PLC0415
+
+    numbers = {name: index for index, name in enumerate(plan.numbers)}
+    columns: dict[str, Any] = {}
+    for item in plan.inputs:
+        if item.kind == "string":
+            values = chunk.strings[item.name]
+            known = CATEGORIES.get(item.name)
+            columns[item.name] = pd.Categorical(values, categories=known) if categories else values
+        else:
+            column = chunk.numbers[:, numbers[item.name]].astype(np.float64)
+            columns[item.name] = column.astype(np.int64) if item.declared == "long" else column
+    return pd.DataFrame(columns)
+
+
+def predict_model(setup: Setup) -> Stage:
+    model = _native(setup)
+    xgboost = setup.loaded.flavor == "xgboost"
+    inputs = [model_input(chunk, setup.plan, xgboost) for chunk in setup.chunks]
 
     def run() -> None:
-        for _start, size in _chunks(rows):
-            booster.inplace_predict(x[:size], validate_features=False)
+        for data in inputs:
+            if xgboost:
+                model.inplace_predict(data, validate_features=False)
+            else:
+                model.predict_proba(data)
 
-    return run
+    return Stage(run)
 
 
-def write_narrow(url: str, rows: int, _model: str) -> Callable[[], None]:
-    conn = psycopg2.connect(url)
-    rng = np.random.default_rng(2)
+def predict_scorer(setup: Setup) -> Stage:
+    chunks, plan, predict = setup.chunks, setup.plan, setup.loaded.predict
+
+    def run() -> None:
+        for chunk in chunks:
+            predict(chunk, plan)
+
+    return Stage(run)
+
+
+_ID_TYPES = {"bigint": "bigint", "text": "text", "uuid": "uuid"}
+
+
+def write_narrow(setup: Setup) -> Stage:
+    chunks, scores, conn = setup.chunks, setup.scores(), setup.conn
+    id_type = _ID_TYPES[setup.plan.entity_kind]
     statement = "COPY bench.narrow (entity_id, score, label) FROM STDIN (FORMAT binary)"
 
-    def run() -> None:
+    def reset() -> None:
         with conn.cursor() as cur:
             cur.execute("DROP TABLE IF EXISTS bench.narrow")
-            cur.execute("CREATE TABLE bench.narrow (entity_id bigint, score float8, label int2)")
+            cur.execute(
+                f"CREATE TABLE bench.narrow (entity_id {id_type}, score float8, label int2)"
+            )
         conn.commit()
+
+    def run() -> None:
         with conn.cursor() as cur:
-            for start, size in _chunks(rows):
-                out = np.zeros(size, dtype=_NARROW)
-                out["count"], out["id_len"], out["score_len"], out["label_len"] = 3, 8, 8, 2
-                out["id"] = np.arange(start + 1, start + size + 1)
-                out["score"] = rng.random(size)
-                out["label"] = out["score"] >= 0.5
-                payload = b"".join((_COPY_HEADER, out.tobytes(), b"\xff\xff"))
+            for chunk, values in zip(chunks, scores, strict=True):
+                labels = (values >= 0.5).astype(np.int16)
+                payload = wire.encode_predictions(chunk.ids, values, labels)
                 cur.copy_expert(statement, io.BytesIO(payload), size=1 << 20)
         conn.commit()
 
-    return run
+    reset()
+    return Stage(run, reset)
 
 
-def write_scorer(url: str, rows: int, _model: str) -> Callable[[], None]:
-    conn = psycopg2.connect(url)
-    rng = np.random.default_rng(3)
+def write_scorer(setup: Setup) -> Stage:
+    chunks, scores, conn = setup.chunks, setup.scores(), setup.conn
     counter = iter(range(1_000_000))
+    written: list[str] = []
 
     def run() -> None:
         lineage = sink.Lineage(
@@ -154,25 +257,32 @@ def write_scorer(url: str, rows: int, _model: str) -> Callable[[], None]:
             snapshot="2025-01-01",
             scored_at=datetime.now(UTC),
         )
-        partition = sink.RunPartition("scoring", lineage)
+        partition = sink.RunPartition("scoring", lineage, setup.plan.entity_kind, labels=True)
         with conn.cursor() as cur:
             partition.create(cur)
-            for start, size in _chunks(rows):
-                scores = rng.random(size)
-                ids = np.arange(start + 1, start + size + 1, dtype=np.int64)
-                labels = (scores >= 0.5).astype(np.int16)
-                sink.write(cur, partition.copy_statement, sink.encode(ids, scores, labels))
+            for chunk, values in zip(chunks, scores, strict=True):
+                labels = (values >= 0.5).astype(np.int16)
+                payload = wire.encode_predictions(chunk.ids, values, labels)
+                sink.write(cur, partition.copy_statement, payload)
             partition.attach(cur)
         conn.commit()
+        written.append(partition.table)
 
-    return run
+    def reset() -> None:  # keep the database the size of one run
+        with conn.cursor() as cur:
+            while written:
+                cur.execute(f"DROP TABLE {written.pop()}")
+        conn.commit()
+
+    return Stage(run, reset)
 
 
-_FACTORIES: dict[str, Callable[[str, int, str], Callable[[], None]]] = {
-    "read": read,
+_FACTORIES: dict[str, Callable[[Setup], Stage]] = {
     "read-raw": read_raw,
+    "read": read,
     "read-parse": read_parse,
-    "predict": predict,
+    "predict-model": predict_model,
+    "predict-scorer": predict_scorer,
     "write-narrow": write_narrow,
     "write-scorer": write_scorer,
 }
@@ -183,34 +293,50 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stages")
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--rows", type=int, required=True)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--postmaster", type=int, required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
-    args = parser.parse_args(argv)
+def measure(setup: Setup, rows: int, repeat: int, names: list[str], postmaster: int) -> Any:
+    """The stages of one case, interleaved, ``repeat`` times."""
+    if (read := sum(chunk.read for chunk in setup.chunks)) != rows:
+        raise RuntimeError(f"{setup.case.name}: the scored rows are {read}, not {rows}")
+    runners = {name: _FACTORIES[name](setup) for name in names}
     results: list[dict[str, Any]] = []
-    runners = {name: _FACTORIES[name](args.url, args.rows, args.model) for name in args.stages}
-    for attempt in range(args.repeat):
-        for name, runner in runners.items():  # interleaved, so drift hits every stage alike
-            server, client, wall = server_cpu(args.postmaster), _cpu(), time.perf_counter()
-            runner()
+    for attempt in range(repeat):
+        for name, stage in runners.items():  # interleaved, so drift hits every stage alike
+            server, client, wall = server_cpu(postmaster), _cpu(), time.perf_counter()
+            stage.run()
             wall, client = time.perf_counter() - wall, _cpu() - client
             time.sleep(0.2)  # let the postmaster reap and account finished work
-            server = server_cpu(args.postmaster) - server
+            server = server_cpu(postmaster) - server
+            stage.reset()
             results.append(
                 {
                     "stage": name,
                     "attempt": attempt,
-                    "rows": args.rows,
+                    "rows": rows,
                     "wall": wall,
                     "client_cpu": client,
                     "server_cpu": server,
                 }
             )
+    return {"stages": results, "explain": setup.explain()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stages")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--case", nargs="+", required=True, choices=sorted(CASES))
+    parser.add_argument("--rows", type=int, required=True, help="rows the run scores")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--postmaster", type=int, required=True)
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    args = parser.parse_args(argv)
+    results = {}
+    for name in args.case:  # one process: the imports are paid once
+        setup = Setup(args.url, args.tracking_uri, CASES[name])
+        results[name] = measure(setup, args.rows, args.repeat, args.stages, args.postmaster)
+        setup.conn.close()
+        del setup  # the next case's rows replace this one's
+        gc.collect()
     json.dump(results, sys.stdout)
     return 0
 

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -251,6 +251,7 @@ class Lineage:
     mlflow_error: str | None = None
     events: str | None = None  # delivered | failed | undelivered (None: off or not sent)
     seconds: float = 0.0  # wall time the run's own thread spent here
+    timings: dict[str, float] = field(default_factory=dict)  # the same, per step
     _emitter: Emitter | None = None
     _builder: threading.Thread | None = None
     _build_error: BaseException | None = None
@@ -258,14 +259,14 @@ class Lineage:
     @classmethod
     def configure(cls, settings: RunSettings) -> Lineage:
         """Check the configuration's syntax now; build the OpenLineage client on a thread."""
-        begin = time.perf_counter()
-        lineage = cls(settings, openlineage_config())
-        if lineage.openlineage is not None:
-            lineage._builder = threading.Thread(
-                target=lineage._build, name="scorer-openlineage-setup", daemon=True
-            )
-            lineage._builder.start()
-        lineage.seconds += time.perf_counter() - begin
+        lineage = cls(settings, None)
+        with lineage._timed("configure"):
+            lineage.openlineage = openlineage_config()
+            if lineage.openlineage is not None:
+                lineage._builder = threading.Thread(
+                    target=lineage._build, name="scorer-openlineage-setup", daemon=True
+                )
+                lineage._builder.start()
         return lineage
 
     @property
@@ -285,7 +286,7 @@ class Lineage:
         """Wait for the OpenLineage client; ``ConfigError`` (exit 2) if it cannot be built."""
         if self._builder is None:
             return
-        with self._timed():
+        with self._timed("ready"):
             self._builder.join(_BUILD_WAIT_SECONDS)
             error = self._build_error
             if isinstance(error, ImportError):
@@ -311,7 +312,7 @@ class Lineage:
         """The run's row is open: describe the run; send START."""
         if not self.active:
             return
-        with self._timed(), _best_effort("lineage.start_failed"):
+        with self._timed("start"), _best_effort("lineage.start_failed"):
             settings, plan = self.settings, prepared.plan
             with db.autocommit(writer), writer.cursor() as cur:
                 authority = _authority(writer)
@@ -351,12 +352,14 @@ class Lineage:
     def _finish(self, writer: db.Connection, outcome: Outcome) -> None:
         if self.start is None:
             return
-        with self._timed(), _best_effort("lineage.finish_failed"):
-            outcome = self._record(self.start, outcome)
-            self._mark(writer)
-            self._send("COMPLETE" if outcome.succeeded else "FAIL", outcome)
-            if self._emitter is not None:
-                self.events = self._emitter.close()
+        with _best_effort("lineage.finish_failed"):
+            with self._timed("record"):
+                outcome = self._record(self.start, outcome)
+                self._mark(writer)
+            with self._timed("events"):
+                self._send("COMPLETE" if outcome.succeeded else "FAIL", outcome)
+                if self._emitter is not None:
+                    self.events = self._emitter.close()
 
     def _record(self, start: Start, outcome: Outcome) -> Outcome:
         if not self.settings.mlflow_record:
@@ -424,15 +427,18 @@ class Lineage:
                 else str(self.start.openlineage_run_id)
             ),
             "seconds": round(self.seconds, 3),
+            "timings": self.timings,
         }
 
     @contextmanager
-    def _timed(self) -> Iterator[None]:
+    def _timed(self, step: str) -> Iterator[None]:
         begin = time.perf_counter()
         try:
             yield
         finally:
-            self.seconds += time.perf_counter() - begin
+            spent = time.perf_counter() - begin
+            self.seconds += spent
+            self.timings[step] = round(self.timings.get(step, 0.0) + spent, 3)
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,8 @@ def record(start: Start, outcome: Outcome, openlineage: bool) -> str:
         RunStatus,
     )
 
+    # stdout carries the JSON log lines: no "View run" links there (and no get_run to make them).
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     settings = start.settings
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     run_id: str | None = None

@@ -111,6 +111,8 @@ def _experiment(client: Any, name: str, model_name: str) -> str:
                     name,
                     tags={
                         "scorer.model_name": model_name,
+                        # The UI's model-training view (runs, metric charts), not the GenAI one.
+                        "mlflow.experimentKind": "custom_model_development",
                         "mlflow.note.content": f"Batch scoring runs of the registered model "
                         f"`{model_name}`, one MLflow run per scoring run (scorer).",
                     },

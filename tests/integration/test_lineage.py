@@ -192,6 +192,7 @@ def assert_mlflow_run(
     run = client.get_run(row["mlflow_record_run_id"])
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == f"scoring/{churn_model.name}"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert run.info.status == "FINISHED"
     assert run.info.run_name == run_id
     params = run.data.params

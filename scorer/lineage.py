@@ -188,7 +188,7 @@ def openlineage_config(environ: Mapping[str, str] | None = None) -> OpenLineageC
         or config_file
         or any(key.startswith("OPENLINEAGE__TRANSPORT") for key in env)
         or (Path.cwd() / "openlineage.yml").is_file()
-        or (Path.home() / ".openlineage" / "openlineage.yml").is_file()
+        or _home_config().is_file()
     )
     if not configured:
         return None
@@ -197,6 +197,15 @@ def openlineage_config(environ: Mapping[str, str] | None = None) -> OpenLineageC
         raise ConfigError("OPENLINEAGE_NAMESPACE is blank: unset it (default scorer) or name one")
     _register_secrets(env)
     return OpenLineageConfig(namespace.strip())
+
+
+def _home_config() -> Path:
+    """``~/.openlineage/openlineage.yml``, as the client looks for it; a uid without a home
+    directory (a pod run as 10001 with no HOME) has none."""
+    try:
+        return Path.home() / ".openlineage" / "openlineage.yml"
+    except (RuntimeError, KeyError):
+        return Path("/nonexistent/openlineage.yml")
 
 
 def check_http_url(url: str, where: str) -> None:

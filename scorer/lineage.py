@@ -37,7 +37,7 @@ import psycopg2
 import structlog
 
 from scorer import db, logs
-from scorer.errors import ConfigError, ScorerError
+from scorer.errors import ConfigError, ScorerError, TerminationSignal
 from scorer.identifiers import quote_identifier
 from scorer.sink import PARENTS, partition_name
 
@@ -361,7 +361,7 @@ class Lineage:
     def _finish(self, writer: db.Connection, outcome: Outcome) -> None:
         if self.start is None:
             return
-        with _best_effort("lineage.finish_failed"):
+        with _best_effort("lineage.finish_failed", ended=True):
             with self._timed("record"):
                 outcome = self._record(self.start, outcome)
                 self._mark(writer)
@@ -451,11 +451,19 @@ class Lineage:
 
 
 @contextmanager
-def _best_effort(event: str) -> Iterator[None]:
-    """Lineage never fails a run: anything that goes wrong is a warning."""
+def _best_effort(event: str, *, ended: bool = False) -> Iterator[None]:
+    """Lineage never fails a run: anything that goes wrong is a warning.
+
+    Once the run has ``ended`` (published, or failed), a SIGTERM only cuts the lineage short:
+    the run's outcome stands (a published run still exits 0). Before, it stops the run as
+    anywhere else.
+    """
+    caught: tuple[type[BaseException], ...] = (
+        (Exception, TerminationSignal) if ended else (Exception,)
+    )
     try:
         yield
-    except Exception as exc:  # the run's own outcome stands; SIGTERM's TerminatedError too
+    except caught as exc:
         log.warning(event, error=f"{type(exc).__name__}: {exc}")
 
 

@@ -25,6 +25,8 @@ _ALIAS = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _STAGES = ("Production", "Staging", "Archived", "None")
 _TRACKING_URI_ALIASES = ("MLFLOW_TRACKING_URI", "SCORER_TRACKING_URI")
 _FIELD_OF_ALIAS = dict.fromkeys(_TRACKING_URI_ALIASES, "tracking_uri")
+_MAX_EXPERIMENT_NAME = 500  # MLflow's limit (mlflow.utils.validation)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NO_REGISTRY = "no model registry configured: set MLFLOW_TRACKING_URI or pass --tracking-uri"
 
 
@@ -194,6 +196,16 @@ class RunSettings(DatabaseSettings):
     k8s_job: str | None = Field(None, description="Set by the chart (the Job name)")
     k8s_cronjob: str | None = Field(None, description="Set by the chart (the CronJob name)")
     image: str | None = Field(None, description="Set by the chart (image reference)")
+    mlflow_experiment: str | None = Field(
+        None,
+        description="MLflow experiment each scoring run is recorded in (default"
+        " scoring/<model name>); at most 500 characters, no control characters",
+    )
+    mlflow_record: bool = Field(
+        True,
+        description="Record each scoring run as an MLflow run after publish (true/false);"
+        " best effort: MLflow down then only warns",
+    )
 
     @field_validator("tracking_uri")
     @classmethod
@@ -201,6 +213,18 @@ class RunSettings(DatabaseSettings):
         if not value.strip():
             raise ValueError(_NO_REGISTRY)
         return value.strip()
+
+    @field_validator("mlflow_experiment")
+    @classmethod
+    def _experiment_is_valid(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip() or _CONTROL.search(value) or len(value) > _MAX_EXPERIMENT_NAME:
+            raise ValueError(
+                f"an experiment name is 1-{_MAX_EXPERIMENT_NAME} characters, not blank, with no"
+                " control characters"
+            )
+        return value
 
     @field_validator("entity_column", "snapshot_column")
     @classmethod
@@ -278,6 +302,11 @@ class RunSettings(DatabaseSettings):
         if self.model_stage is not None:
             return f"stage:{self.model_stage}"
         return f"version:{self.model_version}"
+
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment scoring runs are recorded in: ``scoring/<model name>``."""
+        return self.mlflow_experiment or f"scoring/{self.model_name}"
 
     @property
     def features(self) -> Relation:

@@ -26,6 +26,7 @@ from scorer.errors import (
     TerminationSignal,
 )
 from scorer.flavors import LoadedModel
+from scorer.lineage import Lineage
 from scorer.runs import Counts, Evidence, RunRecord
 from scorer.stats import ScoreStats, figures, label
 
@@ -108,6 +109,7 @@ def prepare(settings: RunSettings, writer: db.Connection, timer: Timer) -> Prepa
 def check(settings: RunSettings) -> int:
     """Everything ``run`` verifies; writes nothing."""
     timer = Timer()
+    Lineage.configure(settings).ready()  # lineage: the OpenLineage configuration
     with closing(db.connect(settings.database_url.get_secret_value())) as writer:
         prepare(settings, writer, timer)
     log.info("check.passed", timings=timer.timings)
@@ -147,13 +149,16 @@ class _RunState:
     started: float = field(default_factory=time.perf_counter)
     snapshot: str | None = None
     outcome: str = "published"  # or "already_published": a rerun of a run id that succeeded
+    lineage: Lineage | None = None  # MLflow record and OpenLineage events (best effort)
 
     def execute(self) -> None:
         """Prepare, lock, open the run row, score in one transaction, publish."""
         settings, timer = self.settings, self.timer
         url = settings.database_url.get_secret_value()
+        self.lineage = Lineage.configure(settings)  # lineage: checked before any write
         with closing(db.connect(url)) as writer, closing(db.connect(url)) as reader:
             prepared = prepare(settings, writer, timer)
+            self.lineage.ready()  # lineage: a bad OpenLineage configuration is exit 2 here
             self.snapshot = prepared.plan.snapshot.label
             record = RunRecord(writer, settings, prepared.resolved, prepared.plan)
             with db.autocommit(writer):
@@ -170,6 +175,7 @@ class _RunState:
                 trigger = record.open(prepared.model, started_at)
             log.info("run.started", trigger=trigger)
             partition = _partition(settings, prepared, started_at)
+            self.lineage.started(writer, prepared, partition, trigger)  # lineage: START
             try:
                 # The one publishing transaction: readers see all of the run or none of it.
                 with db.transaction(writer):
@@ -187,8 +193,10 @@ class _RunState:
             except BaseException as exc:
                 failure = classify(exc)
                 record.fail(str(failure), self.counts, timer.timings, self.evidence)
+                self.lineage.failed(writer, self, failure)  # lineage: FAILED MLflow run, FAIL
                 raise failure from exc
-        log.info("run.published", finished_at=finished.isoformat())
+            log.info("run.published", finished_at=finished.isoformat())
+            self.lineage.published(writer, self)  # lineage: the MLflow record, COMPLETE
 
     def _score(
         self,
@@ -318,6 +326,7 @@ class _RunState:
             "rows_per_s": round(counts.read / elapsed) if elapsed > 0 else None,
             "timings": self.timer.timings,
             "quality": None if self.verdict is None else self.verdict.as_json(),
+            "lineage": None if self.lineage is None else self.lineage.summary(),
         }
         if failure is None:
             log.info(event, **fields)

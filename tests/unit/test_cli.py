@@ -62,6 +62,8 @@ FLAG_VALUES: dict[str, tuple[str, object]] = {
     "k8s_job": ("job-1", "job-1"),
     "k8s_cronjob": ("cron-1", "cron-1"),
     "image": ("scorer:1", "scorer:1"),
+    "mlflow_experiment": ("scoring/churn-nightly", "scoring/churn-nightly"),
+    "mlflow_record": ("false", False),
 }
 # A malformed value for every setting that can be malformed.
 BAD_VALUES: dict[str, str] = {
@@ -90,6 +92,8 @@ BAD_VALUES: dict[str, str] = {
     "max_rejected_ratio": "2",
     "lock_wait_seconds": "-1",
     "trigger": "cron",
+    "mlflow_experiment": " ",
+    "mlflow_record": "maybe",
 }
 FREE_TEXT = {
     "snapshot",

@@ -27,6 +27,11 @@ own defaults apply.
   (list "SCORER_QUALITY_OVERRIDE" $v.quality.override)
   (list "SCORER_LOG_FORMAT" $v.log.format)
   (list "SCORER_LOG_LEVEL" $v.log.level)
+  (list "SCORER_MLFLOW_RECORD" $v.mlflow.recordRuns)
+  (list "SCORER_MLFLOW_EXPERIMENT" $v.mlflow.experiment)
+  (list "OPENLINEAGE_URL" $v.openlineage.url)
+  (list "OPENLINEAGE_ENDPOINT" $v.openlineage.endpoint)
+  (list "OPENLINEAGE_NAMESPACE" $v.openlineage.namespace)
 -}}
 - name: MLFLOW_TRACKING_URI
   value: {{ $v.mlflow.trackingUri | quote }}
@@ -41,6 +46,24 @@ own defaults apply.
       key: {{ $key | quote }}
       optional: true
 {{- end }}
+{{- end }}
+{{- end }}
+{{- with $v.openlineage.existingSecret }}
+{{- $secret := . }}
+{{- with $v.openlineage.urlKey }}
+- name: OPENLINEAGE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret | quote }}
+      key: {{ . | quote }}
+{{- end }}
+{{- with $v.openlineage.apiKeyKey }}
+- name: OPENLINEAGE_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret | quote }}
+      key: {{ . | quote }}
+      optional: true
 {{- end }}
 {{- end }}
 - name: SCORER_MODEL_NAME

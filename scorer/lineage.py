@@ -1,0 +1,518 @@
+"""Lineage where people look: each scoring run as an MLflow run and as OpenLineage events.
+
+The pipeline calls one line per hook (``scorer.pipeline._RunState.execute``):
+
+- ``Lineage.configure(settings)`` first: the OpenLineage configuration's syntax is checked
+  now (a malformed ``OPENLINEAGE_URL`` is exit 2 before anything is written), and the client
+  is built on a thread of its own, so its import overlaps resolving and loading the model;
+- ``ready()`` after the checks, before the run row opens: waits for that client (a bad
+  configuration is exit 2, still before anything is written);
+- ``started(...)`` once the row opens: OpenLineage START;
+- ``published(...)`` after publish: the MLflow run (FINISHED), then COMPLETE;
+- ``failed(...)`` when an opened run fails: the FAILED MLflow run, then FAIL.
+
+Both integrations are best effort: an MLflow server or a lineage endpoint that is down is a
+warning, never a failed run, and the run row says what is missing
+(``mlflow_record_status``). Nothing here runs inside the scoring loop; the events travel on a
+thread (``scorer.openlineage_events``), and the run waits at most a few seconds for them at
+its end. The MLflow record is ``scorer.mlflow_record``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+import psycopg2
+import structlog
+
+from scorer import db, logs
+from scorer.errors import ConfigError, ScorerError, TerminationSignal
+from scorer.identifiers import quote_identifier
+from scorer.sink import PARENTS, partition_name
+
+if TYPE_CHECKING:
+    from scorer.config import RunSettings
+    from scorer.openlineage_events import Emitter
+    from scorer.pipeline import Prepared
+    from scorer.quality import Verdict
+    from scorer.registry import ResolvedModel
+    from scorer.runs import Counts
+    from scorer.sink import RunPartition
+    from scorer.stats import ScoreStats
+
+log = structlog.get_logger("scorer")
+
+DEFAULT_NAMESPACE = "scorer"
+"""OpenLineage job namespace when ``OPENLINEAGE_NAMESPACE`` is unset."""
+RUN_ID_NAMESPACE = uuid.UUID("c0f6c9b5-5d39-4770-a819-1f77e4399675")
+"""uuid5 namespace of OpenLineage run ids (see ``openlineage_run_id``)."""
+_SECRET_WORDS = ("APIKEY", "API_KEY", "TOKEN", "SECRET", "PASSWORD", "AUTH", "CLIENTSECRET")
+_BUILD_WAIT_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class Table:
+    """A PostgreSQL relation as OpenLineage's naming spec names it, with its columns.
+
+    Namespace ``postgres://{host}:{port}``, name ``{database}.{schema}.{table}`` (the spec's
+    ``Naming.md``); never credentials.
+    """
+
+    authority: str  # host:port
+    database: str
+    schema: str
+    name: str
+    columns: tuple[tuple[str, str], ...]  # (column, SQL type), in column order
+
+    @property
+    def namespace(self) -> str:
+        """The OpenLineage dataset namespace, ``postgres://host:port``."""
+        return f"postgres://{self.authority}"
+
+    @property
+    def qualified_name(self) -> str:
+        """The OpenLineage dataset name, ``database.schema.table``."""
+        return f"{self.database}.{self.schema}.{self.name}"
+
+    @property
+    def uri(self) -> str:
+        """The database as a PostgreSQL URI without credentials."""
+        return f"postgresql://{self.authority}/{self.database}"
+
+
+@dataclass(frozen=True)
+class Start:
+    """What a run knows once its row is open: what both integrations describe."""
+
+    settings: RunSettings
+    resolved: ResolvedModel
+    snapshot: str
+    snapshot_column: str | None
+    entity_type: str
+    started_at: datetime
+    trigger: str
+    features: Table
+    predictions: Table  # the parent table of the run's id type
+    partition: str  # the run's own partition of it
+    scheduled_at: datetime | None  # the CronJob's schedule time, when the run is scheduled
+
+    @property
+    def openlineage_run_id(self) -> uuid.UUID:
+        """The OpenLineage run id: the same for every attempt of one scoring run.
+
+        ``uuid5`` of ``<postgres namespace>/<database>.<target schema>/<run id>``: the run
+        id names a run within its target schema (the primary key of ``scoring_runs``), so
+        two environments that reuse a Job name still get distinct run ids.
+        """
+        p = self.predictions
+        return uuid.uuid5(
+            RUN_ID_NAMESPACE, f"{p.namespace}/{p.database}.{p.schema}/{self.settings.run_id}"
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended, as both integrations record it."""
+
+    succeeded: bool
+    finished_at: datetime
+    rows_read: int
+    rows_scored: int  # rows published (0 when the run failed)
+    rows_rejected: int
+    figures: dict[str, float | None]  # score statistics; empty when the run failed
+    psi: float | None  # the quality gate's score PSI against the previous run, if computed
+    timings: dict[str, float]
+    error: str | None = None
+    kind: str | None = None
+    mlflow_run_id: str | None = None  # the MLflow run recording this one, once made
+
+
+class _Timings(Protocol):
+    @property
+    def timings(self) -> dict[str, float]: ...
+
+
+class RunProgress(Protocol):
+    """What the lineage reads of a run in progress (``scorer.pipeline._RunState``)."""
+
+    @property
+    def counts(self) -> Counts: ...
+    @property
+    def stats(self) -> ScoreStats: ...
+    @property
+    def timer(self) -> _Timings: ...
+    @property
+    def verdict(self) -> Verdict | None: ...
+    def figures(self) -> dict[str, float | None]: ...
+
+
+@dataclass(frozen=True)
+class OpenLineageConfig:
+    """OpenLineage is configured (the client's own way), with this job namespace."""
+
+    namespace: str
+
+
+def openlineage_config(environ: Mapping[str, str] | None = None) -> OpenLineageConfig | None:
+    """Whether OpenLineage is configured, checked without importing the client.
+
+    Configured means, as the client reads it: ``OPENLINEAGE_URL``, ``OPENLINEAGE__TRANSPORT__*``
+    variables, ``OPENLINEAGE_CONFIG``, or an ``openlineage.yml`` in the working directory or
+    ``~/.openlineage``; ``OPENLINEAGE_DISABLED=true`` turns it off. Unconfigured, nothing is
+    sent (the client's own fallback would print events on stdout, among the JSON log lines).
+    Raises ``ConfigError`` for a malformed ``OPENLINEAGE_URL``, ``OPENLINEAGE_CONFIG`` or
+    ``OPENLINEAGE_NAMESPACE``; values are never echoed.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("OPENLINEAGE_DISABLED", "").strip().lower() == "true":
+        return None
+    url = env.get("OPENLINEAGE_URL", "")
+    if url:
+        check_http_url(url, "OPENLINEAGE_URL")
+    config_file = env.get("OPENLINEAGE_CONFIG", "")
+    if config_file and not os.access(config_file, os.R_OK):
+        raise ConfigError("OPENLINEAGE_CONFIG names no readable file (an openlineage.yml)")
+    configured = bool(
+        url
+        or config_file
+        or any(key.startswith("OPENLINEAGE__TRANSPORT") for key in env)
+        or (Path.cwd() / "openlineage.yml").is_file()
+        or _home_config().is_file()
+    )
+    if not configured:
+        return None
+    namespace = env.get("OPENLINEAGE_NAMESPACE", DEFAULT_NAMESPACE)
+    if not namespace.strip():
+        raise ConfigError("OPENLINEAGE_NAMESPACE is blank: unset it (default scorer) or name one")
+    _register_secrets(env)
+    return OpenLineageConfig(namespace.strip())
+
+
+def _home_config() -> Path:
+    """``~/.openlineage/openlineage.yml``, as the client looks for it; a uid without a home
+    directory (a pod run as 10001 with no HOME) has none."""
+    try:
+        return Path.home() / ".openlineage" / "openlineage.yml"
+    except (RuntimeError, KeyError):
+        return Path("/nonexistent/openlineage.yml")
+
+
+def check_http_url(url: str, where: str) -> None:
+    """Raise ``ConfigError`` unless ``url`` is ``http(s)://host[:port][/path]``."""
+    try:
+        parts = urlsplit(url.strip())
+        port_ok = parts.port is None or parts.port > 0  # .port raises on a malformed port
+    except ValueError:
+        port_ok = False
+    else:
+        if parts.scheme in ("http", "https") and parts.hostname and port_ok:
+            return
+    raise ConfigError(f"{where} is not an http(s) URL: give http(s)://host[:port][/path]")
+
+
+def _register_secrets(env: Mapping[str, str]) -> None:
+    """Mask the OpenLineage API key and other credentials in every later log line."""
+    for key, value in env.items():
+        name = key.upper().replace("__", "_")
+        if not key.startswith("OPENLINEAGE") or not any(word in name for word in _SECRET_WORDS):
+            continue
+        logs.register_secret(value)
+        try:  # OPENLINEAGE__TRANSPORT__AUTH='{"type": "api_key", "apiKey": "..."}'
+            parsed = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            for item in parsed.values():
+                if isinstance(item, str) and item not in ("api_key", "jwt", "oauth2"):
+                    logs.register_secret(item)
+
+
+def scheduled_time(settings: RunSettings, trigger: str) -> datetime | None:
+    """The CronJob's schedule time of a scheduled run: its Job is ``<cronjob>-<minutes>``
+    (the CronJob controller's naming, as ``scorer.runs.trigger_of`` reads it)."""
+    job, cronjob = settings.k8s_job, settings.k8s_cronjob
+    if trigger != "scheduled" or not job or not cronjob:
+        return None
+    suffix = job.removeprefix(f"{cronjob}-")
+    return datetime.fromtimestamp(int(suffix) * 60, UTC) if suffix.isdigit() else None
+
+
+@dataclass
+class Lineage:
+    """One run's lineage: what was sent, what is missing, and the time it cost the run."""
+
+    settings: RunSettings
+    openlineage: OpenLineageConfig | None
+    start: Start | None = None
+    mlflow_status: str | None = None  # recorded | missing | disabled
+    mlflow_run_id: str | None = None
+    mlflow_error: str | None = None
+    events: str | None = None  # delivered | failed | undelivered (None: off or not sent)
+    seconds: float = 0.0  # wall time the run's own thread spent here
+    timings: dict[str, float] = field(default_factory=dict)  # the same, per step
+    _emitter: Emitter | None = None
+    _builder: threading.Thread | None = None
+    _build_error: BaseException | None = None
+
+    @classmethod
+    def configure(cls, settings: RunSettings) -> Lineage:
+        """Check the configuration's syntax now; build the OpenLineage client on a thread."""
+        lineage = cls(settings, None)
+        with lineage._timed("configure"):
+            lineage.openlineage = openlineage_config()
+            if lineage.openlineage is not None:
+                lineage._builder = threading.Thread(
+                    target=lineage._build, name="scorer-openlineage-setup", daemon=True
+                )
+                lineage._builder.start()
+        return lineage
+
+    @property
+    def active(self) -> bool:
+        """Whether either integration is on for this run."""
+        return self.settings.mlflow_record or self.openlineage is not None
+
+    def _build(self) -> None:
+        try:
+            from scorer import openlineage_events  # noqa: PLC0415 - off the run's own thread
+
+            self._emitter = openlineage_events.connect()
+        except Exception as exc:  # reported by ready(), on the run's thread
+            self._build_error = exc
+
+    def ready(self) -> None:
+        """Wait for the OpenLineage client; ``ConfigError`` (exit 2) if it cannot be built."""
+        if self._builder is None:
+            return
+        with self._timed("ready"):
+            self._builder.join(_BUILD_WAIT_SECONDS)
+            error = self._build_error
+            if isinstance(error, ImportError):
+                # Two threads importing at once can trip over a module import cycle: build
+                # again here, with the run's own thread idle.
+                try:
+                    from scorer import openlineage_events  # noqa: PLC0415
+
+                    self._emitter, error = openlineage_events.connect(), None
+                except Exception as again:
+                    error = again
+            if error is None and self._emitter is None:
+                error = TimeoutError("the OpenLineage client was not built")
+            if error is not None:
+                raise ConfigError(
+                    "OpenLineage configuration (OPENLINEAGE_URL, OPENLINEAGE__TRANSPORT__*,"
+                    f" openlineage.yml): {type(error).__name__}: {error}"
+                ) from None
+
+    def started(
+        self, writer: db.Connection, prepared: Prepared, partition: RunPartition, trigger: str
+    ) -> None:
+        """The run's row is open: describe the run; send START."""
+        if not self.active:
+            return
+        with self._timed("start"), _best_effort("lineage.start_failed"):
+            settings, plan = self.settings, prepared.plan
+            with db.autocommit(writer), writer.cursor() as cur:
+                authority = _authority(writer)
+                features = _table(cur, authority, plan.relation.sql, str(plan.relation))
+                parent = f"{quote_identifier(settings.target_schema)}.{PARENTS[plan.entity_kind]}"
+                predictions = _table(cur, authority, parent, parent)
+                self.start = start = Start(
+                    settings=settings,
+                    resolved=prepared.resolved,
+                    snapshot=plan.snapshot.label,
+                    snapshot_column=plan.snapshot.column,
+                    entity_type=plan.entity_kind,
+                    started_at=partition.lineage.scored_at,
+                    trigger=trigger,
+                    features=features,
+                    predictions=predictions,
+                    partition=partition_name(settings.run_id),
+                    scheduled_at=scheduled_time(settings, trigger),
+                )
+                run_id = start.openlineage_run_id if self.openlineage else None
+                cur.execute(
+                    f"UPDATE {_runs_table(settings)} SET openlineage_run_id = %s,"
+                    " mlflow_record_run_id = NULL, mlflow_record_status = NULL,"
+                    " mlflow_record_error = NULL WHERE run_id = %s",
+                    (None if run_id is None else str(run_id), settings.run_id),
+                )
+            self._send("START", None)
+
+    def published(self, writer: db.Connection, run: RunProgress) -> None:
+        """The run is published: record it in MLflow (FINISHED), then send COMPLETE."""
+        self._finish(writer, _outcome(run))
+
+    def failed(self, writer: db.Connection, run: RunProgress, failure: ScorerError) -> None:
+        """An opened run failed (nothing published): the FAILED MLflow run, then FAIL."""
+        self._finish(writer, _outcome(run, failure))
+
+    def _finish(self, writer: db.Connection, outcome: Outcome) -> None:
+        if self.start is None:
+            return
+        with _best_effort("lineage.finish_failed", ended=True):
+            with self._timed("record"):
+                outcome = self._record(self.start, outcome)
+                self._mark(writer)
+            with self._timed("events"):
+                self._send("COMPLETE" if outcome.succeeded else "FAIL", outcome)
+                if self._emitter is not None:
+                    self.events = self._emitter.close()
+
+    def _record(self, start: Start, outcome: Outcome) -> Outcome:
+        if not self.settings.mlflow_record:
+            self.mlflow_status = "disabled"
+            return outcome
+        from scorer import mlflow_record  # noqa: PLC0415
+
+        try:
+            self.mlflow_run_id = mlflow_record.record(start, outcome, self.openlineage is not None)
+        except mlflow_record.RecordError as exc:
+            self.mlflow_status, self.mlflow_run_id = "missing", exc.run_id
+            self.mlflow_error = logs.redact(str(exc))[:2000]
+            log.warning(
+                "mlflow.record_missing",
+                error=self.mlflow_error,
+                experiment=self.settings.experiment,
+                detail="the scoring run is not recorded in MLflow; its row and predictions"
+                " are as the run left them",
+            )
+            return outcome
+        self.mlflow_status = "recorded"
+        log.info(
+            "mlflow.recorded",
+            mlflow_record_run_id=self.mlflow_run_id,
+            experiment=self.settings.experiment,
+        )
+        return replace(outcome, mlflow_run_id=self.mlflow_run_id)
+
+    def _mark(self, writer: db.Connection) -> None:
+        """The run row says whether the MLflow record is there (best effort)."""
+        if writer.closed:
+            return
+        try:
+            with db.autocommit(writer), writer.cursor() as cur:
+                cur.execute(
+                    f"UPDATE {_runs_table(self.settings)} SET mlflow_record_run_id = %s,"
+                    " mlflow_record_status = %s, mlflow_record_error = %s WHERE run_id = %s",
+                    (
+                        self.mlflow_run_id,
+                        self.mlflow_status,
+                        self.mlflow_error,
+                        self.settings.run_id,
+                    ),
+                )
+        except (psycopg2.Error, ScorerError) as exc:
+            log.warning("lineage.row_not_marked", error=f"{type(exc).__name__}: {exc}")
+
+    def _send(self, kind: str, outcome: Outcome | None) -> None:
+        if self._emitter is None or self.start is None or self.openlineage is None:
+            return
+        from scorer import openlineage_events  # noqa: PLC0415 - imported by ready() already
+
+        event = openlineage_events.run_event(kind, self.start, outcome, self.openlineage.namespace)
+        self._emitter.emit(event)
+
+    def summary(self) -> dict[str, Any]:
+        """What the run's summary line says about its lineage."""
+        return {
+            "mlflow_record": self.mlflow_status,
+            "mlflow_record_run_id": self.mlflow_run_id,
+            "openlineage": "off" if self.openlineage is None else self.events,
+            "openlineage_run_id": (
+                None
+                if self.start is None or self.openlineage is None
+                else str(self.start.openlineage_run_id)
+            ),
+            "seconds": round(self.seconds, 3),
+            "timings": self.timings,
+        }
+
+    @contextmanager
+    def _timed(self, step: str) -> Iterator[None]:
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - begin
+            self.seconds += spent
+            self.timings[step] = round(self.timings.get(step, 0.0) + spent, 3)
+
+
+@contextmanager
+def _best_effort(event: str, *, ended: bool = False) -> Iterator[None]:
+    """Lineage never fails a run: anything that goes wrong is a warning.
+
+    Once the run has ``ended`` (published, or failed), a SIGTERM only cuts the lineage short:
+    the run's outcome stands (a published run still exits 0). Before, it stops the run as
+    anywhere else.
+    """
+    caught: tuple[type[BaseException], ...] = (
+        (Exception, TerminationSignal) if ended else (Exception,)
+    )
+    try:
+        yield
+    except caught as exc:
+        log.warning(event, error=f"{type(exc).__name__}: {exc}")
+
+
+def _outcome(run: RunProgress, failure: ScorerError | None = None) -> Outcome:
+    counts = run.counts
+    succeeded = failure is None
+    return Outcome(
+        succeeded=succeeded,
+        finished_at=datetime.now(UTC),
+        rows_read=counts.read,
+        rows_scored=counts.read - counts.rejected if succeeded else 0,
+        rows_rejected=counts.rejected,
+        figures=run.figures() if succeeded else {},
+        psi=None if run.verdict is None else run.verdict.psi(),
+        timings=dict(run.timer.timings),
+        error=None if failure is None else logs.redact(str(failure)),
+        kind=None if failure is None else failure.kind,
+    )
+
+
+def _runs_table(settings: RunSettings) -> str:
+    return f"{quote_identifier(settings.target_schema)}.scoring_runs"
+
+
+def _authority(conn: db.Connection) -> str:
+    """``host:port`` of the server the connection reached (a Unix socket counts as localhost)."""
+    host, port = conn.info.host or "localhost", conn.info.port or 5432
+    if host.startswith("/"):
+        host = "localhost"
+    elif ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def _table(cur: db.Cursor, authority: str, relation_sql: str, shown: str) -> Table:
+    """The relation's schema, name and columns from the catalog (one query)."""
+    cur.execute(
+        "SELECT n.nspname, c.relname, current_database(),"
+        " (SELECT json_agg(json_build_array(a.attname, format_type(a.atttypid, a.atttypmod))"
+        "   ORDER BY a.attnum) FROM pg_attribute a"
+        "  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.oid = to_regclass(%s)",
+        (relation_sql,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        raise LookupError(f"relation {shown} is not in the catalog")
+    schema, name, database, columns = row
+    return Table(
+        authority, str(database), str(schema), str(name), tuple((c, t) for c, t in columns or ())
+    )

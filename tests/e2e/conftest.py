@@ -12,7 +12,9 @@ Fixtures:
     a ``pytest_kind.KindCluster`` created from the offline node image, with the
     node Ready, the ``default`` ServiceAccount present and cluster DNS
     (coredns) available; deleted at the end of
-    the session unless ``--keep-cluster``.
+    the session unless ``--keep-cluster``. A cluster of the same name that already
+    exists (another session's run) fails the session and is left alone, unless
+    ``--keep-cluster`` asks to reuse it.
 ``host_address_for_pods``
     the IPv4 gateway of the kind docker network: the docker host's address as
     seen from pods. Services the tests run on the host (PostgreSQL, MLflow) bind
@@ -157,6 +159,28 @@ def kind_cluster(
         kind_path=Path(kind_env["KIND_BIN"]),
         kubectl_path=Path(kind_env["KUBECTL_BIN"]),
     )
+    # pytest-kind adopts a cluster of the same name if one exists, and the session deletes it
+    # at the end: without this check a run would take over (and then delete) the cluster of
+    # another session's run. Only a --keep-cluster run reuses one, on purpose.
+    existing = subprocess.run(
+        [kind_env["KIND_BIN"], "get", "clusters"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    if name in existing:
+        if not keep:
+            pytest.fail(
+                f"a kind cluster named {name!r} already exists (another e2e run, or one kept"
+                " with --keep-cluster); it is left alone. Wait for that run, delete it with"
+                f" `kind delete cluster --name {name}` if it is yours, reuse it with"
+                " --keep-cluster, or pass another --cluster-name."
+            )
+        # Reusing a kept cluster, possibly from another worktree: fetch its kubeconfig.
+        kubeconfig = f"--kubeconfig={cluster.kubeconfig_path}"
+        subprocess.run(
+            [kind_env["KIND_BIN"], "export", "kubeconfig", f"--name={name}", kubeconfig],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     try:
         cluster.create(config_file=config_file)
 

@@ -1,11 +1,15 @@
 """The chart on a real kind cluster: the CronJob fires, pods pull the model from a real MLflow
 server and write to a real PostgreSQL, both reached over the network through the chart's
-Secret wiring. The scenarios run in order against one install."""
+Secret wiring. Then the same release is upgraded onto a real feature table (text ids,
+categories, three snapshots) with a categorical xgboost model: the newest snapshot is scored,
+the backfill Job scores the older ones, and the quality gate refuses a broken load (and an
+override lets one run through). The scenarios run in order against one install."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 import warnings
@@ -15,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
 
 from scorer import db, schema
-from tests import services
+from tests import fixtures, services
 from tests.chart.helm import ENV_VALUES, find_helm
 from tests.fixtures import load_features, register_versions, synthetic_customers
 
@@ -34,6 +40,11 @@ IMAGE_TAG = "e2e"
 MODEL = "churn-e2e"
 CUSTOMERS = 3_000
 JOB_TIMEOUT_S = 240
+TELCO_MODEL = "churn-telco-e2e"
+TELCO_TABLE = "features.telco"
+TELCO_CUSTOMERS = 2_000  # per snapshot; three snapshots
+TELCO = {"table": TELCO_TABLE, "entityColumn": "customer_id", "snapshotColumn": "snapshot_date"}
+CHART = services.REPO / "charts" / "scorer"
 
 
 @dataclass
@@ -42,7 +53,7 @@ class Deployment:
 
     cluster: Any
     kubeconfig: Path
-    helm: Path
+    helm_bin: Path
     database_url: str
     mlflow_uri: str
     values_dir: Path
@@ -64,8 +75,32 @@ class Deployment:
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
-    def helm_install(self, **model: str) -> None:
-        """`helm upgrade --install` with the dev environment's values plus the e2e overrides."""
+    def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run helm against the cluster; fail on a non-zero exit."""
+        proc = subprocess.run(
+            [str(self.helm_bin), *args],
+            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, f"helm {' '.join(args)} failed: {proc.stderr}"
+        return proc
+
+    def helm_install(
+        self,
+        *,
+        suspend: bool = False,
+        features: dict[str, str] | None = None,
+        quality: dict[str, str] | None = None,
+        **model: str,
+    ) -> None:
+        """`helm upgrade --install` with the dev environment's values plus the e2e overrides.
+
+        Every call writes the whole set of values again, so a value (a quality override, say)
+        lasts until the next call that does not pass it.
+        """
         values = {
             "schedule": "* * * * *",
             "timeZone": "Etc/UTC",
@@ -74,9 +109,10 @@ class Deployment:
             "successfulJobsHistoryLimit": 20,
             "failedJobsHistoryLimit": 20,
             "backoffLimit": 3,
-            "suspend": model.pop("suspend", "false") == "true",
+            "suspend": suspend,
             "model": {"name": MODEL, "alias": "", "stage": "", "version": "", **model},
-            "features": {"table": "features.customers", "entityColumn": "customer_id"},
+            "features": features or {"table": "features.customers", "entityColumn": "customer_id"},
+            "quality": quality or {},
             "log": {"format": "json", "level": "INFO"},
             "mlflow": {"trackingUri": self.mlflow_uri},
             "database": {"existingSecret": "scorer-database"},
@@ -88,28 +124,33 @@ class Deployment:
         }
         path = self.values_dir / "e2e-values.yaml"
         path.write_text(yaml.safe_dump(values))
-        proc = subprocess.run(
-            [
-                str(self.helm),
-                "upgrade",
-                "--install",
-                RELEASE,
-                str(services.REPO / "charts" / "scorer"),
-                "-n",
-                NAMESPACE,
-                "-f",
-                str(ENV_VALUES["dev"]),
-                "-f",
-                str(path),
-                "--wait",
-            ],
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+        self.helm(
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(CHART),
+            "-n",
+            NAMESPACE,
+            "-f",
+            str(ENV_VALUES["dev"]),
+            "-f",
+            str(path),
+            "--wait",
         )
-        assert proc.returncode == 0, proc.stderr
+
+    def notes_command(self, marker: str, **placeholders: str) -> list[str]:
+        """The ``helm upgrade`` command the release's NOTES print on the line with ``marker``,
+        with ``<chart>`` and the other ``<placeholders>`` filled in, as argv."""
+        notes = self.helm("get", "notes", RELEASE, "-n", NAMESPACE).stdout
+        lines = [line.strip() for line in notes.splitlines() if marker in line]
+        assert len(lines) == 1, f"no single NOTES line with {marker!r}:\n{notes}"
+        command = lines[0].replace("<chart>", str(CHART))
+        for name, value in placeholders.items():
+            command = command.replace(f"<{name.replace('_', ' ')}>", value)
+        assert "<" not in command, f"unfilled placeholder in {command!r}"
+        argv = shlex.split(command)
+        assert argv[:2] == ["helm", "upgrade"], command
+        return argv[1:]
 
     def run_manual_job(self, name: str, outcome: str = "complete") -> dict[str, Any]:
         """`kubectl create job --from=cronjob/...` and wait for ``outcome``; return the Job."""
@@ -213,7 +254,7 @@ def deployment(
         deployment = Deployment(
             cluster=kind_cluster,
             kubeconfig=Path(kind_cluster.kubeconfig_path),
-            helm=helm,
+            helm_bin=helm,
             database_url=database_url,
             mlflow_uri=mlflow_uri,
             values_dir=work,
@@ -269,6 +310,7 @@ def assert_succeeded_run(
     assert events[-1] == "run.succeeded"
     assert all(line["run_id"] == job for line in lines)
     assert lines[-1]["rows_scored"] == CUSTOMERS
+    assert row["quality"]["passed"] is True  # the gate (on by default) let it through
     return row
 
 
@@ -287,7 +329,7 @@ def test_cronjob_fires_on_its_schedule(deployment: Deployment) -> None:
     job = sorted(scheduled)[0]
     deployment.wait_job(job, "complete")
     # Stop further ticks so the next scenarios own the (model, snapshot) lock.
-    deployment.helm_install(alias="champion", suspend="true")
+    deployment.helm_install(alias="champion", suspend=True)
     for other in scheduled[1:]:
         deployment.wait_job(other, "complete")
     assert_succeeded_run(deployment, job, deployment.versions[0], "scheduled")
@@ -300,21 +342,37 @@ def test_manual_run_from_the_cronjob(deployment: Deployment) -> None:
     assert_succeeded_run(deployment, job, deployment.versions[0], "manual")
 
 
+def score_psi(row: dict[str, Any]) -> dict[str, Any]:
+    """The run's score-PSI check against its reference run (the previous published one)."""
+    return next(check for check in row["quality"]["checks"] if check["check"] == "score_psi")
+
+
+# A deliberate model change (the version bump, the alias moves below) shifts the scores, which
+# is what the quality gate's score-PSI check measures against the previous run. Had it tripped
+# the gate (PSI > quality.maxScorePsi, 0.25 by default), the scenario would set
+# `quality.override` (a reason) for that run and clear it after, which is what a user does
+# after a deliberate model change. These two versions stay under the limit on this table
+# (PSI 0.11 from version 1 to 2, 0.21 back: warnings), so the scenarios run with the gate as
+# shipped; if a change to the fixtures pushes them over, pass
+# `quality={"override": "<reason>"}` to that scenario's helm_install.
 def test_gitops_promotion_by_version_bump(deployment: Deployment) -> None:
     before = deployment.latest_versions()
     earlier_runs = {run for run, _ in before}
-    deployment.helm_install(version=str(deployment.versions[1]), suspend="true")
+    deployment.helm_install(version=str(deployment.versions[1]), suspend=True)
     job = f"{CRONJOB}-promoted-{int(time.time())}"
     deployment.run_manual_job(job)
     row = assert_succeeded_run(deployment, job, deployment.versions[1], "manual")
     assert row["model_selector"] == f"version:{deployment.versions[1]}"
+    # The gate compared the new version's scores with the previous run's and let them through.
+    assert row["quality"]["reference_run_id"] in earlier_runs
+    assert 0 < score_psi(row)["value"] <= score_psi(row)["limit"]
     assert deployment.latest_versions() == [(job, deployment.versions[1])]
     for run in earlier_runs:  # the earlier run's rows are untouched
         assert deployment.prediction_versions(run) == [(deployment.versions[0], CUSTOMERS)]
 
 
 def test_alias_moved_in_mlflow_is_followed(deployment: Deployment) -> None:
-    deployment.helm_install(alias="champion", suspend="true")
+    deployment.helm_install(alias="champion", suspend=True)
     client = MlflowClient(deployment.mlflow_uri)
     client.set_registered_model_alias(MODEL, "champion", str(deployment.versions[0]))
     first = f"{CRONJOB}-alias-a-{int(time.time())}"
@@ -326,10 +384,12 @@ def test_alias_moved_in_mlflow_is_followed(deployment: Deployment) -> None:
     deployment.run_manual_job(second)
     row = assert_succeeded_run(deployment, second, deployment.versions[1], "manual")
     assert row["model_selector"] == "alias:champion"
+    assert row["quality"]["reference_run_id"] == first  # the gate's reference: the run before
+    assert 0 < score_psi(row)["value"] <= score_psi(row)["limit"]
 
 
 def test_missing_model_fails_the_job_without_retries(deployment: Deployment) -> None:
-    deployment.helm_install(alias="champion", name="no-such-model", suspend="true")
+    deployment.helm_install(alias="champion", name="no-such-model", suspend=True)
     job = f"{CRONJOB}-missing-{int(time.time())}"
     status = deployment.run_manual_job(job, outcome="failed")["status"]
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
@@ -341,7 +401,7 @@ def test_missing_model_fails_the_job_without_retries(deployment: Deployment) -> 
     assert last["exit_code"] == 2
     assert "no-such-model" in last["error"]
     assert deployment.run_row(job) is None
-    deployment.helm_install(alias="champion", suspend="true")
+    deployment.helm_install(alias="champion", suspend=True)
 
 
 def test_pods_run_restricted_read_only_as_10001(deployment: Deployment) -> None:
@@ -383,3 +443,274 @@ def test_pods_run_restricted_read_only_as_10001(deployment: Deployment) -> None:
     )
     assert refused.returncode != 0
     assert "violates PodSecurity" in refused.stderr
+
+
+# --- issue 9: a real feature table (text ids, categories, snapshots) and the backfill ------
+
+
+@dataclass
+class Telco:
+    """``features.telco`` as loaded, and the categorical xgboost model registered for it."""
+
+    frame: pd.DataFrame
+    model: Any
+    version: int
+
+    @property
+    def snapshots(self) -> list[str]:
+        return sorted(str(day) for day in self.frame.snapshot_date.unique())
+
+    def of(self, snapshot: str) -> pd.DataFrame:
+        return self.frame[self.frame.snapshot_date.astype(str) == snapshot].reset_index(drop=True)
+
+    def expected_scores(self, snapshot: str) -> pd.Series[float]:
+        """The model's own ``predict_proba`` on a snapshot's rows, by customer id."""
+        rows = self.of(snapshot)
+        inputs, _ = fixtures.telco_training(rows)
+        proba = self.model.predict_proba(fixtures.as_categories(inputs))[:, 1]
+        return pd.Series(proba, index=rows.customer_id, dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def telco(deployment: Deployment) -> Telco:
+    """Load ``features.telco`` (primary key (customer_id, snapshot_date)) and register an
+    ``enable_categorical`` XGBClassifier whose signature declares the categories ``string``."""
+    import mlflow
+    import xgboost
+    from mlflow.models import infer_signature
+
+    frame = fixtures.telco_customers(TELCO_CUSTOMERS, seed=9)
+    fixtures.load_telco(deployment.database_url, TELCO_TABLE, frame)
+    features, target = fixtures.telco_training(fixtures.telco_customers(2_000, seed=3))
+    model = xgboost.XGBClassifier(n_estimators=40, max_depth=4, enable_categorical=True)
+    model.fit(fixtures.as_categories(features), target)
+
+    def log(name: str) -> Any:
+        # Inferred on the string-typed frame: the signature says `string` for the categories.
+        sample = features.head(50)
+        scores = model.predict_proba(fixtures.as_categories(sample))[:, 1]
+        signature = infer_signature(sample, scores)
+        return mlflow.xgboost.log_model(
+            model, name="model", signature=signature, registered_model_name=name
+        )
+
+    version = fixtures.register(deployment.mlflow_uri, TELCO_MODEL, log, alias="champion")
+    return Telco(frame, model, version)
+
+
+def text_runs(deployment: Deployment, view: str) -> dict[str, tuple[str, int]]:
+    """``scoring.<view>`` (a ``*_predictions_text`` view) for the telco model:
+    snapshot -> (run id, rows)."""
+    rows = services.query(
+        deployment.database_url,
+        f"SELECT snapshot, run_id, count(*) FROM scoring.{view} WHERE model_name = %s"
+        " GROUP BY 1, 2",
+        (TELCO_MODEL,),
+    )
+    found: dict[str, tuple[str, int]] = {}
+    for snapshot, run_id, count in rows:
+        assert snapshot not in found, f"{view} shows two runs of snapshot {snapshot}: {rows}"
+        found[str(snapshot)] = (str(run_id), int(count))
+    return found
+
+
+def text_scores(deployment: Deployment, run_id: str) -> pd.Series[float]:
+    rows = services.query(
+        deployment.database_url,
+        "SELECT entity_id, score FROM scoring.predictions_text WHERE run_id = %s",
+        (run_id,),
+    )
+    return pd.Series(dict(rows), dtype=np.float64)
+
+
+def assert_scores_match(deployment: Deployment, telco: Telco, run_id: str, snapshot: str) -> None:
+    """The run published one row per customer of ``snapshot``, each the model's own
+    ``predict_proba`` (checked to 1e-6 on sampled rows)."""
+    expected = telco.expected_scores(snapshot)
+    got = text_scores(deployment, run_id)
+    assert sorted(got.index) == sorted(expected.index)
+    sample = expected.sample(300, random_state=2).index
+    np.testing.assert_allclose(got[sample], expected[sample], rtol=0, atol=1e-6)
+
+
+def test_the_cronjob_scores_text_ids_categories_and_the_newest_snapshot(
+    deployment: Deployment, telco: Telco
+) -> None:
+    deployment.helm_install(name=TELCO_MODEL, alias="champion", suspend=True, features=TELCO)
+    newest = telco.snapshots[-1]
+    job = f"{CRONJOB}-telco-{int(time.time())}"
+    deployment.run_manual_job(job)
+
+    row = deployment.run_row(job)
+    assert row is not None, deployment.logs(job)
+    assert row["status"] == "succeeded"
+    assert row["trigger"] == "manual"
+    assert row["model_version"] == telco.version
+    assert row["model_flavor"] == "xgboost"
+    assert row["entity_type"] == "text"
+    assert row["features_relation"] == TELCO_TABLE
+    assert row["snapshot_column"] == "snapshot_date"
+    assert row["snapshot"] == newest  # no snapshot given: the newest in the table
+    assert row["rows_read"] == row["rows_scored"] == TELCO_CUSTOMERS  # one snapshot, not three
+    declared = {column["name"]: column["type"] for column in row["model_signature"]}
+    assert declared["contract"] == declared["payment_method"] == "string"
+    assert row["quality"]["reference_run_id"] is None  # the model's first run over this table
+
+    # Exactly the newest snapshot's customers, nothing of the older ones, in the text parent.
+    assert text_runs(deployment, "latest_predictions_text") == {newest: (job, TELCO_CUSTOMERS)}
+    assert deployment.prediction_versions(job) == []  # nothing in the bigint parent
+    assert_scores_match(deployment, telco, job, newest)
+    joined = services.query(  # consumers join back on the text id, without a cast
+        deployment.database_url,
+        f"SELECT count(*) FROM scoring.latest_predictions_text p JOIN {TELCO_TABLE} f"
+        " ON f.customer_id = p.entity_id AND f.snapshot_date::text = p.snapshot"
+        " WHERE p.model_name = %s",
+        (TELCO_MODEL,),
+    )
+    assert joined == [(TELCO_CUSTOMERS,)]
+
+
+def test_the_backfill_command_from_the_notes_scores_older_snapshots(
+    deployment: Deployment, telco: Telco
+) -> None:
+    oldest, middle, newest = telco.snapshots
+    latest_before = text_runs(deployment, "latest_predictions_text")
+    assert list(latest_before) == [newest]
+
+    # The command the chart's NOTES print, with the chart and the range filled in.
+    deployment.helm(
+        *deployment.notes_command(
+            "backfill.enabled=true", chart=str(CHART), first_snapshot=oldest, last_snapshot=middle
+        )
+    )
+    values = yaml.safe_load(deployment.helm("get", "values", RELEASE, "-n", NAMESPACE).stdout)
+    assert values["features"] == TELCO  # --reuse-values kept the install's values
+    assert values["backfill"] == {"enabled": True, "from": oldest, "to": middle}
+    jobs = deployment.kubectl_json("get", "jobs", "-n", NAMESPACE)["items"]
+    backfills = [j["metadata"]["name"] for j in jobs if "-backfill-" in j["metadata"]["name"]]
+    assert len(backfills) == 1, backfills
+    job = backfills[0]
+    deployment.wait_job(job, "complete")
+    assert len(deployment.pods_of(job)) == 1
+
+    lines = deployment.log_lines(job)
+    planned = next(line for line in lines if line["event"] == "backfill.planned")
+    assert planned["snapshots"] == [oldest, middle]
+    done = [line for line in lines if line["event"] == "run.succeeded"]
+    assert [line["snapshot"] for line in done] == [oldest, middle]
+    assert lines[-1]["event"] == "backfill.done"
+    assert lines[-1]["scored"] == 2
+
+    published = text_runs(deployment, "published_predictions_text")
+    assert set(published) == {oldest, middle, newest}
+    for snapshot in (oldest, middle):
+        run_id, rows = published[snapshot]
+        assert run_id == f"{job}-{snapshot}"
+        assert rows == TELCO_CUSTOMERS
+        row = deployment.run_row(run_id)
+        assert row is not None
+        assert row["k8s_job"] == job
+        assert row["model_version"] == telco.version
+        assert_scores_match(deployment, telco, run_id, snapshot)
+    assert published[newest] == latest_before[newest]
+    # Backfilling older snapshots never displaces the current one.
+    assert text_runs(deployment, "latest_predictions_text") == latest_before
+
+    # Turn it off again, with the command the NOTES print while it is on.
+    deployment.helm(*deployment.notes_command("backfill.enabled=false"))
+    values = yaml.safe_load(deployment.helm("get", "values", RELEASE, "-n", NAMESPACE).stdout)
+    assert values["backfill"]["enabled"] is False
+    deadline = time.monotonic() + 60
+    while deployment.kubectl("get", "job", job, "-n", NAMESPACE, check=False).returncode == 0:
+        assert time.monotonic() < deadline, f"helm left the backfill Job {job} behind"
+        time.sleep(2)
+
+
+# --- issue 10: the quality gate refuses a broken load ---------------------------------------
+
+
+def land_half_of_the_newest_snapshot(deployment: Deployment, telco: Telco) -> str:
+    """A broken upstream load: keep only half the customers of the newest snapshot."""
+    newest = telco.snapshots[-1]
+    kept = telco.of(newest).customer_id.iloc[: TELCO_CUSTOMERS // 2]
+    services.execute(
+        deployment.database_url,
+        f"DELETE FROM {TELCO_TABLE} WHERE snapshot_date = %s AND NOT customer_id = ANY(%s)",
+        (newest, list(kept)),
+    )
+    return newest
+
+
+def test_a_run_the_quality_gate_refuses_fails_its_job_and_keeps_latest(
+    deployment: Deployment, telco: Telco
+) -> None:
+    latest_before = text_runs(deployment, "latest_predictions_text")
+    assert list(latest_before) == [telco.snapshots[-1]]
+    land_half_of_the_newest_snapshot(deployment, telco)  # the next scenario restores it
+    job = f"{CRONJOB}-gated-{int(time.time())}"
+    status = deployment.run_manual_job(job, outcome="failed")["status"]
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "PodFailurePolicy"  # failed at once, on exit code 2
+    pods = deployment.pods_of(job)
+    assert len(pods) == 1  # no retry despite backoffLimit 3
+    terminated = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 2
+    last = deployment.log_lines(job)[-1]
+    assert last["event"] == "run.failed"
+    assert last["kind"] == "quality_gate"
+    assert last["exit_code"] == 2
+    assert "rows_ratio 0.5 < 0.8" in last["error"]
+    assert "SCORER_QUALITY_OVERRIDE" in last["error"]
+
+    row = deployment.run_row(job)
+    assert row is not None
+    assert row["status"] == "failed"
+    assert row["rows_read"] == TELCO_CUSTOMERS // 2
+    assert row["rows_scored"] == 0  # nothing published
+    assert row["quality"]["passed"] is False
+    checks = {check["check"]: check for check in row["quality"]["checks"]}
+    assert checks["rows_ratio"]["status"] == "failed"
+    assert checks["rows_ratio"]["value"] == 0.5
+    reference = deployment.run_row(row["quality"]["reference_run_id"])
+    assert reference is not None
+    assert reference["status"] == "succeeded"
+    assert reference["model_name"] == TELCO_MODEL
+    # Nothing published: consumers still read the previous run, whole.
+    assert text_scores(deployment, job).empty
+    assert text_runs(deployment, "latest_predictions_text") == latest_before
+
+
+def test_quality_override_lets_one_run_through_and_is_recorded(
+    deployment: Deployment, telco: Telco
+) -> None:
+    # The way through once the change is understood: `quality.override` (a reason) for one
+    # run, recorded on its row, then cleared again.
+    newest = land_half_of_the_newest_snapshot(deployment, telco)  # as the previous scenario
+    reason = "half the customers moved to the new billing system (e2e)"
+    try:
+        deployment.helm_install(
+            name=TELCO_MODEL,
+            alias="champion",
+            suspend=True,
+            features=TELCO,
+            quality={"override": reason},
+        )
+        job = f"{CRONJOB}-override-{int(time.time())}"
+        deployment.run_manual_job(job)
+        row = deployment.run_row(job)
+        assert row is not None
+        assert row["status"] == "succeeded"
+        assert row["quality_override"] == reason
+        assert row["quality"]["override"] == reason
+        assert row["quality"]["passed"] is True
+        checks = {check["check"]: check for check in row["quality"]["checks"]}
+        assert checks["rows_ratio"]["status"] == "failed"  # the evidence stays honest
+        assert "quality.overridden" in [line["event"] for line in deployment.log_lines(job)]
+        half = TELCO_CUSTOMERS // 2
+        assert text_runs(deployment, "latest_predictions_text") == {newest: (job, half)}
+    finally:
+        deployment.helm_install(name=TELCO_MODEL, alias="champion", suspend=True, features=TELCO)
+        fixtures.load_telco(deployment.database_url, TELCO_TABLE, telco.frame)
+    cronjob = deployment.kubectl_json("get", "cronjob", CRONJOB, "-n", NAMESPACE)
+    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert "SCORER_QUALITY_OVERRIDE" not in {variable["name"] for variable in container["env"]}

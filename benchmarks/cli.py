@@ -553,6 +553,11 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
         "e2e_cpu_over_own_stage_cpu": scorer.cpu_per_m / _sum(stages, OWN, "cpu_per_m"),
         "e2e_wall_over_cpu_per_core": _wall_over_cpu_per_core(scorer),
     }
+    if "parse" in stages and "parse-no-evidence" in stages:
+        # What the quality gate's evidence (NULL/empty counts per input) adds to a whole run.
+        evidence = stages["parse"].cpu_per_m - stages["parse-no-evidence"].cpu_per_m
+        out["gate_evidence_cpu_per_m"] = evidence
+        out["gate_evidence_share_of_e2e_cpu"] = evidence / scorer.cpu_per_m
     if "naive" in result:
         out["scorer_over_naive"] = scorer.rows_per_s / result["naive"].rows_per_s
     if "startup" in result:

@@ -10,6 +10,8 @@ scorer's run scores (the newest snapshot where the table has several).
   length) to the same sink;
 - ``read-parse``: the scorer's reader, ``features.stream``: COPY + parse into chunks
   (numbers as float32, strings decoded), its read-ahead thread included;
+- ``parse``: the parse alone (``features.to_chunk`` on rows read beforehand), with the
+  quality gate's evidence counted, as in a run; ``parse-no-evidence``: the same without it;
 - ``predict-model``: the model library's own predict on the same rows, its input built
   beforehand and not timed: ``Booster.inplace_predict`` on the float32 matrix (numeric) or
   on a DataFrame with categoricals (telco xgboost), ``Pipeline.predict_proba`` on a
@@ -53,6 +55,8 @@ STAGES = (
     "read-raw",
     "read",
     "read-parse",
+    "parse",
+    "parse-no-evidence",
     "predict-model",
     "predict-scorer",
     "write-narrow",
@@ -100,6 +104,7 @@ class Setup:
         self.plan = features.plan(self.conn, source, self.loaded.inputs)
         self.conn.rollback()
         self._chunks: list[features.Chunk] | None = None
+        self._rows: list[wire.Rows] | None = None
 
     @property
     def chunks(self) -> list[features.Chunk]:
@@ -107,6 +112,19 @@ class Setup:
         if self._chunks is None:
             self._chunks = list(features.stream(self.conn, self.plan, CHUNK))
         return self._chunks
+
+    @property
+    def rows(self) -> list[wire.Rows]:
+        """The scored rows as the wire delivers them, before the parse (not timed)."""
+        if self._rows is None:
+            found: list[wire.Rows] = []
+            reader = wire.CopyReader(self.plan.layout, CHUNK, found.append)
+            with self.conn.cursor() as cur:
+                cur.copy_expert(self.plan.copy_sql, reader)
+            reader.close()
+            self.conn.rollback()
+            self._rows = found
+        return self._rows
 
     def scores(self) -> list[Any]:
         rng = np.random.default_rng(3)
@@ -157,6 +175,19 @@ def read_parse(setup: Setup) -> Stage:
             pass
 
     return Stage(run)
+
+
+def _parse(evidence: bool) -> Callable[[Setup], Stage]:
+    def factory(setup: Setup) -> Stage:
+        rows, plan = setup.rows, setup.plan
+
+        def run() -> None:
+            for chunk_rows in rows:
+                features.to_chunk(chunk_rows, plan, evidence=evidence)
+
+        return Stage(run)
+
+    return factory
 
 
 def _native(setup: Setup) -> Any:
@@ -281,6 +312,8 @@ _FACTORIES: dict[str, Callable[[Setup], Stage]] = {
     "read-raw": read_raw,
     "read": read,
     "read-parse": read_parse,
+    "parse": _parse(evidence=True),
+    "parse-no-evidence": _parse(evidence=False),
     "predict-model": predict_model,
     "predict-scorer": predict_scorer,
     "write-narrow": write_narrow,

@@ -284,8 +284,12 @@ def _literal(conn: db.Connection, value: str, sql_type: str) -> str:
         return cur.mogrify(f"%s::{sql_type}", (value,)).decode()
 
 
-def to_chunk(rows: wire.Rows, plan: FeaturePlan) -> Chunk:
-    """Usable rows as model inputs; rows with a NULL id or an unusable number are counted."""
+def to_chunk(rows: wire.Rows, plan: FeaturePlan, evidence: bool = True) -> Chunk:
+    """Usable rows as model inputs; rows with a NULL id or an unusable number are counted.
+
+    With ``evidence`` (always, in a run) it also counts the quality gate's NULL and empty
+    values per input; the benchmark turns it off to measure what the counting costs.
+    """
     fixed = rows.fixed
     count = int(fixed.size)
     numbers = np.empty((count, len(plan.numbers)), dtype=np.float32)
@@ -326,15 +330,26 @@ def to_chunk(rows: wire.Rows, plan: FeaturePlan) -> Chunk:
     keep = ~bad
     strings = {name: _strings(texts) for name, texts in zip(plan.strings, tail, strict=True)}
     kept = numbers[keep] if rejected_by else numbers
+    nulls, empties = _missing(plan, kept, tail, keep) if evidence else ({}, {})
+    if rejected_by:
+        ids, numbers = ids[keep], kept
+        strings = {name: values[keep] for name, values in strings.items()}
+    return Chunk(ids, numbers, strings, count, rejected_by, nulls, empties)
+
+
+def _missing(
+    plan: FeaturePlan,
+    kept: npt.NDArray[np.float32],
+    tail: list[wire.Texts],
+    keep: npt.NDArray[np.bool_],
+) -> tuple[dict[str, int], dict[str, int]]:
+    """NULL/NaN per input and empty strings per string input, over the rows kept."""
     nulls = dict(zip(plan.numbers, np.isnan(kept).sum(axis=0).tolist(), strict=True))
     empties: dict[str, int] = {}
     for name, texts in zip(plan.strings, tail, strict=True):
         nulls[name] = int(np.count_nonzero(texts.null & keep))
         empties[name] = int(np.count_nonzero((texts.values == b"") & ~texts.null & keep))
-    if rejected_by:
-        ids, numbers = ids[keep], kept
-        strings = {name: values[keep] for name, values in strings.items()}
-    return Chunk(ids, numbers, strings, count, rejected_by, nulls, empties)
+    return nulls, empties
 
 
 def _strings(texts: wire.Texts) -> npt.NDArray[np.object_]:

@@ -61,6 +61,8 @@ def test_every_case_scored_the_rows_and_measured_its_stages(
     for case in CASES:
         result = figures["cases"][case]
         assert result["scorer"]["rows"] == figures["rows"]
-        assert set(result["stages"]) >= {"read-raw", "predict-model", "write-narrow"}
+        assert set(result["stages"]) >= {"read-raw", "predict-model", "write-narrow", "parse"}
+        # The quality gate's evidence measured on its own (parse with and without it).
+        assert "gate_evidence_share_of_e2e_cpu" in result["ratios"]
     for case in ("telco-xgboost", "telco-sklearn"):  # one snapshot read through its index
         assert "telco_snapshot_date_idx" in figures["cases"][case]["explain"]

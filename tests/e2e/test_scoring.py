@@ -25,7 +25,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from scorer import db, schema
+from scorer import db, schema, sink
 from tests import fixtures, services
 from tests.chart.helm import ENV_VALUES, find_helm
 from tests.fixtures import load_features, register_versions, synthetic_customers
@@ -94,6 +94,7 @@ class Deployment:
         suspend: bool = False,
         features: dict[str, str] | None = None,
         quality: dict[str, str] | None = None,
+        retention: dict[str, int] | None = None,
         **model: str,
     ) -> None:
         """`helm upgrade --install` with the dev environment's values plus the e2e overrides.
@@ -113,6 +114,7 @@ class Deployment:
             "model": {"name": MODEL, "alias": "", "stage": "", "version": "", **model},
             "features": features or {"table": "features.customers", "entityColumn": "customer_id"},
             "quality": quality or {},
+            "retention": retention or {},
             "log": {"format": "json", "level": "INFO"},
             "mlflow": {"trackingUri": self.mlflow_uri},
             "database": {"existingSecret": "scorer-database"},
@@ -714,3 +716,80 @@ def test_quality_override_lets_one_run_through_and_is_recorded(
     cronjob = deployment.kubectl_json("get", "cronjob", CRONJOB, "-n", NAMESPACE)
     container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert "SCORER_QUALITY_OVERRIDE" not in {variable["name"] for variable in container["env"]}
+
+
+# --- issue 10: retention on the cluster -----------------------------------------------------
+
+
+def published_runs(deployment: Deployment) -> dict[str, tuple[str, str]]:
+    """Every published or pruned run of this release's models: run id -> (model, status)."""
+    rows = services.query(
+        deployment.database_url,
+        "SELECT run_id, model_name, status FROM scoring.scoring_runs"
+        " WHERE status IN ('succeeded', 'pruned') AND model_name IN (%s, %s)",
+        (MODEL, TELCO_MODEL),
+    )
+    return {str(run): (str(model), str(status)) for run, model, status in rows}
+
+
+def partition_rows(deployment: Deployment, run_id: str) -> int | None:
+    """Rows in the run's own partition, or None once it is dropped."""
+    table = sink.partition_name(run_id)
+    exists = services.query(
+        deployment.database_url, "SELECT to_regclass(%s) IS NOT NULL", (f"scoring.{table}",)
+    )
+    if not exists[0][0]:
+        return None
+    (count,) = services.query(deployment.database_url, f"SELECT count(*) FROM scoring.{table}")
+    return int(count[0])
+
+
+def test_a_release_with_retention_prunes_after_runs(deployment: Deployment, telco: Telco) -> None:
+    latest_before = {
+        "bigint": deployment.latest_versions(),
+        "text": text_runs(deployment, "latest_predictions_text"),
+    }
+    latest_runs = {run for run, _ in latest_before["bigint"]} | {
+        run for run, _ in latest_before["text"].values()
+    }
+    before = published_runs(deployment)
+    assert all(status == "succeeded" for _, status in before.values())
+    older = set(before) - latest_runs
+    assert len(older) >= 4, before  # earlier nights of both models, and the backfilled snapshots
+    kept_rows = {run: partition_rows(deployment, run) for run in latest_runs}
+
+    deployment.helm_install(
+        name=TELCO_MODEL,
+        alias="champion",
+        suspend=True,
+        features=TELCO,
+        retention={"keepRuns": 1},
+    )
+    prune_cronjob = f"{CRONJOB}-prune"
+    spec = deployment.kubectl_json("get", "cronjob", prune_cronjob, "-n", NAMESPACE)["spec"]
+    container = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][0] == "prune"
+    env = {variable["name"]: variable.get("value") for variable in container["env"]}
+    assert env["SCORER_KEEP_RUNS"] == "1"
+
+    job = f"{prune_cronjob}-now-{int(time.time())}"
+    deployment.kubectl("create", "job", f"--from=cronjob/{prune_cronjob}", job, "-n", NAMESPACE)
+    deployment.wait_job(job, "complete")
+    lines = deployment.log_lines(job)
+    pruned = {line["run_id"] for line in lines if line["event"] == "prune.pruned"}
+    assert lines[-1]["event"] == "prune.done"
+    assert pruned == older
+
+    after = published_runs(deployment)
+    assert set(after) == set(before)  # the run rows stay, as history
+    for run in older:
+        assert after[run][1] == "pruned"
+        assert partition_rows(deployment, run) is None  # its partition dropped
+        row = deployment.run_row(run)
+        assert row is not None
+        assert row["pruned_at"] is not None
+    for run in latest_runs:  # what consumers read is untouched, row for row
+        assert after[run][1] == "succeeded"
+        assert partition_rows(deployment, run) == kept_rows[run]
+    assert deployment.latest_versions() == latest_before["bigint"]
+    assert text_runs(deployment, "latest_predictions_text") == latest_before["text"]

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 from mlflow import MlflowClient
 
+from scorer.identifiers import quote_identifier
 from scorer.sink import partition_name
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
@@ -113,16 +114,23 @@ def scheduled_env(scorer_env: dict[str, str], endpoint: Endpoint, **extra: str) 
     }
 
 
-def run_row(url: str, run_id: str) -> dict[str, Any] | None:
+def run_row(env: dict[str, str], run_id: str) -> dict[str, Any] | None:
+    """The run row in the test's own target schema (``env``: its scorer settings)."""
+    target = quote_identifier(env["SCORER_TARGET_SCHEMA"])
     rows = services.query(
-        url, "SELECT row_to_json(r) FROM scoring.scoring_runs r WHERE run_id = %s", (run_id,)
+        env["SCORER_DATABASE_URL"],
+        f"SELECT row_to_json(r) FROM {target}.scoring_runs r WHERE run_id = %s",
+        (run_id,),
     )
     return None if not rows else dict(rows[0][0])
 
 
-def published_rows(url: str, run_id: str) -> int:
+def published_rows(env: dict[str, str], run_id: str) -> int:
+    target = quote_identifier(env["SCORER_TARGET_SCHEMA"])
     rows = services.query(
-        url, "SELECT count(*) FROM scoring.predictions WHERE run_id = %s", (run_id,)
+        env["SCORER_DATABASE_URL"],
+        f"SELECT count(*) FROM {target}.predictions WHERE run_id = %s",
+        (run_id,),
     )
     return int(rows[0][0])
 
@@ -165,12 +173,12 @@ def test_a_published_run_is_recorded_in_mlflow_and_sent_as_openlineage_events(
     result = services.run_scorer(env, "run")
     assert result.returncode == 0, result.stdout + result.stderr
     assert_no_secret(result, postgres_url)
-    row = run_row(postgres_url, run_id)
+    row = run_row(scorer_env, run_id)
     assert row is not None
     assert (row["status"], row["trigger"]) == ("succeeded", "scheduled")
     assert row["mlflow_record_status"] == "recorded"
     assert row["mlflow_record_error"] is None
-    published = published_rows(postgres_url, run_id)
+    published = published_rows(scorer_env, run_id)
     assert published == CUSTOMERS
     assert set(endpoint.paths) == {"/api/v1/lineage"}
     lineage = summary(result)["lineage"]
@@ -179,7 +187,9 @@ def test_a_published_run_is_recorded_in_mlflow_and_sent_as_openlineage_events(
     assert lineage["openlineage_run_id"] == row["openlineage_run_id"]
 
     run = assert_mlflow_run(row, churn_model, postgres_url, mlflow_uri, database)
-    assert_events(endpoint.of(run_id), row, churn_model, database, run.info.run_id, published)
+    predictions = f"{database}.{scorer_env['SCORER_TARGET_SCHEMA']}.predictions"
+    events = endpoint.of(run_id)
+    assert_events(events, row, churn_model, database, predictions, run.info.run_id, published)
     assert urlsplit(postgres_url).password not in json.dumps(endpoint.of(run_id))
 
 
@@ -242,6 +252,7 @@ def assert_events(
     row: dict[str, Any],
     churn_model: ChurnModel,
     database: str,
+    predictions: str,
     mlflow_record_run_id: str,
     published: int,
 ) -> None:
@@ -263,7 +274,7 @@ def assert_events(
         (target,) = event["outputs"]
         assert (target["namespace"], target["name"]) == (
             "postgres://127.0.0.1:5432",
-            f"{database}.scoring.predictions",
+            predictions,
         )
         facets = event["run"]["facets"]
         scheduled = int(run_id.rsplit("-", 1)[1]) * 60
@@ -301,7 +312,7 @@ def test_a_failed_run_then_its_retry(
     first = services.run_scorer(env, "run")
     assert first.returncode == 2, first.stdout + first.stderr
     assert summary(first)["kind"] == "empty_relation"
-    row = run_row(postgres_url, run_id)
+    row = run_row(scorer_env, run_id)
     assert row is not None
     assert (row["status"], row["mlflow_record_status"]) == ("failed", "recorded")
     (failed_run,) = mlflow_runs(mlflow_uri, f"scoring/{churn_model.name}", run_id)
@@ -320,7 +331,7 @@ def test_a_failed_run_then_its_retry(
     services.execute(postgres_url, f"INSERT INTO {table} SELECT * FROM {FEATURES_TABLE}")
     second = services.run_scorer(env, "run")
     assert second.returncode == 0, second.stdout + second.stderr
-    row = run_row(postgres_url, run_id)
+    row = run_row(scorer_env, run_id)
     assert row is not None
     assert (row["status"], row["attempts"], row["mlflow_record_status"]) == (
         "succeeded",
@@ -333,7 +344,7 @@ def test_a_failed_run_then_its_retry(
     for event in events:
         validate(event)
     rows = events[-1]["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"]
-    assert rows == published_rows(postgres_url, run_id) == CUSTOMERS
+    assert rows == published_rows(scorer_env, run_id) == CUSTOMERS
     runs = mlflow_runs(mlflow_uri, f"scoring/{churn_model.name}", run_id)
     assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
     assert runs[-1].info.run_id == row["mlflow_record_run_id"]
@@ -436,7 +447,7 @@ def test_mlflow_stopped_between_publish_and_record(
     assert proxy.stopped.is_set(), proxy.paths  # MLflow served the model, then went away
     assert result.returncode == 0, result.stdout + result.stderr
     assert_no_secret(result, postgres_url)
-    assert published_rows(postgres_url, run_id) == CUSTOMERS
+    assert published_rows(scorer_env, run_id) == CUSTOMERS
     lines = services.json_lines(result.stdout)
     events = [line["event"] for line in lines]
     assert events.index("run.published") < events.index("mlflow.record_missing")
@@ -444,7 +455,7 @@ def test_mlflow_stopped_between_publish_and_record(
     assert warning["level"] == "warning"
     assert events[-1] == "run.succeeded"
     assert lines[-1]["lineage"]["mlflow_record"] == "missing"
-    row = run_row(postgres_url, run_id)
+    row = run_row(scorer_env, run_id)
     assert row is not None
     assert (row["status"], row["mlflow_record_status"]) == ("succeeded", "missing")
     assert row["mlflow_record_run_id"] is None
@@ -467,14 +478,14 @@ def test_an_unreachable_lineage_endpoint_only_warns(
     run_id = env["SCORER_RUN_ID"]
     result = services.run_scorer(env, "run")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert published_rows(postgres_url, run_id) == CUSTOMERS
+    assert published_rows(scorer_env, run_id) == CUSTOMERS
     lines = services.json_lines(result.stdout)
     warnings = {line["event"] for line in lines if line["level"] == "warning"}
     assert warnings & {"openlineage.emit_failed", "openlineage.undelivered"}, warnings
     lineage = lines[-1]["lineage"]
     assert lineage["openlineage"] in ("failed", "undelivered")
     assert lineage["mlflow_record"] == "disabled"
-    row = run_row(postgres_url, run_id)
+    row = run_row(scorer_env, run_id)
     assert row is not None
     assert (row["status"], row["mlflow_record_status"]) == ("succeeded", "disabled")
     assert mlflow_runs(mlflow_uri, f"scoring/{churn_model.name}", run_id) == []
@@ -505,9 +516,10 @@ def test_malformed_lineage_settings_exit_2_before_anything_is_written(
     last = summary(result)
     assert (last["event"], last["kind"]) == ("run.failed", "config")
     assert named in last["error"]
-    assert run_row(postgres_url, run_id) is None
+    assert run_row(scorer_env, run_id) is None
     with closing(services.psycopg2.connect(postgres_url)) as conn, conn.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s)", (f"scoring.{partition_name(run_id)}",))
+        table = f"{scorer_env['SCORER_TARGET_SCHEMA']}.{partition_name(run_id)}"
+        cur.execute("SELECT to_regclass(%s)", (table,))
         assert cur.fetchone() == (None,)
     assert mlflow_runs(mlflow_uri, f"scoring/{churn_model.name}", run_id) == []
     checked = services.run_scorer(env, "check")

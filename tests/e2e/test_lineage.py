@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 from scorer import db, schema
 from tests import services
 from tests.chart.helm import ENV_VALUES, find_helm
+from tests.e2e.kube import DATABASE_SECRET, create_database_secret
 from tests.fixtures import load_features, register_versions, synthetic_customers
 from tests.lineage_schema import validate
 
@@ -130,18 +131,7 @@ def install(
             server.events,
         )
         deployment.kubectl("create", "namespace", NAMESPACE)
-        pod_url = services.with_database(
-            services.admin_url(), database_url.rsplit("/", 1)[1], host=host_address_for_pods
-        )
-        deployment.kubectl(
-            "create",
-            "secret",
-            "generic",
-            "scorer-database",
-            "-n",
-            NAMESPACE,
-            f"--from-literal=url={pod_url}",
-        )
+        create_database_secret(deployment.kubectl, NAMESPACE, database_url, host_address_for_pods)
         host, port = server.server_address[:2]
         values = {
             "schedule": "* * * * *",
@@ -154,7 +144,7 @@ def install(
             "features": {"table": "features.customers", "entityColumn": "customer_id"},
             "mlflow": {"trackingUri": mlflow_uri},
             "openlineage": {"url": f"http://{host}:{port}", "namespace": "e2e"},
-            "database": {"existingSecret": "scorer-database"},
+            "database": {"existingSecret": DATABASE_SECRET},
             "image": {"repository": "scorer", "tag": "e2e", "pullPolicy": "Never"},
         }
         path = work / "values.yaml"

@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 from scorer import db, schema, sink
 from tests import fixtures, services
 from tests.chart.helm import ENV_VALUES, find_helm
+from tests.e2e.kube import DATABASE_SECRET, create_database_secret
 from tests.fixtures import load_features, register_versions, synthetic_customers
 
 pytestmark = pytest.mark.e2e
@@ -117,7 +118,7 @@ class Deployment:
             "retention": retention or {},
             "log": {"format": "json", "level": "INFO"},
             "mlflow": {"trackingUri": self.mlflow_uri},
-            "database": {"existingSecret": "scorer-database"},
+            "database": {"existingSecret": DATABASE_SECRET},
             "image": {
                 "repository": IMAGE_REPOSITORY,
                 "tag": IMAGE_TAG,
@@ -270,18 +271,7 @@ def deployment(
             "pod-security.kubernetes.io/enforce=restricted",
             "pod-security.kubernetes.io/enforce-version=latest",
         )
-        pod_url = services.with_database(
-            services.admin_url(), database_url.rsplit("/", 1)[1], host=host_address_for_pods
-        )
-        deployment.kubectl(
-            "create",
-            "secret",
-            "generic",
-            "scorer-database",
-            "-n",
-            NAMESPACE,
-            f"--from-literal=url={pod_url}",
-        )
+        create_database_secret(deployment.kubectl, NAMESPACE, database_url, host_address_for_pods)
         deployment.helm_install(alias="champion")
         try:
             yield deployment

@@ -18,9 +18,8 @@ from typing import Any
 from scorer import db, sink
 from scorer.errors import RunNotFoundError
 from scorer.identifiers import quote_identifier
+from scorer.quality import HISTOGRAM_BINS
 
-HISTOGRAM_BINS = 1000
-"""``score_histogram`` counts the run's scores in [i/1000, (i+1)/1000), i = 0..999."""
 _BAR_WIDTH = 28
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 _INTEGER = re.compile(r"[+-]?[0-9]{1,19}")

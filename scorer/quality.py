@@ -21,6 +21,7 @@ from scorer import db
 from scorer.identifiers import quote_identifier
 
 HISTOGRAM_BINS = 1000
+"""``score_histogram`` counts the run's scores in [i/1000, (i+1)/1000), i = 0..999."""
 _FLOOR = 1e-4  # shares below this count as this, so an empty bin does not make PSI infinite
 Status = Literal["passed", "warning", "failed"]
 

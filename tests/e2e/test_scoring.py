@@ -712,7 +712,7 @@ def test_quality_override_lets_one_run_through_and_is_recorded(
 
 
 def published_runs(deployment: Deployment) -> dict[str, tuple[str, str]]:
-    """Every published or pruned run of this release's models: run id -> (model, status)."""
+    """Every published or pruned run of both models: run id -> (model, status)."""
     rows = services.query(
         deployment.database_url,
         "SELECT run_id, model_name, status FROM scoring.scoring_runs"
@@ -735,18 +735,17 @@ def partition_rows(deployment: Deployment, run_id: str) -> int | None:
 
 
 def test_a_release_with_retention_prunes_after_runs(deployment: Deployment, telco: Telco) -> None:
-    latest_before = {
-        "bigint": deployment.latest_versions(),
-        "text": text_runs(deployment, "latest_predictions_text"),
-    }
-    latest_runs = {run for run, _ in latest_before["bigint"]} | {
-        run for run, _ in latest_before["text"].values()
-    }
+    # The release scores the telco model now: its prune CronJob prunes that model's runs
+    # (SCORER_MODEL_NAME), and leaves the first model's alone.
+    latest_telco = text_runs(deployment, "latest_predictions_text")
+    latest_other = deployment.latest_versions()
+    latest_runs = {run for run, _ in latest_telco.values()}
     before = published_runs(deployment)
     assert all(status == "succeeded" for _, status in before.values())
-    older = set(before) - latest_runs
-    assert len(older) >= 4, before  # earlier nights of both models, and the backfilled snapshots
-    kept_rows = {run: partition_rows(deployment, run) for run in latest_runs}
+    older = {run for run, (model, _) in before.items() if model == TELCO_MODEL} - latest_runs
+    assert len(older) >= 3, before  # the first night and the two backfilled snapshots
+    untouched = {run for run, (model, _) in before.items() if model == MODEL}
+    rows_before = {run: partition_rows(deployment, run) for run in latest_runs | untouched}
 
     deployment.helm_install(
         name=TELCO_MODEL,
@@ -760,7 +759,7 @@ def test_a_release_with_retention_prunes_after_runs(deployment: Deployment, telc
     container = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][0] == "prune"
     env = {variable["name"]: variable.get("value") for variable in container["env"]}
-    assert env["SCORER_KEEP_RUNS"] == "1"
+    assert (env["SCORER_KEEP_RUNS"], env["SCORER_MODEL_NAME"]) == ("1", TELCO_MODEL)
 
     job = f"{prune_cronjob}-now-{int(time.time())}"
     deployment.kubectl("create", "job", f"--from=cronjob/{prune_cronjob}", job, "-n", NAMESPACE)
@@ -778,8 +777,8 @@ def test_a_release_with_retention_prunes_after_runs(deployment: Deployment, telc
         row = deployment.run_row(run)
         assert row is not None
         assert row["pruned_at"] is not None
-    for run in latest_runs:  # what consumers read is untouched, row for row
+    for run in latest_runs | untouched:  # the rows consumers read, and the other model's
         assert after[run][1] == "succeeded"
-        assert partition_rows(deployment, run) == kept_rows[run]
-    assert deployment.latest_versions() == latest_before["bigint"]
-    assert text_runs(deployment, "latest_predictions_text") == latest_before["text"]
+        assert partition_rows(deployment, run) == rows_before[run]
+    assert text_runs(deployment, "latest_predictions_text") == latest_telco
+    assert deployment.latest_versions() == latest_other

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg2
 import structlog
 
 from scorer import db, features, quality, registry, schema, shards, sink
@@ -445,7 +446,8 @@ class ShardState(_RunState):
                     self.failed_run = shards.fail_run(
                         cur, settings.target_schema, settings.run_id, error, self.shard
                     )
-        except Exception:
+        except (psycopg2.Error, ScorerError) as exc:  # the database went away meanwhile
+            log.warning("shard.failure_not_recorded", error=f"{type(exc).__name__}: {exc}")
             return
         if self.failed_run:
             log.error("run.failed_by_shard", error=error)

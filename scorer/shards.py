@@ -376,12 +376,16 @@ def fail_run(cur: db.Cursor, schema: str, run_id: str, error: str, shard: int | 
     if cur.rowcount == 0:
         return False
     cur.execute(
-        f"UPDATE {quoted}.scoring_run_shards SET staging_table = NULL"
-        " WHERE run_id = %s AND staging_table IS NOT NULL RETURNING staging_table",
+        f"SELECT staging_table FROM {quoted}.scoring_run_shards"
+        " WHERE run_id = %s AND staging_table IS NOT NULL",
         (run_id,),
     )
     for (table,) in cur.fetchall():
         cur.execute(f"DROP TABLE IF EXISTS {quoted}.{quote_any(table)}")
+    cur.execute(
+        f"UPDATE {quoted}.scoring_run_shards SET staging_table = NULL WHERE run_id = %s",
+        (run_id,),
+    )
     return True
 
 

@@ -275,10 +275,12 @@ def test_a_shard_exiting_2_fails_the_run_and_nothing_is_published(
 
     code, lines, err = finish(start(shard_env(env, run_id, 2, 1)))
     assert code == 2, (lines, err)
-    assert summary(lines)["kind"] == "duplicate_entity"
+    assert summary(lines)["kind"] == "duplicate_entity", lines
     row = run_row(postgres_url, target_schema, run_id)
     assert row is not None
-    assert (row["status"], row["failed_shard"]) == ("failed", 1)
+    assert (row["status"], row["failed_shard"]) == ("failed", 1), [
+        (line["event"], line.get("error")) for line in lines
+    ]
     assert str(row["error"]).startswith("shard 1 of 2 failed (duplicate_entity)")
     assert published(postgres_url, target_schema, run_id)["rows"] == 0
     assert scorer_tables(postgres_url, target_schema) == []  # shard 0's table went too

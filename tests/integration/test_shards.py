@@ -6,7 +6,6 @@ server, started in a shuffled order and partly at once, as an Indexed Job's pods
 
 from __future__ import annotations
 
-import random
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
+import numpy as np
 import psycopg2
 import pytest
 from mlflow import MlflowClient
@@ -164,13 +164,12 @@ def test_four_shards_in_random_order_publish_once_and_equal_a_one_shard_run(
     scorer_env: dict[str, str], postgres_url: str, target_schema: str, churn_model: ChurnModel
 ) -> None:
     run_id, count = new_run_id(), 4
-    order = list(range(count))
-    random.Random(11).shuffle(order)
+    order = [int(index) for index in np.random.default_rng().permutation(count)]
     first_two = [start(shard_env(scorer_env, run_id, count, index)) for index in order[:2]]
     results = [finish(process) for process in first_two]  # these two ran at the same time
     for code, lines, err in results:
-        assert code == 0, (lines, err)
-        assert summary(lines)["outcome"] == "shard_done"
+        assert code == 0, (order, lines, err)
+        assert summary(lines)["outcome"] == "shard_done", order
     assert_nothing_visible(postgres_url, target_schema, run_id, "predictions")
     code, lines, err = finish(start(shard_env(scorer_env, run_id, count, order[2])))
     assert code == 0, (lines, err)

@@ -423,6 +423,13 @@ def test_locks_admit_the_shards_of_one_run_and_time_out_a_stale_one(
     code, lines, err = finish(start(shard_env(env, stale, 2, 0)))
     assert (code, summary(lines)["outcome"]) == (0, "shard_done"), (lines, err)
 
+    # Between its shards the run has no session; prune leaves it running (the time-out is
+    # the scorer's, below).
+    pruned = services.run_scorer({**env, "SCORER_KEEP_RUNS": "1"}, "prune")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert run_row(postgres_url, target_schema, stale)["status"] == "running"  # type: ignore[index]
+    assert len(scorer_tables(postgres_url, target_schema)) == 1  # shard 0's table stays
+
     # Within the time-out the half-done run holds its model and snapshot: other runs wait.
     other = new_run_id("other")
     busy = services.run_scorer(shard_env(env, other, 2, 0), "run")

@@ -301,7 +301,8 @@ def holders(cur: db.Cursor, keys: list[str]) -> list[int | None]:
 
 
 def lock_shared(cur: db.Cursor, settings: RunSettings, model_name: str, snapshot: str) -> None:
-    """Hold the (model, snapshot) lock shared and the run's liveness lock, for the session."""
+    """Hold the (model, snapshot) lock shared, the run's liveness lock and this shard's own
+    lock, for the session."""
     key = lock_key(settings.target_schema, model_name, snapshot)
     deadline = time.monotonic() + settings.lock_wait_seconds
     while True:
@@ -318,6 +319,15 @@ def lock_shared(cur: db.Cursor, settings: RunSettings, model_name: str, snapshot
         "SELECT pg_advisory_lock_shared(hashtextextended(%s, 0))",
         (run_key(settings.target_schema, settings.run_id),),
     )
+    # One process per shard: a second attempt of the same shard (a manual rerun beside a live
+    # pod) waits for the retry instead of racing it for the shard's table.
+    shard_key = f"scorer-shard:{settings.target_schema}:{settings.run_id}:{settings.shard}"
+    cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (shard_key,))
+    if not db.one_value(cur):
+        raise LockBusyError(
+            f"shard {settings.shard} of run {settings.run_id} is being scored by another"
+            " process; this one stops (a retry finds it done, or takes over)"
+        )
 
 
 def exclude_other_runs(

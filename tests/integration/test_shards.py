@@ -246,6 +246,15 @@ def test_a_killed_shard_is_retried_and_the_run_is_exact(
     env = {**scorer_env, "SCORER_FEATURES_TABLE": big_table, "SCORER_CHUNK_ROWS": "1000"}
     run_id = new_run_id("killed")
     assert start_and_kill(shard_env(env, run_id, 2, 1)) == -signal.SIGKILL
+    # Two processes of one shard at once: while a session holds shard 0 (as its live pod
+    # would), another process of shard 0 leaves it to a retry (exit 1).
+    key = f"scorer-shard:{target_schema}:{run_id}:0"
+    with closing(psycopg2.connect(postgres_url)) as holder, holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        twin = services.run_scorer(shard_env(env, run_id, 2, 0), "run")
+    assert twin.returncode == 1, twin.stdout + twin.stderr
+    assert services.json_lines(twin.stdout)[-1]["kind"] == "lock_busy"
+    assert "shard 0 of run" in services.json_lines(twin.stdout)[-1]["error"]
     code, lines, err = finish(start(shard_env(env, run_id, 2, 0)))
     assert (code, summary(lines)["outcome"]) == (0, "shard_done"), (lines, err)
     assert_nothing_visible(postgres_url, target_schema, run_id, "predictions")

@@ -201,6 +201,16 @@ def test_four_shards_in_random_order_publish_once_and_equal_a_one_shard_run(
     assert sum(part[4] for part in parts) == CUSTOMERS
     assert all(part[4] > CUSTOMERS / count * 0.8 for part in parts)  # balanced by quantiles
 
+    # `scorer show` names the shards.
+    shown = services.run_scorer(
+        {"SCORER_DATABASE_URL": postgres_url, "SCORER_TARGET_SCHEMA": target_schema},
+        "show",
+        run_id,
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    (line,) = [line for line in shown.stdout.splitlines() if line.startswith("shards ")]
+    assert line.startswith("shards      4 shards, by entity id range · 0: succeeded ")
+
     # Every shard that reruns after the publish does nothing.
     code, lines, _ = finish(start(shard_env(scorer_env, run_id, count, 1)))
     assert (code, summary(lines)["outcome"]) == (0, "already_published")

@@ -476,3 +476,41 @@ def test_locks_admit_the_shards_of_one_run_and_time_out_a_stale_one(
     assert [t for t in scorer_tables(postgres_url, target_schema) if "stale" in t] == []
     code, lines, _ = finish(start(shard_env(env, other, 2, 1)))
     assert (code, summary(lines)["outcome"]) == (0, "published")
+
+
+def test_a_shard_killed_while_publishing_is_published_by_its_retry(
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str, big_table: str
+) -> None:
+    env = {**scorer_env, "SCORER_FEATURES_TABLE": big_table, "SCORER_CHUNK_ROWS": "1000"}
+    run_id = new_run_id("publish")
+    code, lines, err = finish(start(shard_env(env, run_id, 2, 0)))
+    assert (code, summary(lines)["outcome"]) == (0, "shard_done"), (lines, err)
+    runs = f"{quote_identifier(target_schema)}.scoring_runs"
+    last = start(shard_env(env, run_id, 2, 1))
+    assert last.stdout is not None
+    with closing(psycopg2.connect(postgres_url)) as reader, reader.cursor() as cur:
+        for line in last.stdout:
+            if '"shard.started"' in line:
+                break
+        # A reader's share lock on the run row, taken while the shard streams: the shard still
+        # commits its part (FOR SHARE), and its publishing transaction (FOR UPDATE) waits.
+        cur.execute(f"SELECT status FROM {runs} WHERE run_id = %s FOR SHARE", (run_id,))
+        for line in last.stdout:
+            if '"shard.succeeded"' in line:
+                break
+        time.sleep(1.0)
+        last.send_signal(signal.SIGKILL)
+        last.communicate(timeout=60)
+    assert last.returncode == -signal.SIGKILL
+    assert_nothing_visible(postgres_url, target_schema, run_id, "predictions")
+    assert [part[1] for part in shard_rows(postgres_url, target_schema, run_id)] == [
+        "succeeded",
+        "succeeded",
+    ]
+
+    code, lines, err = finish(start(shard_env(env, run_id, 2, 1)))
+    assert (code, summary(lines)["outcome"]) == (0, "published"), (lines, err)
+    assert "shard.already_succeeded" in [line["event"] for line in lines]
+    assert summary(lines)["rows_scored"] == BIG_ROWS
+    assert published(postgres_url, target_schema, run_id)["entities"] == BIG_ROWS
+    assert [part[2] for part in shard_rows(postgres_url, target_schema, run_id)] == [1, 1]

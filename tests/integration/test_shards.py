@@ -320,8 +320,12 @@ def test_a_shard_stops_early_when_another_fails_the_run(
     for line in slow.stdout:
         if '"batch.scored"' in line:
             break
+    slow.send_signal(signal.SIGSTOP)  # paused mid-stream, so it cannot finish meanwhile
     # A pod of the same run with a different shard count is refused, and fails the run.
-    bad = services.run_scorer(shard_env(env, run_id, 3, 1), "run")
+    try:
+        bad = services.run_scorer(shard_env(env, run_id, 3, 1), "run")
+    finally:
+        slow.send_signal(signal.SIGCONT)
     assert bad.returncode == 2
     last = services.json_lines(bad.stdout)[-1]
     assert last["kind"] == "config"

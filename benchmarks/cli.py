@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -107,6 +107,78 @@ def run_child(
         )
     cpu = usage.ru_utime + usage.ru_stime
     return Sample(wall, cpu, server, peak or usage.ru_maxrss / 1024, stdout, started)
+
+
+def run_children(
+    args: list[str], envs: list[dict[str, str]], postmaster: int, timeout: float = 7200
+) -> Sample:
+    """``run_child`` for processes started at once: wall time until the last has exited, the
+    sum of their own rusage, the server's CPU around them; their stdouts concatenated."""
+    with ExitStack() as stack:
+        outs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in envs]
+        server = server_cpu(postmaster)
+        started = time.time()
+        start = time.perf_counter()
+        processes = [
+            subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+            for env, out in zip(envs, outs, strict=True)
+        ]
+        cpu, peak = 0.0, 0.0
+        codes: dict[int, int] = {}
+        deadline = time.monotonic() + timeout
+        while len(codes) < len(processes):
+            for process in processes:
+                if process.pid in codes:
+                    continue
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    codes[pid] = os.waitstatus_to_exitcode(status)
+                    cpu += usage.ru_utime + usage.ru_stime
+                else:
+                    peak = max(peak, _high_water_mb(process.pid))
+                    if time.monotonic() > deadline:
+                        process.kill()
+            time.sleep(0.01)
+        wall = time.perf_counter() - start
+        time.sleep(0.3)  # the postmaster reaps the children's backends
+        server = server_cpu(postmaster) - server
+        stdout = ""
+        for out in outs:
+            out.seek(0)
+            stdout += out.read()
+    if any(codes.values()):
+        raise RuntimeError(f"{args} exited {sorted(codes.values())}:\n{stdout[-3000:]}")
+    return Sample(wall, cpu, server, peak, stdout, started)
+
+
+def measure_shards(bench: Bench, rows: int, options: argparse.Namespace) -> dict[int, Figure]:
+    """The numeric case as 1, 2, 4 ... concurrent shards over the same rows, interleaved."""
+    samples: dict[int, list[Sample]] = {count: [] for count in options.shards}
+    for attempt in range(options.repeat):
+        for count in options.shards:
+            samples[count].append(bench.sharded(NUMERIC, rows, count))
+            progress(f"[shards {count} {rows:,}] run {attempt + 1}: {samples[count][-1].wall:.2f}s")
+    return {
+        count: _from_samples(f"{count} shards", rows, found) for count, found in samples.items()
+    }
+
+
+def report_shards(rows: int, figures: dict[int, Figure]) -> str:
+    """The shards table: CPU per million rows, client + server, against one shard."""
+    one = figures[min(figures)]
+    lines = [
+        f"shards over the same {rows:,} rows (numeric case), concurrent processes on this machine",
+        "| shards | wall s | client CPU s per 1M | server CPU s per 1M | CPU s per 1M rows"
+        " | vs 1 shard |",
+        "|---|---|---|---|---|---|",
+    ]
+    for count, found in sorted(figures.items()):
+        lines.append(
+            f"| {count} | {found.wall:.2f} | {found.client_cpu_per_m:.2f}"
+            f" | {found.server_cpu_per_m:.2f} | {found.cpu_per_m:.2f}"
+            f" | {found.cpu_per_m / one.cpu_per_m - 1:+.1%} |"
+        )
+    return "\n".join(lines)
 
 
 def _high_water_mb(pid: int) -> float:
@@ -281,16 +353,19 @@ class Bench:
         with closing(psycopg2.connect(self.db_url)) as conn:
             conn.autocommit = True
             with conn.cursor() as cur:
+                # A sharded run's partition is itself partitioned (its shards' tables): drop
+                # those first, then whatever is left; every shard table of the run goes with it.
                 cur.execute(
                     "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_inherits i"
                     " JOIN pg_class c ON c.oid = i.inhrelid"
                     " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                    " WHERE n.nspname = %s AND c.relkind = 'r'",
+                    " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relkind DESC",
                     (schema,),
                 )
                 for (table,) in cur.fetchall():
-                    cur.execute(f"DROP TABLE {table}")
-                cur.execute(f"TRUNCATE {schema}.scoring_runs")
+                    cur.execute(f"DROP TABLE IF EXISTS {table}")
+                # CASCADE: scoring_run_shards refers to it (migration 6); older schemas have none.
+                cur.execute(f"TRUNCATE {schema}.scoring_runs CASCADE")
                 cur.execute("CHECKPOINT")
 
     def scorer(
@@ -312,6 +387,35 @@ class Bench:
         ]
         if not summary or summary[0]["rows_scored"] != rows:
             raise RuntimeError(f"scorer did not score {rows} rows:\n{sample.stdout[-2000:]}")
+        return sample
+
+    def sharded(self, case: Case, rows: int, shards: int) -> Sample:
+        """One run of ``shards`` shards as concurrent processes (as an Indexed Job's pods):
+        wall time to the last, the CPU of every shard process, the server's CPU around them."""
+        self._clear("scoring")
+        run_id = f"bench-shards-{shards}-{time.time_ns()}"
+        env = self.scorer_env(case, run_id)
+        envs = [
+            {**env, "SCORER_SHARDS": str(shards), "SCORER_SHARD_INDEX": str(index)}
+            if shards > 1
+            else env
+            for index in range(shards)
+        ]
+        sample = run_children(
+            [sys.executable, "-m", "scorer", "run"],
+            [child_env(one) for one in envs],
+            self.cluster.postmaster,
+        )
+        lines = [json.loads(line) for line in sample.stdout.splitlines() if line.startswith("{")]
+        published = [
+            line
+            for line in lines
+            if line["event"] == "run.succeeded" and line["outcome"] == "published"
+        ]
+        if len(published) != 1 or published[0]["rows_scored"] != rows:
+            raise RuntimeError(
+                f"{shards} shards did not publish {rows} rows:\n{sample.stdout[-3000:]}"
+            )
         return sample
 
     def naive(self, case: Case) -> Sample:
@@ -503,13 +607,16 @@ def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, 
         bench = Bench(cluster, workdir, before)
         bench.setup(rows, cases, train_rows)
         load_before = os.getloadavg()
-        results = {case.name: measure_case(bench, case, rows, options) for case in cases}
-        started = time.perf_counter()
-        for name, found in bench.stages(cases, rows, options.stage_repeat).items():
-            results[name]["stages"] = _stage_figures(found["stages"])
-            results[name]["explain"] = found["explain"]
-        bench.say("stages of every case", started)
-        if options.image and NUMERIC in cases:
+        results: dict[str, Any] = {}
+        shards = measure_shards(bench, rows, options) if options.shards else None
+        if not options.only_shards:
+            results = {case.name: measure_case(bench, case, rows, options) for case in cases}
+            started = time.perf_counter()
+            for name, found in bench.stages(cases, rows, options.stage_repeat).items():
+                results[name]["stages"] = _stage_figures(found["stages"])
+                results[name]["explain"] = found["explain"]
+            bench.say("stages of every case", started)
+        if options.image and NUMERIC in cases and not options.only_shards:
             from benchmarks.image import measure_image  # noqa: PLC0415 - needs docker
 
             found = measure_image(options.image, bench, rows, max(rows // 4, 1), options.repeat)
@@ -525,7 +632,7 @@ def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, 
         load_after = os.getloadavg()
     finally:
         cluster.stop()
-    return {"rows": rows, "load": [load_before, load_after], "cases": results}
+    return {"rows": rows, "load": [load_before, load_after], "cases": results, "shards": shards}
 
 
 def _sum(stages: dict[str, Figure], names: tuple[str, ...], attribute: str) -> float:
@@ -646,6 +753,8 @@ def report(result: dict[str, Any]) -> str:
     ]
     for case_result in result["cases"].values():
         lines += report_case(case_result)
+    if result.get("shards"):
+        lines += ["", report_shards(result["rows"], result["shards"])]
     return "\n".join(lines)
 
 
@@ -661,7 +770,10 @@ def _jsonable(result: dict[str, Any]) -> dict[str, Any]:
                 out[key] = {stage: asdict(f) for stage, f in case_result[key].items()}
         out["ratios"] = ratios(case_result)
         cases[name] = out
-    return {**result, "cases": cases}
+    shards = result.get("shards")
+    if shards:
+        shards = {str(count): asdict(found) for count, found in shards.items()}
+    return {**result, "cases": cases, "shards": shards}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -697,9 +809,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument(
+        "--shards",
+        type=int,
+        nargs="+",
+        default=None,
+        help="also run the numeric case as this many concurrent shards (e.g. 1 2 4)",
+    )
+    parser.add_argument(
+        "--only-shards", action="store_true", help="with --shards: measure nothing else"
+    )
+    parser.add_argument(
         "--image", help="also measure the scorer in this image (e.g. scorer:dev; needs docker)"
     )
     args = parser.parse_args(argv)
+    if args.only_shards and not args.shards:
+        parser.error("--only-shards needs --shards")
+    if args.shards and 1 not in args.shards:
+        parser.error("--shards compares with one shard: include 1")
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.stage_repeat = args.stage_repeat or args.repeat
     args.naive_rss_per_row = {}

@@ -15,6 +15,7 @@ import structlog
 
 from scorer import db, features, pipeline, registry
 from scorer.config import RunSettings
+from scorer.errors import ConfigError
 from scorer.identifiers import quote_identifier
 
 log = structlog.get_logger("scorer")
@@ -31,6 +32,12 @@ def main(settings: RunSettings, between: tuple[str, str] | None, listed: Sequenc
 
     Stops at the first snapshot that fails, with its exit code; rerun to resume.
     """
+    if settings.sharded:
+        raise ConfigError(
+            "backfill scores its snapshots one run after another in one process; it does not"
+            " shard (unset SCORER_SHARDS, or run each snapshot as a sharded `run` with"
+            " SCORER_SNAPSHOT)"
+        )
     source = features.Source(settings.features, settings.entity_column, settings.snapshot_column)
     url = settings.database_url.get_secret_value()
     resolved = registry.resolve(settings)

@@ -69,7 +69,17 @@ _GROUPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
         ("score_kind", "positive_class", "threshold", "chunk_rows", "max_rejected_ratio"),
     ),
     "database": (None, ("database_url", "target_schema")),
-    "run": (None, ("run_id", "lock_wait_seconds", "trigger")),
+    "run": (
+        None,
+        (
+            "run_id",
+            "lock_wait_seconds",
+            "trigger",
+            "shards",
+            "shard_index",
+            "shard_timeout_seconds",
+        ),
+    ),
     "logging": (None, ("log_format", "log_level")),
     "lineage": (
         "set by the chart from the downward API",

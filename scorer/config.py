@@ -24,7 +24,13 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _ALIAS = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _STAGES = ("Production", "Staging", "Archived", "None")
 _TRACKING_URI_ALIASES = ("MLFLOW_TRACKING_URI", "SCORER_TRACKING_URI")
-_FIELD_OF_ALIAS = dict.fromkeys(_TRACKING_URI_ALIASES, "tracking_uri")
+_SHARD_INDEX_ALIASES = ("SCORER_SHARD_INDEX", "JOB_COMPLETION_INDEX")
+_FIELD_OF_ALIAS = {
+    **dict.fromkeys(_TRACKING_URI_ALIASES, "tracking_uri"),
+    **dict.fromkeys(_SHARD_INDEX_ALIASES, "shard_index"),
+}
+MAX_SHARDS = 64
+"""The most shards one run may have (each holds database connections while it scores)."""
 _MAX_EXPERIMENT_NAME = 500  # MLflow's limit (mlflow.utils.validation)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NO_REGISTRY = "no model registry configured: set MLFLOW_TRACKING_URI or pass --tracking-uri"
@@ -201,6 +207,26 @@ class RunSettings(DatabaseSettings):
         description="MLflow experiment each scoring run is recorded in (default"
         " scoring/<model name>); at most 500 characters, no control characters",
     )
+    shards: int = Field(
+        1,
+        ge=1,
+        le=MAX_SHARDS,
+        description=f"Shards of one run, 1 to {MAX_SHARDS}: shard i of n scores its own range of"
+        " entity ids under the same run id, and the run publishes once every shard succeeded",
+    )
+    shard_index: int | None = Field(
+        None,
+        ge=0,
+        validation_alias=AliasChoices(*_SHARD_INDEX_ALIASES, "shard_index"),
+        description="This pod's shard, 0 to SCORER_SHARDS-1 (default: JOB_COMPLETION_INDEX,"
+        " which an Indexed Job sets); required when SCORER_SHARDS > 1",
+    )
+    shard_timeout_seconds: float = Field(
+        21_600.0,
+        gt=0,
+        description="A sharded run with no live shard and no shard started or finished for"
+        " this long no longer holds its model and snapshot: the next run abandons it",
+    )
     mlflow_record: bool = Field(
         True,
         description="Record each scoring run as an MLflow run after publish (true/false);"
@@ -282,6 +308,16 @@ class RunSettings(DatabaseSettings):
             raise ValueError("set at most one of SCORER_REQUIRE_ALIAS, SCORER_REQUIRE_STAGE")
         if self.snapshot is None and self.snapshot_column is None:
             object.__setattr__(self, "snapshot", _default_snapshot())
+        if self.shards > 1 and self.shard_index is None:
+            raise ValueError(
+                f"SCORER_SHARDS={self.shards} needs this pod's shard: set SCORER_SHARD_INDEX"
+                " (an Indexed Job sets JOB_COMPLETION_INDEX)"
+            )
+        if self.shard_index is not None and self.shard_index >= self.shards:
+            raise ValueError(
+                f"SCORER_SHARD_INDEX={self.shard_index} is outside 0..{self.shards - 1}"
+                f" (SCORER_SHARDS={self.shards})"
+            )
         threshold = self.threshold
         if self.score_kind == "probability" and threshold is not None and not 0 < threshold < 1:
             raise ValueError("SCORER_THRESHOLD must lie strictly between 0 and 1")
@@ -293,6 +329,16 @@ class RunSettings(DatabaseSettings):
         if self.threshold is not None:
             return self.threshold
         return 0.5 if self.score_kind == "probability" else None
+
+    @property
+    def sharded(self) -> bool:
+        """More than one shard: the run is opened, scored and published across pods."""
+        return self.shards > 1
+
+    @property
+    def shard(self) -> int:
+        """This pod's shard index (0 for a run of one shard)."""
+        return self.shard_index or 0
 
     @property
     def selector(self) -> str:
@@ -319,7 +365,9 @@ SettingsT = TypeVar("SettingsT", bound=LogSettings)
 
 def env_name(field: str) -> str:
     """The environment variable of a settings field."""
-    return "MLFLOW_TRACKING_URI" if field == "tracking_uri" else f"SCORER_{field.upper()}"
+    if field == "tracking_uri":
+        return "MLFLOW_TRACKING_URI"
+    return f"SCORER_{field.upper()}"
 
 
 def flag_name(field: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -74,6 +74,9 @@ class FeaturePlan:
     parsed_flags: tuple[str, ...] = ()  # text columns parsed as numbers, one flag each
     numbers: tuple[str, ...] = ()  # float8 fields, in input order
     strings: tuple[str, ...] = ()  # tail fields after a text id, in input order
+    select_sql: str = ""  # the SELECT list of copy_sql
+    where: tuple[str, ...] = ()  # copy_sql's conditions (the snapshot; a shard's part)
+    entity_sql_type: str = ""  # the entity column's SQL type, e.g. "bigint", "uuid"
 
     @property
     def all_numeric(self) -> bool:
@@ -256,16 +259,39 @@ def _build(
     for index, name in enumerate(numbers):
         fixed.append((f"f{index}", ">f8"))
         select.append(_as_float8(columns[name]))
-    where = ""
+    where: tuple[str, ...] = ()
     if snapshot.column is not None:
         literal = _literal(conn, snapshot.label, columns[snapshot.column].sql_type)
-        where = f" WHERE {quote_any(snapshot.column)} = {literal}"
+        where = (f"{quote_any(snapshot.column)} = {literal}",)
     sql = ", ".join([*select, *tail])
-    copy_sql = f"COPY (SELECT {sql} FROM {relation.sql}{where}) TO STDOUT (FORMAT binary)"
     layout = wire.RowLayout(tuple(fixed), len(tail))
     return FeaturePlan(
-        relation, entity, entity_kind, inputs, snapshot, layout, copy_sql, parsed, numbers, strings
+        relation,
+        entity,
+        entity_kind,
+        inputs,
+        snapshot,
+        layout,
+        _copy_sql(sql, relation, where),
+        parsed,
+        numbers,
+        strings,
+        sql,
+        where,
+        columns[entity].sql_type,
     )
+
+
+def _copy_sql(select: str, relation: Relation, where: tuple[str, ...]) -> str:
+    condition = f" WHERE {' AND '.join(where)}" if where else ""
+    return f"COPY (SELECT {select} FROM {relation.sql}{condition}) TO STDOUT (FORMAT binary)"
+
+
+def restrict(plan: FeaturePlan, condition: str) -> FeaturePlan:
+    """The same plan reading only the rows that also meet ``condition`` (a shard's part), on
+    the server: the condition is part of the COPY query."""
+    where = (*plan.where, f"({condition})")
+    return replace(plan, where=where, copy_sql=_copy_sql(plan.select_sql, plan.relation, where))
 
 
 def _as_float8(column: Column) -> str:

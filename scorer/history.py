@@ -121,6 +121,15 @@ def show(conn: db.Connection, target: str, run_id: str) -> Record:
             )
             references = _records(cur)
             record["reference"] = references[0] if references else {"run_id": reference_id}
+        record["shard_runs"] = []
+        if (record.get("shards") or 1) > 1:
+            cur.execute(
+                "SELECT shard, status, attempts, rows_read, rows_scored, rows_rejected, timings,"
+                f" error FROM {quote_identifier(target)}.scoring_run_shards WHERE run_id = %s"
+                " ORDER BY shard",
+                (run_id,),
+            )
+            record["shard_runs"] = _records(cur)
     return record
 
 
@@ -146,6 +155,7 @@ def render_show(record: Record, bins: int = 20) -> str:
                        r["finished_at"] and f"finished {_when(r['finished_at'])}",
                        r["finished_at"] and f"took {_duration(r['duration_seconds'])}")),
         ("steps", _steps(r["timings"])),
+        ("shards", _shards(r)),
         ("rows", _join(f"read {_count(r['rows_read'])}", f"scored {_count(r['rows_scored'])}",
                        f"rejected {_count(r['rows_rejected'])}" + _rejected_by(r))),
         ("scores", _scores(r)),
@@ -183,6 +193,22 @@ def _steps(timings: Mapping[str, float] | None) -> str:
     order = {step: index for index, step in enumerate(_STEPS)}
     steps = sorted(timings.items(), key=lambda item: order.get(item[0], len(order)))
     return _join(*(f"{step} {seconds:g}s" for step, seconds in steps))
+
+
+def _shards(r: Record) -> str:
+    """A sharded run: each shard's status, rows and time (its steps' sum), and its attempts."""
+    runs = r.get("shard_runs") or []
+    if not runs:
+        return ""
+    parts = [f"{r['shards']} shards, by entity id range"]
+    for shard in runs:
+        seconds = sum((shard["timings"] or {}).values())
+        attempts = f", attempt {shard['attempts']}" if shard["attempts"] > 1 else ""
+        parts.append(
+            f"{shard['shard']}: {shard['status']} {_count(shard['rows_read'])} rows"
+            f" {seconds:.1f}s{attempts}"
+        )
+    return _join(*parts)
 
 
 def _rejected_by(r: Record) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg2
 import structlog
 
-from scorer import db, features, quality, registry, schema, sink, wire, workers
+from scorer import db, features, quality, registry, schema, shards, sink, wire, workers
 from scorer.config import RunSettings
 from scorer.errors import (
     EmptyRelationError,
@@ -60,13 +60,21 @@ class Prepared:
     plan: features.FeaturePlan
 
 
-def prepare(settings: RunSettings, writer: db.Connection, timer: Timer) -> Prepared:
-    """Resolve and load the model, check the schema and the feature relation. Writes nothing."""
+def prepare(
+    settings: RunSettings,
+    writer: db.Connection,
+    timer: Timer,
+    recorded: registry.ResolvedModel | None = None,
+) -> Prepared:
+    """Resolve and load the model, check the schema and the feature relation. Writes nothing.
+
+    ``recorded``: the version a sharded run recorded, scored as it is (no resolution).
+    """
     with timer.step("resolve"):
-        resolved = registry.resolve(settings)
+        resolved = registry.resolve(settings) if recorded is None else recorded
     structlog.contextvars.bind_contextvars(model_version=resolved.version)
     log.info(
-        "model.resolved",
+        "model.resolved" if recorded is None else "model.recorded",
         selector=resolved.selector,
         mlflow_run_id=resolved.mlflow_run_id,
         source=resolved.source,
@@ -122,7 +130,12 @@ def run(settings: RunSettings) -> int:
     Every path ends with one canonical summary line, ``run.succeeded`` or ``run.failed``; an
     internal error (a bug) logs its traceback just before.
     """
-    state = _RunState(settings)
+    if settings.sharded:
+        from scorer.sharded import ShardState  # noqa: PLC0415 - only a sharded run needs it
+
+        state: _RunState = ShardState(settings)
+    else:
+        state = _RunState(settings)
     try:
         state.execute()
     except BaseException as exc:  # every failure, even SIGTERM's, ends in the summary line
@@ -163,6 +176,8 @@ class _RunState:
             record = RunRecord(writer, settings, prepared.resolved, prepared.plan)
             with db.autocommit(writer):
                 record.lock()
+                with db.transaction(writer), writer.cursor() as cur:
+                    shards.guard_unsharded(cur, settings, prepared.resolved.name, self.snapshot)
                 if record.status() in ("succeeded", "pruned"):  # published (and maybe pruned)
                     self.outcome = "already_published"
                     log.info(
@@ -229,6 +244,7 @@ class _RunState:
                     self.stats.add(scores, labels)
                     send(wire.encode_predictions(chunk.ids, scores, labels))
                 now = time.perf_counter()
+                self._poll()
                 if now - last >= _PROGRESS_EVERY_SECONDS or counts.read == chunk.read:
                     log.info(
                         "batch.scored",
@@ -237,6 +253,9 @@ class _RunState:
                         rows_per_s=round(counts.read / max(now - begin, 1e-9)),
                     )
                     last = now
+
+    def _poll(self) -> None:
+        """Called after each chunk (a shard checks here whether its run still stands)."""
 
     def _check_scored(self, prepared: Prepared) -> None:
         """Refuse to publish what the scorer cannot stand behind."""

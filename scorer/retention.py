@@ -112,6 +112,7 @@ class Running:
     started_at: datetime
     attempts: int
     pid: int | None
+    shards: int = 1  # a sharded run between its shards has no session: see scorer.shards
 
 
 @dataclass(frozen=True)
@@ -252,13 +253,13 @@ def live_and_dead(conn: db.Connection, target: str) -> list[Running]:
     table = f"{quote_identifier(target)}.scoring_runs"
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT run_id, model_name, snapshot, started_at, attempts FROM {table}"
+            f"SELECT run_id, model_name, snapshot, started_at, attempts, shards FROM {table}"
             " WHERE status = 'running' ORDER BY started_at"
         )
         rows = cur.fetchall()
         if not rows:
             return []
-        keys = [runs.lock_key(target, model, snapshot) for _, model, snapshot, _, _ in rows]
+        keys = [runs.lock_key(target, row[1], row[2]) for row in rows]
         cur.execute(
             "SELECT u.ordinality, min(l.pid)"
             " FROM unnest(%s::text[]) WITH ORDINALITY AS u(key, ordinality)"
@@ -273,8 +274,10 @@ def live_and_dead(conn: db.Connection, target: str) -> list[Running]:
         )
         holders = [pid for _, pid in cur.fetchall()]
     return [
-        Running(run_id, model, snapshot, started_at, attempts, pid)
-        for (run_id, model, snapshot, started_at, attempts), pid in zip(rows, holders, strict=True)
+        Running(run_id, model, snapshot, started_at, attempts, pid, shards)
+        for (run_id, model, snapshot, started_at, attempts, shards), pid in zip(
+            rows, holders, strict=True
+        )
     ]
 
 
@@ -330,7 +333,9 @@ class _Pruner:
             published = plan(conn, target, rules)
             partitions = partitions_of(conn, target)
             orphans = orphans_of(conn, target)
-        self.abandon([run for run in running if run.pid is None])
+        # A sharded run between its shards holds no session: the next run of its model and
+        # snapshot abandons it past SCORER_SHARD_TIMEOUT_SECONDS (scorer.shards), not prune.
+        self.abandon([run for run in running if run.pid is None and run.shards == 1])
 
         doomed = {run.run_id: run for run in published if run.kept_by is None}
         outcome.kept = len(published) - len(doomed)

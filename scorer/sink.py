@@ -64,6 +64,20 @@ class RunPartition:
             f"CREATE TABLE {self.table} (LIKE {self.parent}, CHECK (run_id = %s))",
             (lineage.run_id,),
         )
+        self._set_defaults(cur)
+
+    def add_key(self, cur: db.Cursor) -> None:
+        """Build the primary key once, after the load.
+
+        A duplicated entity id fails the key: ``DuplicateEntityError`` names one of them.
+        """
+        try:
+            cur.execute(f"ALTER TABLE {self.table} ADD PRIMARY KEY (run_id, entity_id)")
+        except psycopg2.errors.UniqueViolation as exc:
+            raise DuplicateEntityError(_duplicate_message(exc, self.lineage)) from None
+
+    def _set_defaults(self, cur: db.Cursor) -> None:
+        lineage = self.lineage
         cur.execute(
             f"ALTER TABLE {self.table}"
             " ALTER COLUMN run_id SET DEFAULT %s,"
@@ -81,18 +95,84 @@ class RunPartition:
         )
 
     def attach(self, cur: db.Cursor) -> None:
-        """Build the primary key, then attach the table as the run's partition.
-
-        A duplicated entity id fails the key: ``DuplicateEntityError`` names one of them.
-        """
-        try:
-            cur.execute(f"ALTER TABLE {self.table} ADD PRIMARY KEY (run_id, entity_id)")
-        except psycopg2.errors.UniqueViolation as exc:
-            raise DuplicateEntityError(_duplicate_message(exc, self.lineage)) from None
+        """Build the primary key, then attach the table as the run's partition."""
+        self.add_key(cur)
         cur.execute(
             f"ALTER TABLE {self.parent} ATTACH PARTITION {self.table} FOR VALUES IN (%s)",
             (self.lineage.run_id,),
         )
+
+
+RUN_CHECK = "scorer_run_id"
+"""The run id CHECK a sharded run's table and each of its shards' tables share by name."""
+
+
+def shard_table_name(run_id: str, shard: int) -> str:
+    """A shard's own table until publish: readable, unique per (run id, shard), in 63 bytes."""
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    readable = _UNSAFE.sub("_", run_id.lower())[:34].strip("_")
+    base = f"predictions_{readable}_{digest}" if readable else f"predictions_{digest}"
+    return f"{base}_s{shard}"
+
+
+class ShardTable(RunPartition):
+    """One shard's table: the run's lineage defaults, and a CHECK of the shard's id range, so
+    that at publish it becomes a range partition of the run's table without a scan."""
+
+    def __init__(
+        self,
+        schema: str,
+        lineage: Lineage,
+        entity_kind: str,
+        labels: bool,
+        part: tuple[int, str | None],
+    ) -> None:
+        """``part``: the shard's index and the CHECK of its id range (``None``: every id)."""
+        super().__init__(schema, lineage, entity_kind, labels)
+        shard, range_check = part
+        self.shard = shard
+        self.name = shard_table_name(lineage.run_id, shard)
+        self.table = f"{quote_identifier(schema)}.{quote_identifier(self.name)}"
+        columns = "entity_id, score, label" if labels else "entity_id, score"
+        self.copy_statement = f"COPY {self.table} ({columns}) FROM STDIN (FORMAT binary)"
+        self._range_check = range_check
+
+    def create(self, cur: db.Cursor) -> None:
+        """Create the empty table (in the shard's transaction); a retry's replaces nothing
+        committed, since a shard's table commits only with its success."""
+        cur.execute(f"DROP TABLE IF EXISTS {self.table}")
+        checks = f", CONSTRAINT {RUN_CHECK} CHECK (run_id = %s)"
+        if self._range_check is not None:
+            checks += f", CONSTRAINT scorer_shard_range CHECK ({self._range_check})"
+        cur.execute(
+            f"CREATE TABLE {self.table} (LIKE {self.parent}{checks})", (self.lineage.run_id,)
+        )
+        self._set_defaults(cur)
+
+
+def publish_shards(
+    cur: db.Cursor, schema: str, run_id: str, entity_kind: str, parts: list[tuple[str, str]]
+) -> None:
+    """Make a sharded run's table of its shards' tables and attach it as the run's partition.
+
+    ``parts`` are (shard table, ``FROM (...) TO (...)``). Every shard table's CHECKs imply its
+    bound and the run's, and its primary key becomes the run table's: nothing is scanned or
+    copied, and the key (run id, entity id) holds across shards.
+    """
+    quoted = quote_identifier(schema)
+    parent = f"{quoted}.{PARENTS[entity_kind]}"
+    table = f"{quoted}.{quote_identifier(partition_name(run_id))}"
+    cur.execute(
+        f"CREATE TABLE {table} (LIKE {parent}, CONSTRAINT {RUN_CHECK} CHECK (run_id = %s),"
+        " PRIMARY KEY (run_id, entity_id)) PARTITION BY RANGE (entity_id)",
+        (run_id,),
+    )
+    for name, bound in parts:
+        cur.execute(
+            f"ALTER TABLE {table} ATTACH PARTITION {quoted}.{quote_identifier(name)}"
+            f" FOR VALUES {bound}"
+        )
+    cur.execute(f"ALTER TABLE {parent} ATTACH PARTITION {table} FOR VALUES IN (%s)", (run_id,))
 
 
 def _duplicate_message(exc: psycopg2.errors.UniqueViolation, lineage: Lineage) -> str:

@@ -58,7 +58,7 @@ def test_invariants(renders: dict[str, Rendered], scenario: str) -> None:
     r = renders[scenario]
     cronjob, job, pod, container = r.cronjob, r.job_spec, r.pod, r.container
     assert cronjob["apiVersion"] == "batch/v1"
-    assert set(r.kinds()) <= {"CronJob", "ServiceAccount", "Secret", "Job"}
+    assert set(r.kinds()) <= {"CronJob", "ServiceAccount", "Secret", "Job", "Pod", "NetworkPolicy"}
     assert isinstance(cronjob["spec"]["schedule"], str)
     assert cronjob["metadata"]["namespace"] == "ml"
 
@@ -140,7 +140,7 @@ def schedule_interval_seconds(schedule: str) -> int:
 def test_defaults(base: Rendered) -> None:
     cronjob = base.cronjob
     spec = cronjob["spec"]
-    assert base.kinds() == ["CronJob", "ServiceAccount"]
+    assert base.kinds() == ["CronJob", "Pod", "ServiceAccount"]  # the Pod: `helm test`
     assert cronjob["metadata"]["name"] == "nightly-scorer"
     assert spec["schedule"] == "0 3 * * *"
     assert "timeZone" not in spec
@@ -475,7 +475,7 @@ def test_environments_select_models_as_designed(renders: dict[str, Rendered]) ->
     assert dev.cronjob["spec"]["schedule"] == "*/30 * * * *"
     assert dev.job_spec["activeDeadlineSeconds"] == 1500
     assert prod.cronjob["spec"]["timeZone"] == "Etc/UTC"
-    assert prod.container["image"] == "registry.example.com/ml/scorer:0.1.0"
+    assert prod.container["image"].startswith("registry.example.com/ml/scorer@sha256:")
     assert dev.container["imagePullPolicy"] == "IfNotPresent"
     for r in (dev, staging, prod):
         assert r.env_value("SCORER_MODEL_NAME") == "churn"
@@ -483,7 +483,8 @@ def test_environments_select_models_as_designed(renders: dict[str, Rendered]) ->
 
 
 def test_promotion_is_one_line(helm: Helm, renders: dict[str, Rendered], tmp_path: Path) -> None:
-    """Bumping prod's model.version changes one line of values and one env var of the CronJob."""
+    """Bumping prod's model.version changes one line of values and one env var of the CronJob
+    (and of the `helm test` pod)."""
     text = ENV_VALUES["prod"].read_text()
     assert text.count('version: "7"') == 1
     bumped = tmp_path / "prod.yaml"
@@ -494,6 +495,10 @@ def test_promotion_is_one_line(helm: Helm, renders: dict[str, Rendered], tmp_pat
     before, after = renders["env-prod"], helm.template(bumped)
     assert after.env_value("SCORER_MODEL_VERSION") == "8"
     after.env["SCORER_MODEL_VERSION"]["value"] = "7"
+    (check,) = after.all("Pod")  # `helm test` checks the same version
+    (version,) = [e for e in check["spec"]["containers"][0]["env"] if e["name"].endswith("VERSION")]
+    assert version == {"name": "SCORER_MODEL_VERSION", "value": "8"}
+    version["value"] = "7"
     assert after.docs == before.docs
 
 

@@ -32,7 +32,7 @@ def test_notes_prod(helm: Helm, kubeconfig: Path) -> None:
     ) in lines
     assert '  Schedule: "0 3 * * *" (Etc/UTC)' in lines
     assert "  Model:    churn version=7" in lines
-    assert "  Image:    registry.example.com/ml/scorer:0.1.0" in lines
+    assert "  Image:    registry.example.com/ml/scorer@sha256:" + "3f1a9c0e" in notes
     assert "WARNING" not in notes
 
 

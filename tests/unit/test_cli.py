@@ -64,6 +64,9 @@ FLAG_VALUES: dict[str, tuple[str, object]] = {
     "image": ("scorer:1", "scorer:1"),
     "mlflow_experiment": ("scoring/churn-nightly", "scoring/churn-nightly"),
     "mlflow_record": ("false", False),
+    "shards": ("64", 64),  # with SCORER_SHARD_INDEX set (a shard count needs an index)
+    "shard_index": ("0", 0),
+    "shard_timeout_seconds": ("60", 60.0),
 }
 # A malformed value for every setting that can be malformed.
 BAD_VALUES: dict[str, str] = {
@@ -94,6 +97,9 @@ BAD_VALUES: dict[str, str] = {
     "trigger": "cron",
     "mlflow_experiment": " ",
     "mlflow_record": "maybe",
+    "shards": "65",
+    "shard_index": "-1",
+    "shard_timeout_seconds": "0",
 }
 FREE_TEXT = {
     "snapshot",
@@ -177,6 +183,8 @@ def test_each_flag_sets_its_setting_over_the_variable(
         del env["SCORER_MODEL_ALIAS"]  # one selector: the flag's
     if field == "threshold":
         env["SCORER_THRESHOLD"] = "0.9"  # the flag must win over the variable
+    if field == "shards":
+        env["SCORER_SHARD_INDEX"] = "63"
     code, _, _ = run_main(monkeypatch, capsys, [command, flag_name(field), value], env)
     assert code == 0
     settings = captured["settings"]

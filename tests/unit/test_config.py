@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -22,7 +23,7 @@ VALID = {
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
-        if key.startswith("SCORER_") or key == "MLFLOW_TRACKING_URI":
+        if key.startswith("SCORER_") or key in ("MLFLOW_TRACKING_URI", "JOB_COMPLETION_INDEX"):
             monkeypatch.delenv(key)
 
 
@@ -108,3 +109,58 @@ def test_database_url_must_be_postgres_and_is_never_echoed() -> None:
     assert "hunter2" not in str(raised.value)
     s = load(DatabaseSettings, database_url="postgresql://u:hunter2@db/x")
     assert "hunter2" not in repr(s)
+
+
+def test_one_shard_by_default() -> None:
+    s = settings()
+    assert (s.shards, s.shard_index, s.shard, s.sharded) == (1, None, 0, False)
+
+
+def test_the_shard_index_defaults_to_the_indexed_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCORER_SHARDS", "4")
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "3")
+    s = settings()
+    assert (s.shards, s.shard_index, s.sharded) == (4, 3, True)
+    monkeypatch.setenv("SCORER_SHARD_INDEX", "1")  # an explicit index wins
+    assert settings().shard_index == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SCORER_SHARDS": "0"}, "SCORER_SHARDS (--shards): Input should be greater than or"),
+        ({"SCORER_SHARDS": "65"}, "SCORER_SHARDS (--shards): Input should be less than or equal"),
+        ({"SCORER_SHARDS": "4"}, "SCORER_SHARDS=4 needs this pod's shard: set SCORER_SHARD_INDEX"),
+        (
+            {"SCORER_SHARDS": "4", "SCORER_SHARD_INDEX": "4"},
+            "SCORER_SHARD_INDEX=4 is outside 0..3 (SCORER_SHARDS=4)",
+        ),
+        (
+            {"SCORER_SHARDS": "4", "JOB_COMPLETION_INDEX": "7"},
+            "SCORER_SHARD_INDEX=7 is outside 0..3",
+        ),
+        ({"JOB_COMPLETION_INDEX": "1"}, "SCORER_SHARD_INDEX=1 is outside 0..0 (SCORER_SHARDS=1)"),
+        ({"SCORER_SHARD_INDEX": "-1"}, "SCORER_SHARD_INDEX (--shard-index): Input should be"),
+        ({"JOB_COMPLETION_INDEX": "x"}, "SCORER_SHARD_INDEX (--shard-index): Input should be"),
+        ({"SCORER_SHARD_TIMEOUT_SECONDS": "0"}, "SCORER_SHARD_TIMEOUT_SECONDS"),
+    ],
+    ids=[
+        "zero",
+        "above-max",
+        "no-index",
+        "index-too-big",
+        "job-index-too-big",
+        "one-shard",
+        "negative",
+        "not-a-number",
+        "timeout",
+    ],
+)
+def test_bad_shard_settings_name_their_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=re.escape(message)) as raised:
+        settings()
+    assert raised.value.exit_code == 2

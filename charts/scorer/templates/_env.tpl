@@ -25,6 +25,7 @@ own defaults apply.
   (list "SCORER_MIN_ROWS_RATIO" $v.quality.minRowsRatio)
   (list "SCORER_MAX_NULL_SHARE_INCREASE" $v.quality.maxNullShareIncrease)
   (list "SCORER_QUALITY_OVERRIDE" $v.quality.override)
+  (list "SCORER_SHARD_TIMEOUT_SECONDS" $v.shardTimeoutSeconds)
   (list "SCORER_LOG_FORMAT" $v.log.format)
   (list "SCORER_LOG_LEVEL" $v.log.level)
   (list "SCORER_MLFLOW_RECORD" $v.mlflow.recordRuns)

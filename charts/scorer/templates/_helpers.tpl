@@ -142,6 +142,9 @@ a bad configuration with exit code 2, naming the variable.
 {{- if gt (len (include "scorer.fullname" .)) 52 }}
 {{- fail (printf "the CronJob name %q is longer than 52 characters: set fullnameOverride" (include "scorer.fullname" .)) }}
 {{- end }}
+{{- if and (not (kindIs "invalid" .Values.parallelism)) (gt (int64 .Values.parallelism) (int64 .Values.shards)) }}
+{{- fail (printf "parallelism (%v) must not exceed shards (%v)" .Values.parallelism .Values.shards) }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -151,11 +154,22 @@ with a dict:
   root                   the chart's context
   args                   the container's args (empty: the image's default command, `run`)
   activeDeadlineSeconds  the Job's wall-clock limit in seconds (nil: unset)
+  shards                 the run's shards (nil or 1: one pod; more: an Indexed Job, SCORER_SHARDS)
 */}}
 {{- define "scorer.jobSpec" -}}
 {{- $root := .root }}
 {{- $v := $root.Values -}}
+{{- $shards := int64 (default 1 .shards) -}}
+{{- if gt $shards 1 -}}
+# One run over {{ $shards }} pods: pod i is shard i (JOB_COMPLETION_INDEX) of the run named after the Job.
+completionMode: Indexed
+completions: {{ $shards }}
+parallelism: {{ int64 (default $shards $v.parallelism) }}
+backoffLimitPerIndex: {{ int64 $v.backoffLimitPerIndex }}
+maxFailedIndexes: 0
+{{- else -}}
 backoffLimit: {{ int64 $v.backoffLimit }}
+{{- end }}
 {{- if not (kindIs "invalid" .activeDeadlineSeconds) }}
 activeDeadlineSeconds: {{ int64 .activeDeadlineSeconds }}
 {{- end }}
@@ -226,6 +240,10 @@ template:
         {{- end }}
         env:
           {{- include "scorer.env" $root | nindent 10 }}
+          {{- if gt $shards 1 }}
+          - name: SCORER_SHARDS
+            value: {{ $shards | quote }}
+          {{- end }}
           {{- with $v.env }}
           {{- toYaml . | nindent 10 }}
           {{- end }}

@@ -260,19 +260,7 @@ def live_and_dead(conn: db.Connection, target: str) -> list[Running]:
         if not rows:
             return []
         keys = [runs.lock_key(target, row[1], row[2]) for row in rows]
-        cur.execute(
-            "SELECT u.ordinality, min(l.pid)"
-            " FROM unnest(%s::text[]) WITH ORDINALITY AS u(key, ordinality)"
-            " CROSS JOIN LATERAL (SELECT hashtextextended(u.key, 0) AS hash) AS k"
-            " LEFT JOIN pg_locks AS l ON l.locktype = 'advisory' AND l.granted"
-            "  AND l.objsubid = 1"
-            "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            "  AND l.classid = ((k.hash >> 32) & 4294967295)::oid"
-            "  AND l.objid = (k.hash & 4294967295)::oid"
-            " GROUP BY u.ordinality ORDER BY u.ordinality",
-            (keys,),
-        )
-        holders = [pid for _, pid in cur.fetchall()]
+        holders = runs.lock_holders(cur, keys)
     return [
         Running(run_id, model, snapshot, started_at, attempts, pid, shards)
         for (run_id, model, snapshot, started_at, attempts, shards), pid in zip(

@@ -241,3 +241,22 @@ _EVIDENCE = (
     "score_histogram = %(score_histogram)s, feature_stats = %(feature_stats)s,"
     " quality = %(quality)s, quality_override = %(quality_override)s"
 )
+
+
+def lock_holders(cur: db.Cursor, keys: list[str]) -> list[int | None]:
+    """Per advisory lock key, the pid of a session holding it (``None``: nobody)."""
+    if not keys:
+        return []
+    cur.execute(
+        "SELECT u.ordinality, min(l.pid)"
+        " FROM unnest(%s::text[]) WITH ORDINALITY AS u(key, ordinality)"
+        " CROSS JOIN LATERAL (SELECT hashtextextended(u.key, 0) AS hash) AS k"
+        " LEFT JOIN pg_locks AS l ON l.locktype = 'advisory' AND l.granted"
+        "  AND l.objsubid = 1"
+        "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        "  AND l.classid = ((k.hash >> 32) & 4294967295)::oid"
+        "  AND l.objid = (k.hash & 4294967295)::oid"
+        " GROUP BY u.ordinality ORDER BY u.ordinality",
+        (keys,),
+    )
+    return [pid for _, pid in cur.fetchall()]

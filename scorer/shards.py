@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scorer import db
+from scorer import db, runs
 from scorer.errors import ConfigError, LockBusyError, PermanentError
 from scorer.identifiers import quote_any, quote_identifier
 from scorer.runs import lock_key
@@ -281,25 +281,6 @@ def check_joinable(settings: RunSettings, found: Recorded) -> None:
         )
 
 
-def holders(cur: db.Cursor, keys: list[str]) -> list[int | None]:
-    """Per advisory lock key, the pid of a session holding it (``None``: nobody)."""
-    if not keys:
-        return []
-    cur.execute(
-        "SELECT u.ordinality, min(l.pid)"
-        " FROM unnest(%s::text[]) WITH ORDINALITY AS u(key, ordinality)"
-        " CROSS JOIN LATERAL (SELECT hashtextextended(u.key, 0) AS hash) AS k"
-        " LEFT JOIN pg_locks AS l ON l.locktype = 'advisory' AND l.granted"
-        "  AND l.objsubid = 1"
-        "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        "  AND l.classid = ((k.hash >> 32) & 4294967295)::oid"
-        "  AND l.objid = (k.hash & 4294967295)::oid"
-        " GROUP BY u.ordinality ORDER BY u.ordinality",
-        (keys,),
-    )
-    return [pid for _, pid in cur.fetchall()]
-
-
 def lock_shared(cur: db.Cursor, settings: RunSettings, model_name: str, snapshot: str) -> None:
     """Hold the (model, snapshot) lock shared, the run's liveness lock and this shard's own
     lock, for the session."""
@@ -351,7 +332,7 @@ def exclude_other_runs(
         (settings.shard_timeout_seconds, model_name, snapshot, settings.run_id),
     )
     others = cur.fetchall()
-    live = holders(cur, [run_key(settings.target_schema, run_id) for run_id, _ in others])
+    live = runs.lock_holders(cur, [run_key(settings.target_schema, run_id) for run_id, _ in others])
     abandoned = []
     for (run_id, recent), pid in zip(others, live, strict=True):
         if pid is not None or recent:

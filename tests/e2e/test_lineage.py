@@ -24,7 +24,7 @@ from mlflow import MlflowClient
 from scorer import db, schema
 from tests import services
 from tests.chart.helm import ENV_VALUES, find_helm
-from tests.e2e.kube import DATABASE_SECRET, create_database_secret
+from tests.e2e.kube import DATABASE_SECRET, build_and_load_image, create_database_secret
 from tests.fixtures import load_features, register_versions, synthetic_customers
 from tests.lineage_schema import validate
 
@@ -99,15 +99,7 @@ def install(
     if helm is None:
         pytest.fail("helm is not built: run hack/helm.sh")
     work = tmp_path_factory.mktemp("e2e-lineage")
-    build = subprocess.run(
-        ["bash", str(services.REPO / "hack" / "image.sh"), IMAGE],
-        capture_output=True,
-        text=True,
-        timeout=40 * 60,
-        check=False,
-    )
-    assert build.returncode == 0, build.stderr[-3000:]
-    kind_cluster.load_docker_image(IMAGE)
+    build_and_load_image(kind_cluster, IMAGE)
 
     server = _EventServer((host_address_for_pods, 0), _Collect)
     server.events = Events()

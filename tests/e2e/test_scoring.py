@@ -28,7 +28,7 @@ from mlflow import MlflowClient
 from scorer import db, schema, sink
 from tests import fixtures, services
 from tests.chart.helm import ENV_VALUES, find_helm
-from tests.e2e.kube import DATABASE_SECRET, create_database_secret
+from tests.e2e.kube import DATABASE_SECRET, build_and_load_image, create_database_secret
 from tests.fixtures import load_features, register_versions, synthetic_customers
 
 pytestmark = pytest.mark.e2e
@@ -231,15 +231,7 @@ def deployment(
     work = tmp_path_factory.mktemp("e2e")
 
     image = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
-    build = subprocess.run(
-        ["bash", str(services.REPO / "hack" / "image.sh"), image],
-        capture_output=True,
-        text=True,
-        timeout=40 * 60,
-        check=False,
-    )
-    assert build.returncode == 0, build.stderr[-3000:]
-    kind_cluster.load_docker_image(image)
+    build_and_load_image(kind_cluster, image)
 
     with (
         services.mlflow_server(work / "mlflow", host=host_address_for_pods) as mlflow_uri,

@@ -1,0 +1,254 @@
+"""A sharded release on a real kind cluster: the CronJob's Job is an Indexed Job of 3 pods,
+each scoring its own part of one run, published once when the last shard succeeds. A shard
+pod deleted mid-run is retried on its own index; a shard exiting 2 fails the whole Job with
+nothing published; `helm test` checks the installed release. One install in a namespace of
+its own (beside tests/e2e/test_scoring.py's)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from scorer import db, schema
+from tests import services
+from tests.chart.helm import ENV_VALUES, find_helm
+from tests.e2e.kube import (
+    DATABASE_SECRET,
+    INDEX_ANNOTATION,
+    Kube,
+    build_and_load_image,
+    create_database_secret,
+)
+from tests.fixtures import load_features, register_versions, synthetic_customers
+
+pytestmark = pytest.mark.e2e
+
+NAMESPACE = "scorer-e2e-shards"
+RELEASE = "scorer"
+CRONJOB = "scorer"  # the chart's fullname for release "scorer"
+IMAGE = "scorer:e2e"
+MODEL = "churn-e2e-shards"
+SHARDS = 3
+CUSTOMERS = 60_000
+TABLE = "features.customers"
+BROKEN = "features.customers_with_a_duplicate"  # no key: one id twice, in one shard's part
+
+
+@dataclass
+class Release(Kube):
+    """The sharded release, its database and its values file."""
+
+    database_url: str = ""
+    mlflow_uri: str = ""
+    host: str = ""  # the docker host as pods see it: PostgreSQL and MLflow run there
+    values_path: Path = Path()
+
+    def network_policy(self) -> dict[str, Any]:
+        """Egress to this host's PostgreSQL and MLflow only (and the cluster DNS)."""
+        host = [{"ipBlock": {"cidr": f"{self.host}/32"}}]
+        mlflow_port = int(self.mlflow_uri.rsplit(":", 1)[1])
+        return {
+            "enabled": True,
+            "database": {"to": host, "ports": [{"port": 5432, "protocol": "TCP"}]},
+            "mlflow": {"to": host, "ports": [{"port": mlflow_port, "protocol": "TCP"}]},
+        }
+
+    def install(self, *, suspend: bool, table: str = TABLE) -> None:
+        values = {
+            "schedule": "* * * * *",
+            "timeZone": "Etc/UTC",
+            "startingDeadlineSeconds": 300,
+            "activeDeadlineSeconds": 600,
+            "successfulJobsHistoryLimit": 20,
+            "failedJobsHistoryLimit": 20,
+            "suspend": suspend,
+            "shards": SHARDS,
+            "backoffLimitPerIndex": 2,
+            "model": {"name": MODEL, "alias": "champion", "stage": "", "version": ""},
+            "features": {"table": table, "entityColumn": "customer_id"},
+            "log": {"format": "json", "level": "INFO"},
+            "mlflow": {"trackingUri": self.mlflow_uri, "recordRuns": False},
+            "database": {"existingSecret": DATABASE_SECRET},
+            "networkPolicy": self.network_policy(),
+            "image": {"repository": "scorer", "tag": "e2e", "digest": "", "pullPolicy": "Never"},
+            "resources": {
+                "requests": {"cpu": "50m", "memory": "256Mi"},
+                "limits": {"memory": "1Gi"},
+            },
+        }
+        self.values_path.write_text(yaml.safe_dump(values))
+        self.helm(
+            "upgrade", "--install", RELEASE, str(services.REPO / "charts" / "scorer"),
+            "-f", str(ENV_VALUES["dev"]), "-f", str(self.values_path), "--wait",
+        )  # fmt: skip
+
+    def run_row(self, run_id: str) -> dict[str, Any] | None:
+        rows = services.query(
+            self.database_url,
+            "SELECT row_to_json(r) FROM scoring.scoring_runs r WHERE run_id = %s",
+            (run_id,),
+        )
+        return None if not rows else dict(rows[0][0])
+
+    def shard_rows(self, run_id: str) -> list[tuple[int, str, int | None]]:
+        return [
+            (int(shard), str(status), None if scored is None else int(scored))
+            for shard, status, scored in services.query(
+                self.database_url,
+                "SELECT shard, status, rows_scored FROM scoring.scoring_run_shards"
+                " WHERE run_id = %s ORDER BY shard",
+                (run_id,),
+            )
+        ]
+
+    def published(self, run_id: str) -> tuple[int, int, list[int]]:
+        """(rows, distinct entities, model versions) of the run in ``predictions``."""
+        ((rows, entities, versions),) = services.query(
+            self.database_url,
+            "SELECT count(*), count(DISTINCT entity_id), array_agg(DISTINCT model_version)"
+            " FROM scoring.predictions WHERE run_id = %s",
+            (run_id,),
+        )
+        return int(rows), int(entities), sorted(int(v) for v in versions or [] if v is not None)
+
+
+@pytest.fixture(scope="module")
+def release(
+    kind_cluster: Any, host_address_for_pods: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Release]:
+    helm = find_helm()
+    if helm is None:
+        pytest.fail("helm is not built: run hack/helm.sh")
+    work = tmp_path_factory.mktemp("e2e-shards")
+    build_and_load_image(kind_cluster, IMAGE)
+    with (
+        services.mlflow_server(work / "mlflow", host=host_address_for_pods) as mlflow_uri,
+        services.fresh_database("scorer_e2e_shards") as database_url,
+    ):
+        with closing(db.connect(database_url)) as conn:
+            schema.migrate(conn, "scoring")
+        customers = synthetic_customers(CUSTOMERS, seed=13)
+        load_features(database_url, TABLE, customers)
+        services.execute(
+            database_url,
+            f"CREATE TABLE {BROKEN} AS SELECT * FROM {TABLE};"
+            f" INSERT INTO {BROKEN} SELECT * FROM {TABLE} WHERE customer_id = 12345",
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            register_versions(mlflow_uri, MODEL, synthetic_customers(2_000, seed=4), versions=1)
+        release = Release(
+            kubectl_path=Path(kind_cluster.kubectl_path),
+            helm_path=helm,
+            kubeconfig=Path(kind_cluster.kubeconfig_path),
+            namespace=NAMESPACE,
+            database_url=database_url,
+            mlflow_uri=mlflow_uri,
+            host=host_address_for_pods,
+            values_path=work / "shards-values.yaml",
+        )
+        release.kubectl("create", "namespace", NAMESPACE)
+        create_database_secret(release.kubectl, NAMESPACE, database_url, host_address_for_pods)
+        release.install(suspend=False)
+        try:
+            yield release
+        finally:
+            release.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+
+
+def assert_published_exactly_once(release: Release, job: str) -> dict[str, Any]:
+    row = release.run_row(job)
+    assert row is not None, release.logs(job)
+    assert row["status"] == "succeeded"
+    assert row["shards"] == SHARDS
+    assert row["rows_scored"] == CUSTOMERS
+    assert release.published(job) == (CUSTOMERS, CUSTOMERS, [1])
+    shards = release.shard_rows(job)
+    assert [(shard, status) for shard, status, _ in shards] == [
+        (index, "succeeded") for index in range(SHARDS)
+    ]
+    assert sum(scored or 0 for _, _, scored in shards) == CUSTOMERS
+    lines = [line for pod in release.pods_of(job) for line in release.pod_log_lines(pod)]
+    assert [line["event"] for line in lines].count("run.published") == 1  # by the last shard
+    return row
+
+
+def test_a_sharded_cronjob_fires_three_pods_and_publishes_once(release: Release) -> None:
+    spec = release.kubectl_json("get", "cronjob", CRONJOB)["spec"]["jobTemplate"]["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == (
+        "Indexed",
+        SHARDS,
+        SHARDS,
+    )
+    assert spec["backoffLimitPerIndex"] == 2
+    job = release.first_scheduled_job(timeout=150)
+    release.wait_job(job, "complete")
+    release.install(suspend=True)  # the next scenarios own the (model, snapshot) lock
+    for other in release.scheduled_jobs():
+        release.wait_job(other, "complete")
+    pods = release.pods_of(job)
+    indexes = sorted(int(p["metadata"]["annotations"][INDEX_ANNOTATION]) for p in pods)
+    assert indexes == list(range(SHARDS))
+    row = assert_published_exactly_once(release, job)
+    assert row["trigger"] == "scheduled"
+
+
+def test_a_shard_pod_deleted_mid_run_is_retried_on_its_index(release: Release) -> None:
+    job = f"{CRONJOB}-manual-{int(time.time())}"
+    release.kubectl("create", "job", f"--from=cronjob/{CRONJOB}", job)
+    victim = release.wait_pod_logging(job, index=1)  # started: it has joined the run
+    release.kubectl("delete", "pod", victim, "--wait=false")
+    release.wait_job(job, "complete")
+    finished = [
+        p["metadata"]["name"]
+        for p in release.pods_of(job)
+        if p["metadata"]["annotations"][INDEX_ANNOTATION] == "1"
+        and p["status"]["phase"] == "Succeeded"
+    ]
+    assert finished, "index 1 never succeeded"
+    assert victim not in finished  # another pod ran index 1 again
+    assert_published_exactly_once(release, job)
+
+
+def test_a_shard_exiting_2_fails_the_job_and_nothing_is_published(release: Release) -> None:
+    release.install(suspend=True, table=BROKEN)
+    try:
+        job = f"{CRONJOB}-duplicate-{int(time.time())}"
+        release.kubectl("create", "job", f"--from=cronjob/{CRONJOB}", job)
+        status = release.wait_job(job, "failed")["status"]
+        failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+        assert failed["reason"] == "PodFailurePolicy"  # exit 2 fails the Job at once
+        row = release.run_row(job)
+        assert row is not None
+        assert row["status"] == "failed"
+        assert row["failed_shard"] is not None
+        assert "12345" in row["error"]  # the duplicated id is named (an id, not a feature)
+        assert release.published(job)[0] == 0
+    finally:
+        release.install(suspend=True)
+
+
+def test_the_network_policy_is_accepted_and_the_runs_pass_it(release: Release) -> None:
+    # Accepted by the API server, as rendered; whether this cluster's CNI enforces it is not
+    # asserted (kind's kindnet may or may not). Every scenario above ran with it in place.
+    (policy,) = release.kubectl_json("get", "networkpolicy")["items"]
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert not spec.get("ingress")  # nothing connects to a batch job
+    peers = [peer for rule in spec["egress"] for peer in rule.get("to", [])]
+    assert {"ipBlock": {"cidr": f"{release.host}/32"}} in peers
+    assert spec["podSelector"]["matchLabels"]
+
+
+def test_helm_test_checks_the_installed_release(release: Release) -> None:
+    out = release.helm("test", RELEASE, "--logs").stdout
+    assert "Phase:          Succeeded" in out, out
+    assert "check.passed" in out, out  # the test pod's own `scorer check` summary

@@ -62,6 +62,8 @@ def test_helm_test_runs_scorer_check_as_the_release_does(helm: Helm) -> None:
     check = r.one("Pod")
     assert check["metadata"]["name"] == "nightly-scorer-check"
     assert check["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    # Kept after a success, so `helm test --logs` can show what it checked.
+    assert check["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation"
     spec = check["spec"]
     assert spec["restartPolicy"] == "Never"
     (container,) = spec["containers"]

@@ -116,17 +116,17 @@ class Kube:
             time.sleep(3)
         raise AssertionError(f"no CronJob created a Job within {timeout:.0f} s")
 
-    def wait_pod_logging(self, job: str, index: int) -> str:
-        """The name of the Job's pod of completion ``index`` once it is running and logging."""
+    def wait_pod_running(self, job: str, index: int) -> str:
+        """The name of the Job's pod of completion ``index`` as soon as it runs."""
         deadline = time.monotonic() + JOB_TIMEOUT_S
         while time.monotonic() < deadline:
             for pod in self.pods_of(job):
                 annotations = pod["metadata"].get("annotations", {})
                 if annotations.get(INDEX_ANNOTATION) != str(index):
                     continue
-                if pod["status"].get("phase") == "Running" and self.pod_log_lines(pod):
+                if pod["status"].get("phase") == "Running":
                     return str(pod["metadata"]["name"])
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise AssertionError(f"job {job}: pod of index {index} never ran")
 
 

@@ -197,11 +197,28 @@ def _register(tracking_uri: str, name: str, log: Callable[[str], Any]) -> None:
     mlflow.set_registry_uri(tracking_uri)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with mlflow.start_run(run_name=name):
+        with mlflow.start_run(run_name=name, experiment_id=_experiment(tracking_uri)):
             info = log(name)
     mlflow.MlflowClient(tracking_uri).set_registered_model_alias(
         name, ALIAS, str(info.registered_model_version)
     )
+
+
+def _experiment(tracking_uri: str) -> str:
+    """The benchmark's experiment, its artifacts beside the sqlite registry.
+
+    The default experiment of a sqlite store keeps artifacts in ``./mlruns`` of the working
+    directory, which would leave a local store in the checkout.
+    """
+    import mlflow  # noqa: PLC0415
+
+    client = mlflow.MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name("benchmark")
+    if found is not None:
+        return str(found.experiment_id)
+    registry = Path(tracking_uri.removeprefix("sqlite:///"))
+    artifacts = (registry.parent / "artifacts").as_uri()
+    return str(client.create_experiment("benchmark", artifact_location=artifacts))
 
 
 def _booster(matrix: Any) -> Any:

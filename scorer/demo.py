@@ -82,14 +82,21 @@ def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
     return inputs
 
 
-def register_versions(tracking_uri: str, frame: pd.DataFrame) -> list[int]:
-    """Train and register two categorical boosters; alias ``champion`` on the second."""
+def register_versions(tracking_uri: str, artifacts: Path, frame: pd.DataFrame) -> list[int]:
+    """Train and register two categorical boosters; alias ``champion`` on the second.
+
+    Their artifacts go to ``artifacts`` (a sqlite store's default experiment would put them in
+    ``./mlruns`` of the working directory).
+    """
     import mlflow  # noqa: PLC0415
     import xgboost  # noqa: PLC0415
     from mlflow.models import infer_signature  # noqa: PLC0415
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    experiment = mlflow.MlflowClient(tracking_uri).create_experiment(
+        "demo", artifact_location=artifacts.as_uri()
+    )
     inputs = model_inputs(frame)
     matrix = xgboost.DMatrix(inputs, label=frame.churned, enable_categorical=True)
     signature_sample = frame[list(CATEGORIES) + list(NUMBERS)].head(100)
@@ -97,7 +104,7 @@ def register_versions(tracking_uri: str, frame: pd.DataFrame) -> list[int]:
     for index, rounds in enumerate((20, 60)):
         params = {"objective": "binary:logistic", "max_depth": 4, "eta": 0.2, "seed": index}
         booster = xgboost.train(params, matrix, num_boost_round=rounds)
-        with mlflow.start_run(run_name=f"{MODEL_NAME}-v{index + 1}"):
+        with mlflow.start_run(run_name=f"{MODEL_NAME}-v{index + 1}", experiment_id=experiment):
             info = mlflow.xgboost.log_model(
                 booster,
                 name="model",
@@ -150,7 +157,7 @@ def main(rows: int = 10_000) -> int:
             tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
             frame = customers(rows)
             print(f"registering two versions of {MODEL_NAME!r} in {tracking_uri}")
-            versions = register_versions(tracking_uri, frame)
+            versions = register_versions(tracking_uri, work / "artifacts", frame)
             print(
                 f"alias champion -> version {versions[-1]}; loading {rows} customers x "
                 f"{len(SNAPSHOTS)} snapshots"

@@ -33,6 +33,27 @@ def lock_key(schema: str, model_name: str, snapshot: str) -> str:
     return f"scorer:{schema}:{model_name}:{snapshot}"
 
 
+def wait_for_run_lock(
+    cur: db.Cursor, settings: RunSettings, model_name: str, snapshot: str, *, shared: bool
+) -> None:
+    """Take the (model, snapshot) advisory lock for the session, retrying each second for
+    ``SCORER_LOCK_WAIT_SECONDS``; ``shared`` for the shards of one run, exclusive otherwise.
+    Raises ``LockBusyError`` when it stays taken."""
+    key = lock_key(settings.target_schema, model_name, snapshot)
+    attempt = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+    deadline = time.monotonic() + settings.lock_wait_seconds
+    while True:
+        cur.execute(f"SELECT {attempt}(hashtextextended(%s, 0))", (key,))
+        if db.one_value(cur):
+            return
+        if time.monotonic() >= deadline:
+            raise LockBusyError(
+                f"another run is scoring {model_name} for snapshot {snapshot};"
+                f" waited {settings.lock_wait_seconds:g}s"
+            )
+        time.sleep(1.0)
+
+
 def trigger_of(settings: RunSettings, now: datetime | None = None) -> str:
     """``scheduled`` for a Job the CronJob made, ``manual`` for other Jobs, ``local`` outside."""
     if settings.trigger is not None:
@@ -82,19 +103,8 @@ class RunRecord:
 
     def lock(self) -> None:
         """Take the (model, snapshot) advisory lock for the session, or raise ``LockBusyError``."""
-        key = lock_key(self._settings.target_schema, self._resolved.name, self.snapshot)
-        deadline = time.monotonic() + self._settings.lock_wait_seconds
         with self._conn.cursor() as cur:
-            while True:
-                cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,))
-                if db.one_value(cur):
-                    return
-                if time.monotonic() >= deadline:
-                    raise LockBusyError(
-                        f"another run is scoring {self._resolved.name} for snapshot "
-                        f"{self.snapshot}; waited {self._settings.lock_wait_seconds:g}s"
-                    )
-                time.sleep(1.0)
+            wait_for_run_lock(cur, self._settings, self._resolved.name, self.snapshot, shared=False)
 
     def status(self) -> str | None:
         """This run id's current status, if it has a row."""

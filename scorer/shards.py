@@ -27,7 +27,6 @@ started or finished for ``SCORER_SHARD_TIMEOUT_SECONDS``: then the next run aban
 from __future__ import annotations
 
 import json
-import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,7 +37,6 @@ import numpy as np
 from scorer import db, runs
 from scorer.errors import ConfigError, LockBusyError, PermanentError
 from scorer.identifiers import quote_any, quote_identifier
-from scorer.runs import lock_key
 
 if TYPE_CHECKING:
     from scorer.config import RunSettings
@@ -284,18 +282,7 @@ def check_joinable(settings: RunSettings, found: Recorded) -> None:
 def lock_shared(cur: db.Cursor, settings: RunSettings, model_name: str, snapshot: str) -> None:
     """Hold the (model, snapshot) lock shared, the run's liveness lock and this shard's own
     lock, for the session."""
-    key = lock_key(settings.target_schema, model_name, snapshot)
-    deadline = time.monotonic() + settings.lock_wait_seconds
-    while True:
-        cur.execute("SELECT pg_try_advisory_lock_shared(hashtextextended(%s, 0))", (key,))
-        if db.one_value(cur):
-            break
-        if time.monotonic() >= deadline:
-            raise LockBusyError(
-                f"another run is scoring {model_name} for snapshot {snapshot};"
-                f" waited {settings.lock_wait_seconds:g}s"
-            )
-        time.sleep(1.0)
+    runs.wait_for_run_lock(cur, settings, model_name, snapshot, shared=True)
     cur.execute(
         "SELECT pg_advisory_lock_shared(hashtextextended(%s, 0))",
         (run_key(settings.target_schema, settings.run_id),),

@@ -14,6 +14,12 @@ from typing import Any
 
 from tests import services
 
+RELEASE = "scorer"
+CRONJOB = "scorer"  # the chart's fullname for release "scorer"
+IMAGE_REPOSITORY = "scorer"
+IMAGE_TAG = "e2e"
+IMAGE = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
+"""The image every e2e install runs: built once by ``build_and_load_image``, pulled never."""
 JOB_TIMEOUT_S = 300
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 

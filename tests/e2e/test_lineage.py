@@ -24,16 +24,22 @@ from mlflow import MlflowClient
 from scorer import db, schema
 from tests import services
 from tests.chart.helm import ENV_VALUES, find_helm
-from tests.e2e.kube import DATABASE_SECRET, build_and_load_image, create_database_secret
+from tests.e2e.kube import (
+    CRONJOB,
+    DATABASE_SECRET,
+    IMAGE,
+    IMAGE_REPOSITORY,
+    IMAGE_TAG,
+    RELEASE,
+    build_and_load_image,
+    create_database_secret,
+)
 from tests.fixtures import load_features, register_versions, synthetic_customers
 from tests.lineage_schema import validate
 
 pytestmark = pytest.mark.e2e
 
 NAMESPACE = "scorer-e2e-lineage"
-RELEASE = "scorer"
-CRONJOB = "scorer"  # the chart's fullname for release "scorer"
-IMAGE = "scorer:e2e"
 MODEL = "churn-e2e-lineage"
 CUSTOMERS = 2_000
 TIMEOUT_S = 300
@@ -137,7 +143,7 @@ def install(
             "mlflow": {"trackingUri": mlflow_uri},
             "openlineage": {"url": f"http://{host}:{port}", "namespace": "e2e"},
             "database": {"existingSecret": DATABASE_SECRET},
-            "image": {"repository": "scorer", "tag": "e2e", "pullPolicy": "Never"},
+            "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
         }
         path = work / "values.yaml"
         path.write_text(yaml.safe_dump(values))

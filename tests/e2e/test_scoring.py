@@ -28,16 +28,21 @@ from mlflow import MlflowClient
 from scorer import db, schema, sink
 from tests import fixtures, services
 from tests.chart.helm import ENV_VALUES, find_helm
-from tests.e2e.kube import DATABASE_SECRET, build_and_load_image, create_database_secret
+from tests.e2e.kube import (
+    CRONJOB,
+    DATABASE_SECRET,
+    IMAGE,
+    IMAGE_REPOSITORY,
+    IMAGE_TAG,
+    RELEASE,
+    build_and_load_image,
+    create_database_secret,
+)
 from tests.fixtures import load_features, register_versions, synthetic_customers
 
 pytestmark = pytest.mark.e2e
 
 NAMESPACE = "scorer-e2e"
-RELEASE = "scorer"
-CRONJOB = "scorer"  # the chart's fullname for release "scorer"
-IMAGE_REPOSITORY = "scorer"
-IMAGE_TAG = "e2e"
 MODEL = "churn-e2e"
 CUSTOMERS = 3_000
 JOB_TIMEOUT_S = 240
@@ -230,8 +235,7 @@ def deployment(
         pytest.fail("helm is not built: run hack/helm.sh")
     work = tmp_path_factory.mktemp("e2e")
 
-    image = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
-    build_and_load_image(kind_cluster, image)
+    build_and_load_image(kind_cluster, IMAGE)
 
     with (
         services.mlflow_server(work / "mlflow", host=host_address_for_pods) as mlflow_uri,
@@ -285,7 +289,7 @@ def assert_succeeded_run(
     assert row["k8s_cronjob"] == CRONJOB
     assert str(row["k8s_pod"]).startswith(f"{job}-")
     assert row["k8s_node"]
-    assert row["image"] == f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
+    assert row["image"] == IMAGE
     assert deployment.prediction_versions(job) == [(version, CUSTOMERS)]
     lines = deployment.log_lines(job)
     events = [line["event"] for line in lines]
@@ -406,11 +410,10 @@ def test_pods_run_restricted_read_only_as_10001(deployment: Deployment) -> None:
     assert pod["spec"]["automountServiceAccountToken"] is False
     assert pod["status"]["phase"] == "Succeeded"
     # The namespace really enforces the profile: a privileged pod is refused at admission.
-    image = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
     privileged = {
         "spec": {
             "containers": [
-                {"name": "probe", "image": image, "securityContext": {"privileged": True}}
+                {"name": "probe", "image": IMAGE, "securityContext": {"privileged": True}}
             ]
         }
     }
@@ -419,7 +422,7 @@ def test_pods_run_restricted_read_only_as_10001(deployment: Deployment) -> None:
         "probe",
         "-n",
         NAMESPACE,
-        f"--image={image}",
+        f"--image={IMAGE}",
         "--image-pull-policy=Never",
         "--restart=Never",
         f"--overrides={json.dumps(privileged)}",

@@ -21,8 +21,13 @@ from scorer import db, schema
 from tests import services
 from tests.chart.helm import ENV_VALUES, find_helm
 from tests.e2e.kube import (
+    CRONJOB,
     DATABASE_SECRET,
+    IMAGE,
+    IMAGE_REPOSITORY,
+    IMAGE_TAG,
     INDEX_ANNOTATION,
+    RELEASE,
     Kube,
     build_and_load_image,
     create_database_secret,
@@ -32,9 +37,6 @@ from tests.fixtures import load_features, register_versions, synthetic_customers
 pytestmark = pytest.mark.e2e
 
 NAMESPACE = "scorer-e2e-shards"
-RELEASE = "scorer"
-CRONJOB = "scorer"  # the chart's fullname for release "scorer"
-IMAGE = "scorer:e2e"
 MODEL = "churn-e2e-shards"
 SHARDS = 3
 CUSTOMERS = 60_000
@@ -78,7 +80,12 @@ class Release(Kube):
             "mlflow": {"trackingUri": self.mlflow_uri, "recordRuns": False},
             "database": {"existingSecret": DATABASE_SECRET},
             "networkPolicy": self.network_policy(),
-            "image": {"repository": "scorer", "tag": "e2e", "digest": "", "pullPolicy": "Never"},
+            "image": {
+                "repository": IMAGE_REPOSITORY,
+                "tag": IMAGE_TAG,
+                "digest": "",
+                "pullPolicy": "Never",
+            },
             "resources": {
                 "requests": {"cpu": "50m", "memory": "256Mi"},
                 "limits": {"memory": "1Gi"},

@@ -11,6 +11,11 @@ The pipeline calls one line per hook (``scorer.pipeline._RunState.execute``):
 - ``published(...)`` after publish: the MLflow run (FINISHED), then COMPLETE;
 - ``failed(...)`` when an opened run fails: the FAILED MLflow run, then FAIL.
 
+A shard of a sharded run (``scorer.sharded``) describes the run with ``started`` once it has
+joined it (only the shard that opened the run announces its START), sends its own START and
+COMPLETE or FAIL with ``shard_started`` and ``shard_ended``, and ``close()``s the events at
+its end; the shard that publishes or fails the run also records and ends the run as above.
+
 Both integrations are best effort: an MLflow server or a lineage endpoint that is down is a
 warning, never a failed run, and the run row says what is missing
 (``mlflow_record_status``). Nothing here runs inside the scoring loop; the events travel on a
@@ -119,6 +124,11 @@ class Start:
         return uuid.uuid5(
             RUN_ID_NAMESPACE, f"{p.namespace}/{p.database}.{p.schema}/{self.settings.run_id}"
         )
+
+    def shard_run_id(self, shard: int) -> uuid.UUID:
+        """A shard's OpenLineage run id: ``uuid5`` of ``<run's id>/shard/<index>``, the same for
+        every attempt of that shard."""
+        return uuid.uuid5(RUN_ID_NAMESPACE, f"{self.openlineage_run_id}/shard/{shard}")
 
 
 @dataclass(frozen=True)
@@ -262,6 +272,7 @@ class Lineage:
     seconds: float = 0.0  # wall time the run's own thread spent here
     timings: dict[str, float] = field(default_factory=dict)  # the same, per step
     _emitter: Emitter | None = None
+    _closed: bool = False
     _builder: threading.Thread | None = None
     _build_error: BaseException | None = None
 
@@ -316,9 +327,17 @@ class Lineage:
                 ) from None
 
     def started(
-        self, writer: db.Connection, prepared: Prepared, partition: RunPartition, trigger: str
+        self,
+        writer: db.Connection,
+        prepared: Prepared,
+        partition: RunPartition,
+        trigger: str,
+        *,
+        announce: bool = True,
     ) -> None:
-        """The run's row is open: describe the run; send START."""
+        """The run's row is open: describe the run. When ``announce`` (this process opened the
+        run), also mark the run row with its OpenLineage run id and send START; a shard that
+        joins a run only describes it, and never waits on the run row."""
         if not self.active:
             return
         with self._timed("start"), _best_effort("lineage.start_failed"):
@@ -341,6 +360,8 @@ class Lineage:
                     partition=partition_name(settings.run_id),
                     scheduled_at=scheduled_time(settings, trigger),
                 )
+                if not announce:
+                    return
                 run_id = start.openlineage_run_id if self.openlineage else None
                 cur.execute(
                     f"UPDATE {_runs_table(settings)} SET openlineage_run_id = %s,"
@@ -358,6 +379,24 @@ class Lineage:
         """An opened run failed (nothing published): the FAILED MLflow run, then FAIL."""
         self._finish(writer, _outcome(run, failure))
 
+    def shard_started(self, shard: int) -> None:
+        """This shard starts scoring its part of the run: the shard's START."""
+        with self._timed("shard_start"), _best_effort("lineage.shard_start_failed"):
+            self._send("START", None, shard)
+
+    def shard_ended(self, shard: int, run: RunProgress, failure: ScorerError | None = None) -> None:
+        """This shard's part is committed (its COMPLETE) or the shard failed (its FAIL)."""
+        with self._timed("shard_end"), _best_effort("lineage.shard_end_failed", ended=True):
+            self._send("COMPLETE" if failure is None else "FAIL", _outcome(run, failure), shard)
+
+    def close(self) -> None:
+        """Wait a few seconds at most for the events still on their way (once)."""
+        if self._emitter is None or self._closed:
+            return
+        self._closed = True
+        with self._timed("events"):
+            self.events = self._emitter.close()
+
     def _finish(self, writer: db.Connection, outcome: Outcome) -> None:
         if self.start is None:
             return
@@ -365,10 +404,8 @@ class Lineage:
             with self._timed("record"):
                 outcome = self._record(self.start, outcome)
                 self._mark(writer)
-            with self._timed("events"):
-                self._send("COMPLETE" if outcome.succeeded else "FAIL", outcome)
-                if self._emitter is not None:
-                    self.events = self._emitter.close()
+            self._send("COMPLETE" if outcome.succeeded else "FAIL", outcome)
+            self.close()
 
     def _record(self, start: Start, outcome: Outcome) -> Outcome:
         if not self.settings.mlflow_record:
@@ -416,12 +453,14 @@ class Lineage:
         except (psycopg2.Error, ScorerError) as exc:
             log.warning("lineage.row_not_marked", error=f"{type(exc).__name__}: {exc}")
 
-    def _send(self, kind: str, outcome: Outcome | None) -> None:
+    def _send(self, kind: str, outcome: Outcome | None, shard: int | None = None) -> None:
         if self._emitter is None or self.start is None or self.openlineage is None:
             return
         from scorer import openlineage_events  # noqa: PLC0415 - imported by ready() already
 
-        event = openlineage_events.run_event(kind, self.start, outcome, self.openlineage.namespace)
+        event = openlineage_events.run_event(
+            kind, self.start, outcome, self.openlineage.namespace, shard
+        )
         self._emitter.emit(event)
 
     def summary(self) -> dict[str, Any]:
@@ -435,9 +474,16 @@ class Lineage:
                 if self.start is None or self.openlineage is None
                 else str(self.start.openlineage_run_id)
             ),
+            **self._shard_summary(),
             "seconds": round(self.seconds, 3),
             "timings": self.timings,
         }
+
+    def _shard_summary(self) -> dict[str, str]:
+        """A shard's own OpenLineage run id, in a sharded run's summary line."""
+        if self.start is None or self.openlineage is None or self.settings.shards == 1:
+            return {}
+        return {"openlineage_shard_run_id": str(self.start.shard_run_id(self.settings.shard))}
 
     @contextmanager
     def _timed(self, step: str) -> Iterator[None]:

@@ -4,6 +4,11 @@ START when the run's row opens, then COMPLETE or FAIL; every attempt of one run 
 run id (``scorer.lineage.Start.openlineage_run_id``). The job is ``scorer.<model name>`` in
 the namespace ``OPENLINEAGE_NAMESPACE`` (default ``scorer``).
 
+A sharded run also sends a START and a COMPLETE or FAIL per shard: job
+``scorer.<model name>.shard``, a run id of its own per shard (``Start.shard_run_id``, shared
+by that shard's retries), the scoring run as its ``parent`` (and the Kubernetes Job as the
+``root``), its own rows in the statistics and its own table as the output's partition.
+
 - **run facets**: ``nominalTime`` (the CronJob's schedule time, for a scheduled run),
   ``parent`` (the Kubernetes Job as the run of its CronJob), ``errorMessage`` on FAIL,
   ``processing_engine`` and ``scorer``, a custom facet (model name, version, selector, the
@@ -30,7 +35,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attr
@@ -54,6 +59,7 @@ from openlineage.client.facet_v2 import (
 
 from scorer import __version__
 from scorer.lineage import RUN_ID_NAMESPACE, check_http_url
+from scorer.sink import shard_table_name
 
 if TYPE_CHECKING:
     from openlineage.client.transport import Transport
@@ -64,7 +70,7 @@ log = structlog.get_logger("scorer")
 
 PRODUCER = f"urn:scorer:{__version__}"
 """Who produced the events and facets: this scorer release (a URN: it has no public URL)."""
-SCORER_FACET_SCHEMA = "urn:scorer:facets:1-0-0:ScorerRunFacet.json"
+SCORER_FACET_SCHEMA = "urn:scorer:facets:1-1-0:ScorerRunFacet.json"
 """``$id`` of the custom facet's JSON schema, shipped as ``scorer/schemas/ScorerRunFacet.json``."""
 DELIVERY_WAIT_SECONDS = 5.0
 """How long the end of a run waits for its events to be sent (retries included)."""
@@ -84,6 +90,8 @@ class ScorerRunFacet(RunFacet):
     modelId: str | None = attr.field(default=None)  # noqa: N815
     mlflowRunId: str | None = attr.field(default=None)  # noqa: N815 - the model's training run
     mlflowRecordRunId: str | None = attr.field(default=None)  # noqa: N815 - the run's record
+    shards: int = attr.field(default=1)
+    shard: int | None = attr.field(default=None)  # a shard's own events: its index
     scorerVersion: str = attr.field(default=__version__)  # noqa: N815
 
     @staticmethod
@@ -171,8 +179,10 @@ class Emitter:
             log.info("openlineage.sent", event_type=kind, openlineage_run_id=event.run.runId)
 
 
-def run_event(kind: str, start: Start, outcome: Outcome | None, namespace: str) -> RunEvent:
-    """The run's START, COMPLETE or FAIL event."""
+def run_event(
+    kind: str, start: Start, outcome: Outcome | None, namespace: str, shard: int | None = None
+) -> RunEvent:
+    """The run's START, COMPLETE or FAIL event; with ``shard``, that shard's own."""
     settings, model = start.settings, start.resolved
     run_facets: dict[str, RunFacet] = {
         "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
@@ -192,6 +202,8 @@ def run_event(kind: str, start: Start, outcome: Outcome | None, namespace: str) 
             modelId=model.model_id,
             mlflowRunId=model.mlflow_run_id,
             mlflowRecordRunId=None if outcome is None else outcome.mlflow_run_id,
+            shards=settings.shards,
+            shard=shard,
             producer=PRODUCER,
         ),
     }
@@ -199,7 +211,7 @@ def run_event(kind: str, start: Start, outcome: Outcome | None, namespace: str) 
         run_facets["nominalTime"] = nominal_time_run.NominalTimeRunFacet(
             nominalStartTime=_iso(start.scheduled_at), producer=PRODUCER
         )
-    parent = _parent(start, namespace)
+    parent = _parent(start, namespace) if shard is None else _run_as_parent(start, namespace)
     if parent is not None:
         run_facets["parent"] = parent
     if kind == "FAIL" and outcome is not None:
@@ -210,22 +222,35 @@ def run_event(kind: str, start: Start, outcome: Outcome | None, namespace: str) 
         )
     job = Job(
         namespace=namespace,
-        name=f"scorer.{model.name}",
+        name=_job_name(start) if shard is None else f"{_job_name(start)}.shard",
         facets={
             "jobType": job_type_job.JobTypeJobFacet(
                 processingType="BATCH", integration="SCORER", jobType="JOB", producer=PRODUCER
             )
         },
     )
+    run_id = start.openlineage_run_id if shard is None else start.shard_run_id(shard)
     return RunEvent(
         eventType=RunState[kind],
-        eventTime=_iso(start.started_at if outcome is None else outcome.finished_at),
-        run=Run(runId=str(start.openlineage_run_id), facets=run_facets),
+        eventTime=_iso(_event_time(start, outcome, shard)),
+        run=Run(runId=str(run_id), facets=run_facets),
         job=job,
         inputs=[_input(start, outcome)],
-        outputs=[_output(start, outcome)],
+        outputs=[_output(start, outcome, shard)],
         producer=PRODUCER,
     )
+
+
+def _job_name(start: Start) -> str:
+    return f"scorer.{start.resolved.name}"
+
+
+def _event_time(start: Start, outcome: Outcome | None, shard: int | None) -> datetime:
+    """The run starts when its row opened; a shard when it sends its START; both end when
+    their outcome is known."""
+    if outcome is not None:
+        return outcome.finished_at
+    return start.started_at if shard is None else datetime.now(UTC)
 
 
 def _parent(start: Start, namespace: str) -> parent_run.ParentRunFacet | None:
@@ -238,6 +263,23 @@ def _parent(start: Start, namespace: str) -> parent_run.ParentRunFacet | None:
     return parent_run.ParentRunFacet(
         run=parent_run.Run(runId=str(kubernetes_job_run_id(where, job))),
         job=parent_run.Job(namespace=namespace, name=f"{where}.{settings.k8s_cronjob or job}"),
+        producer=PRODUCER,
+    )
+
+
+def _run_as_parent(start: Start, namespace: str) -> parent_run.ParentRunFacet:
+    """A shard's parent: the scoring run; its root: the Kubernetes Job, when there is one."""
+    job = _parent(start, namespace)
+    root = None
+    if job is not None:
+        root = parent_run.Root(
+            run=parent_run.RootRun(runId=job.run.runId),
+            job=parent_run.RootJob(namespace=job.job.namespace, name=job.job.name),
+        )
+    return parent_run.ParentRunFacet(
+        run=parent_run.Run(runId=str(start.openlineage_run_id)),
+        job=parent_run.Job(namespace=namespace, name=_job_name(start)),
+        root=root,
         producer=PRODUCER,
     )
 
@@ -273,15 +315,19 @@ def _input(start: Start, outcome: Outcome | None) -> InputDataset:
     )
 
 
-def _output(start: Start, outcome: Outcome | None) -> OutputDataset:
+def _output(start: Start, outcome: Outcome | None, shard: int | None) -> OutputDataset:
     table = start.predictions
+    if shard is None:
+        partition, dimensions = start.partition, {"run_id": start.settings.run_id}
+    else:
+        partition = shard_table_name(start.settings.run_id, shard)
+        dimensions = {"run_id": start.settings.run_id, "shard": str(shard)}
     output_facets: dict[str, Any] = {
         "subset": base_subset_dataset.OutputSubsetOutputDatasetFacet(
             outputCondition=base_subset_dataset.PartitionSubsetCondition(
                 partitions=[
                     base_subset_dataset.Partition(
-                        identifier=f"{table.schema}.{start.partition}",
-                        dimensions={"run_id": start.settings.run_id},
+                        identifier=f"{table.schema}.{partition}", dimensions=dimensions
                     )
                 ]
             ),

@@ -22,6 +22,11 @@ Each shard is one process (an Indexed Job's pod) with ``SCORER_SHARDS=n`` and it
 A shard failing with exit 2 fails the run in the same transaction that drops the shards'
 tables: nothing is published, the run row names the shard and why, and the other shards stop
 at their next check. A shard failing with exit 1 only marks its own row; its retry redoes it.
+
+Lineage (``scorer.lineage``): the shard that opens the run sends the run's OpenLineage START;
+every shard sends its own START when it starts scoring and its COMPLETE or FAIL when its part
+is committed or it fails; the shard that publishes (or fails) the run records it in MLflow
+and sends the run's COMPLETE (or FAIL).
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ class ShardState(_RunState):
     shard_read: int = 0
     locked: tuple[str, str] | None = None
     failed_run: bool = False
+    opened_run: bool = False  # this shard recorded the run (and announces its START)
+    shard_open: bool = False  # this shard's START was sent and its end not yet
     _control: db.Connection | None = None
     _last_poll: float = field(default_factory=time.monotonic)
 
@@ -93,6 +100,8 @@ class ShardState(_RunState):
                 failure = classify(exc)
                 self._fail(control, writer, failure)
                 raise failure from exc
+            finally:
+                self.lineage.close()
 
     def _execute(
         self, control: db.Connection, writer: db.Connection, reader: db.Connection
@@ -121,8 +130,14 @@ class ShardState(_RunState):
             return
         assert found.split is not None  # a sharded run records its split
         self.found = found
+        self._describe(writer, announce=self.opened_run)
         if todo:
+            assert self.lineage is not None
+            self.lineage.shard_started(self.shard)
+            self.shard_open = True
             self._score_shard(prepared, found, reader, writer)
+            self.shard_open = False
+            self.lineage.shard_ended(self.shard, self)
         else:
             log.info("shard.already_succeeded", detail="this shard's part is in; publishing")
         self._publish(prepared, found, writer)
@@ -247,6 +262,7 @@ class ShardState(_RunState):
             ),
         )
         log.info("run.started", trigger=trigger, opened_by_shard=self.shard, split=split.as_json())
+        self.opened_run = True
         found = shards.recorded(cur, settings.target_schema, settings.run_id)
         assert found is not None
         return found
@@ -391,8 +407,6 @@ class ShardState(_RunState):
         self.outcome = "published"
         log.info("run.published", finished_at=finished.isoformat(), shards=settings.shards)
         assert self.lineage is not None
-        partition = _partition(settings, prepared, found.started_at)
-        self.lineage.started(writer, prepared, partition, trigger_of(settings, found.started_at))
         self.lineage.published(writer, self)
 
     def _merge(self, done: list[tuple[Any, ...]]) -> None:
@@ -424,6 +438,8 @@ class ShardState(_RunState):
         """Record the failure: exit 2 fails the whole run (nothing published), exit 1 only
         this shard's attempt (its retry redoes it). Best effort: the database may be gone."""
         settings = self.settings
+        if self.shard_open and self.lineage is not None:
+            self.lineage.shard_ended(self.shard, self, failure)  # no database needed
         if control.closed:
             return
         error = f"shard {self.shard} of {settings.shards} failed ({failure.kind}): {failure}"
@@ -451,8 +467,16 @@ class ShardState(_RunState):
             return
         if self.failed_run:
             log.error("run.failed_by_shard", error=error)
-            if self.prepared is not None and self.found is not None and self.lineage:
-                prepared, started = self.prepared, self.found.started_at
-                partition = _partition(settings, prepared, started)
-                self.lineage.started(writer, prepared, partition, trigger_of(settings, started))
+            if self.lineage is not None and self.lineage.start is None:
+                self._describe(writer, announce=False)
+            if self.lineage is not None:
                 self.lineage.failed(writer, self, failure)
+
+    def _describe(self, writer: db.Connection, *, announce: bool) -> None:
+        """Describe the joined run for its lineage; the shard that opened it sends START."""
+        if self.prepared is None or self.found is None or self.lineage is None:
+            return
+        prepared, started = self.prepared, self.found.started_at
+        partition = _partition(self.settings, prepared, started)
+        trigger = trigger_of(self.settings, started)
+        self.lineage.started(writer, prepared, partition, trigger, announce=announce)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import signal
 import threading
 import time
 import uuid
@@ -25,9 +26,10 @@ import pytest
 from mlflow import MlflowClient
 
 from scorer.identifiers import quote_identifier
-from scorer.sink import partition_name
+from scorer.sink import partition_name, shard_table_name
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
+from tests.integration import test_shards as shards_test
 from tests.lineage_schema import validate
 
 pytestmark = pytest.mark.integration
@@ -349,6 +351,142 @@ def test_a_failed_run_then_its_retry(
     assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
     assert runs[-1].info.run_id == row["mlflow_record_run_id"]
     services.execute(postgres_url, f"DROP TABLE {table}")
+
+
+# --- a sharded run: a pair of events per shard, one for the run ------------------------------
+
+
+def kill_once_started(env: dict[str, str]) -> None:
+    """Start a shard and SIGKILL it once its START was sent and it is streaming rows."""
+    process = shards_test.start(env)
+    assert process.stdout is not None
+    sent = streaming = False
+    for line in process.stdout:
+        assert '"shard.succeeded"' not in line, "the shard ended before it could be killed"
+        sent = sent or ('"openlineage.sent"' in line and '"START"' in line)
+        streaming = streaming or '"batch.scored"' in line
+        if sent and streaming:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.communicate(timeout=120)
+    assert process.returncode == -signal.SIGKILL
+
+
+def by_shard(events: list[dict[str, Any]]) -> dict[int | None, list[dict[str, Any]]]:
+    """The events of one scoring run by shard (``None``: the run's own), in arrival order."""
+    found: dict[int | None, list[dict[str, Any]]] = {}
+    for event in events:
+        found.setdefault(event["run"]["facets"]["scorer"].get("shard"), []).append(event)
+    return found
+
+
+def assert_shard_event(
+    event: dict[str, Any], row: dict[str, Any], index: int, kubernetes_job: dict[str, Any]
+) -> None:
+    """A shard's event: a child run of the scoring run, rooted in the Kubernetes Job, with its
+    own table as the output's partition."""
+    model = row["model_name"]
+    assert event["job"]["name"] == f"scorer.{model}.shard"
+    facets = event["run"]["facets"]
+    assert facets["scorer"]["shards"] == 3
+    parent = facets["parent"]
+    assert parent["run"]["runId"] == row["openlineage_run_id"]
+    assert (parent["job"]["namespace"], parent["job"]["name"]) == ("scorer", f"scorer.{model}")
+    assert parent["root"]["run"] == kubernetes_job["run"]
+    assert parent["root"]["job"] == kubernetes_job["job"]
+    (output,) = event["outputs"]
+    (partition,) = output["outputFacets"]["subset"]["outputCondition"]["partitions"]
+    schema = output["name"].split(".")[1]
+    assert partition["identifier"] == f"{schema}.{shard_table_name(row['run_id'], index)}"
+
+
+def test_a_sharded_run_sends_events_per_shard_and_for_the_run(
+    scorer_env: dict[str, str],
+    churn_model: ChurnModel,
+    postgres_url: str,
+    endpoint: Endpoint,
+    database: str,
+) -> None:
+    """3 shards, one of them killed and retried: each shard is a child run of the scoring run
+    (START, COMPLETE; its retry shares its run id), and the run has one START and COMPLETE."""
+    env = scheduled_env(scorer_env, endpoint, SCORER_CHUNK_ROWS="10")
+    run_id, target = env["SCORER_RUN_ID"], scorer_env["SCORER_TARGET_SCHEMA"]
+    kill_once_started(shards_test.shard_env(env, run_id, 3, 1))  # it opens the run, then dies
+    summaries = {}
+    for index in (0, 1, 2):  # shard 1 is the killed pod's retry; shard 2 publishes
+        code, lines, err = shards_test.finish(
+            shards_test.start(shards_test.shard_env(env, run_id, 3, index))
+        )
+        assert code == 0, (lines, err)
+        summaries[index] = lines[-1]
+    assert summaries[2]["outcome"] == "published"
+    row = run_row(scorer_env, run_id)
+    assert row is not None
+    assert row["status"] == "succeeded"
+    published = published_rows(scorer_env, run_id)
+    assert published == CUSTOMERS
+    parts = shards_test.shard_rows(postgres_url, target, run_id)
+    scored = {int(part[0]): int(part[4]) for part in parts}
+
+    events = endpoint.of(run_id)
+    for event in events:
+        validate(event)
+    assert urlsplit(postgres_url).password not in json.dumps(events)
+    grouped = by_shard(events)
+    assert set(grouped) == {None, 0, 1, 2}
+    run_events = grouped[None]
+    assert [e["eventType"] for e in run_events] == ["START", "COMPLETE"]
+    assert {e["run"]["runId"] for e in run_events} == {row["openlineage_run_id"]}
+    assert events[-1] is run_events[-1]  # the run completes after every shard
+    complete = run_events[-1]
+    assert complete["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"] == published
+
+    shard_ids = set()
+    for index in (0, 1, 2):
+        expected = ["START", "START", "COMPLETE"] if index == 1 else ["START", "COMPLETE"]
+        assert [e["eventType"] for e in grouped[index]] == expected, index
+        (shard_run_id,) = {e["run"]["runId"] for e in grouped[index]}  # the retry shares it
+        assert summaries[index]["lineage"]["openlineage_shard_run_id"] == shard_run_id
+        shard_ids.add(shard_run_id)
+        for event in grouped[index]:
+            assert_shard_event(event, row, index, run_events[0]["run"]["facets"]["parent"])
+            assert event["inputs"][0]["name"] == f"{database}.{FEATURES_TABLE}"
+        statistics = grouped[index][-1]["outputs"][0]["outputFacets"]["outputStatistics"]
+        assert statistics["rowCount"] == scored[index]
+    assert len(shard_ids | {row["openlineage_run_id"]}) == 4
+    assert sum(scored.values()) == published
+
+
+def test_a_shard_exiting_2_sends_its_fail_and_the_runs(
+    scorer_env: dict[str, str], postgres_url: str, endpoint: Endpoint
+) -> None:
+    """A duplicated id in shard 1's part: shard 1's FAIL, then the run's FAIL."""
+    view = f"features.lineage_dup_{uuid.uuid4().hex[:8]}"
+    services.execute(
+        postgres_url,
+        f"CREATE VIEW {view} AS SELECT * FROM {FEATURES_TABLE} UNION ALL"
+        f" SELECT * FROM {FEATURES_TABLE} WHERE customer_id = {CUSTOMERS - 10}",
+    )
+    env = scheduled_env(scorer_env, endpoint, SCORER_FEATURES_TABLE=view)
+    run_id = env["SCORER_RUN_ID"]
+    for index, wanted in ((0, 0), (1, 2)):
+        code, lines, err = shards_test.finish(
+            shards_test.start(shards_test.shard_env(env, run_id, 2, index))
+        )
+        assert code == wanted, (lines, err)
+    grouped = by_shard(endpoint.of(run_id))
+    for events in grouped.values():
+        for event in events:
+            validate(event)
+    assert [e["eventType"] for e in grouped[0]] == ["START", "COMPLETE"]
+    assert [e["eventType"] for e in grouped[1]] == ["START", "FAIL"]
+    assert [e["eventType"] for e in grouped[None]] == ["START", "FAIL"]
+    shard_error = grouped[1][-1]["run"]["facets"]["errorMessage"]["message"]
+    run_error = grouped[None][-1]["run"]["facets"]["errorMessage"]["message"]
+    assert shard_error.startswith("duplicate_entity: duplicate entity ids")
+    assert run_error.startswith("duplicate_entity: ")
+    assert "outputStatistics" not in grouped[None][-1]["outputs"][0]["outputFacets"]
+    services.execute(postgres_url, f"DROP VIEW {view}")
 
 
 # --- MLflow going away between publish and record ------------------------------------------

@@ -151,33 +151,48 @@ def run_children(
     return Sample(wall, cpu, server, peak, stdout, started)
 
 
-def measure_shards(bench: Bench, rows: int, options: argparse.Namespace) -> dict[int, Figure]:
-    """The numeric case as 1, 2, 4 ... concurrent shards over the same rows, interleaved."""
-    samples: dict[int, list[Sample]] = {count: [] for count in options.shards}
-    for attempt in range(options.repeat):
-        for count in options.shards:
-            samples[count].append(bench.sharded(NUMERIC, rows, count))
-            progress(f"[shards {count} {rows:,}] run {attempt + 1}: {samples[count][-1].wall:.2f}s")
-    return {
-        count: _from_samples(f"{count} shards", rows, found) for count, found in samples.items()
+def measure_shards(
+    bench: Bench, rows: int, options: argparse.Namespace
+) -> dict[str, dict[int, Figure]]:
+    """The numeric case as 1, 2, 4 ... concurrent shards over the same rows, interleaved; as
+    the scorer is and under each ``--lever``."""
+    from benchmarks.levers import with_baseline  # noqa: PLC0415 - it imports this module
+
+    levers = with_baseline(options.levers)
+    samples: dict[tuple[str, int], list[Sample]] = {
+        (lever.name, count): [] for lever in levers for count in options.shards
     }
+    for attempt in range(options.repeat):
+        for lever in levers:
+            for count in options.shards:
+                found = samples[lever.name, count]
+                found.append(bench.sharded(NUMERIC, rows, count, lever.env))
+                progress(
+                    f"[shards {count} {rows:,} {lever.name}] run {attempt + 1}:"
+                    f" {found[-1].wall:.2f}s"
+                )
+    out: dict[str, dict[int, Figure]] = {}
+    for (name, count), found in samples.items():
+        out.setdefault(name, {})[count] = from_samples(f"{count} shards", rows, found)
+    return out
 
 
-def report_shards(rows: int, figures: dict[int, Figure]) -> str:
+def report_shards(rows: int, figures: dict[str, dict[int, Figure]]) -> str:
     """The shards table: CPU per million rows, client + server, against one shard."""
-    one = figures[min(figures)]
     lines = [
         f"shards over the same {rows:,} rows (numeric case), concurrent processes on this machine",
-        "| shards | wall s | client CPU s per 1M | server CPU s per 1M | CPU s per 1M rows"
-        " | vs 1 shard |",
-        "|---|---|---|---|---|---|",
+        "| lever | shards | wall s | client CPU s per 1M | server CPU s per 1M"
+        " | CPU s per 1M rows | vs 1 shard |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for count, found in sorted(figures.items()):
-        lines.append(
-            f"| {count} | {found.wall:.2f} | {found.client_cpu_per_m:.2f}"
-            f" | {found.server_cpu_per_m:.2f} | {found.cpu_per_m:.2f}"
-            f" | {found.cpu_per_m / one.cpu_per_m - 1:+.1%} |"
-        )
+    for name, counts in figures.items():
+        one = counts[min(counts)]
+        for count, found in sorted(counts.items()):
+            lines.append(
+                f"| {name} | {count} | {found.wall:.2f} | {found.client_cpu_per_m:.2f}"
+                f" | {found.server_cpu_per_m:.2f} | {found.cpu_per_m:.2f}"
+                f" | {found.cpu_per_m / one.cpu_per_m - 1:+.1%} |"
+            )
     return "\n".join(lines)
 
 
@@ -369,13 +384,21 @@ class Bench:
                 cur.execute("CHECKPOINT")
 
     def scorer(
-        self, case: Case, rows: int, attempt: int, quarter: bool = False, before: bool = False
+        self,
+        case: Case,
+        rows: int,
+        attempt: int,
+        *,
+        before: bool = False,
+        extra: dict[str, str] | None = None,
     ) -> Sample:
+        """One end-to-end run of the case (``extra``: settings on top of the case's own, e.g.
+        its N/4 table as ``SCORER_FEATURES_TABLE``)."""
         schema, tree = (BEFORE_SCHEMA, self.before) if before else ("scoring", REPO)
         assert tree is not None
         self._clear(schema)
         run_id = f"bench-{case.name}-{rows}-{attempt}-{time.time_ns()}"
-        env = self.scorer_env(case, run_id, case.quarter if quarter else None, schema)
+        env = {**self.scorer_env(case, run_id, schema=schema), **(extra or {})}
         sample = run_child(
             [sys.executable, "-m", "scorer", "run"],
             child_env(env, tree),
@@ -389,12 +412,14 @@ class Bench:
             raise RuntimeError(f"scorer did not score {rows} rows:\n{sample.stdout[-2000:]}")
         return sample
 
-    def sharded(self, case: Case, rows: int, shards: int) -> Sample:
+    def sharded(
+        self, case: Case, rows: int, shards: int, extra: dict[str, str] | None = None
+    ) -> Sample:
         """One run of ``shards`` shards as concurrent processes (as an Indexed Job's pods):
         wall time to the last, the CPU of every shard process, the server's CPU around them."""
         self._clear("scoring")
         run_id = f"bench-shards-{shards}-{time.time_ns()}"
-        env = self.scorer_env(case, run_id)
+        env = {**self.scorer_env(case, run_id), **(extra or {})}
         envs = [
             {**env, "SCORER_SHARDS": str(shards), "SCORER_SHARD_INDEX": str(index)}
             if shards > 1
@@ -539,7 +564,7 @@ def _stage_figures(rows: list[dict[str, Any]], prefix: str = "stage") -> dict[st
     return out
 
 
-def _from_samples(name: str, rows: int, samples: list[Sample]) -> Figure:
+def from_samples(name: str, rows: int, samples: list[Sample]) -> Figure:
     return figure(name, rows, [(s.wall, s.client_cpu, s.server_cpu, s.max_rss_mb) for s in samples])
 
 
@@ -568,7 +593,8 @@ def measure_case(
             if before:
                 older.append(bench.scorer(case, rows, attempt, before=True))
                 note += f", before {older[-1].wall:.2f}s"
-            quarter.append(bench.scorer(case, small, attempt, quarter=True))
+            quarter_table = {"SCORER_FEATURES_TABLE": case.quarter}
+            quarter.append(bench.scorer(case, small, attempt, extra=quarter_table))
             progress(f"{label} run {attempt + 1}: {note}, N/4 {quarter[-1].wall:.2f}s")
         if attempt < naive_repeat:
             naive.append(bench.naive(case))
@@ -578,18 +604,18 @@ def measure_case(
     result: dict[str, Any] = {
         "case": case.name,
         "rows": rows,
-        "scorer": _from_samples("scorer run (end to end)", rows, scorer),
-        "scorer_quarter": _from_samples("scorer run, N/4 rows", small, quarter),
+        "scorer": from_samples("scorer run (end to end)", rows, scorer),
+        "scorer_quarter": from_samples("scorer run, N/4 rows", small, quarter),
         "to_model_loaded": statistics.median(_to_model_loaded(s) for s in scorer),
         "imports": [] if quick else bench.import_times(case),
     }
     if naive:
-        result["naive"] = _from_samples(f"naive: read_sql, {case.naive}, to_sql", rows, naive)
+        result["naive"] = from_samples(f"naive: read_sql, {case.naive}, to_sql", rows, naive)
     if checks:
         result["startup"] = {key: statistics.median(s[key] for s in checks) for key in checks[0]}
     if before:
         revision = options.before
-        result["before"] = _from_samples(f"scorer run, before ({revision})", rows, older)
+        result["before"] = from_samples(f"scorer run, before ({revision})", rows, older)
         result["before_to_model_loaded"] = statistics.median(_to_model_loaded(s) for s in older)
         result["before_stages"] = _stage_figures(
             bench.before_stages(rows, options.stage_repeat), f"before ({revision})"
@@ -609,7 +635,15 @@ def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, 
         load_before = os.getloadavg()
         results: dict[str, Any] = {}
         shards = measure_shards(bench, rows, options) if options.shards else None
-        if not options.only_shards:
+        levers = None
+        if options.levers:
+            from benchmarks.levers import measure_levers  # noqa: PLC0415 - it imports this module
+
+            levers = {
+                case.name: measure_levers(bench, case, rows, options.levers, options.repeat)
+                for case in cases
+            }
+        if not options.only:
             results = {case.name: measure_case(bench, case, rows, options) for case in cases}
             started = time.perf_counter()
             for name, found in bench.stages(cases, rows, options.stage_repeat).items():
@@ -617,22 +651,45 @@ def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, 
                 results[name]["explain"] = found["explain"]
             bench.say("stages of every case", started)
         if options.image and NUMERIC in cases and not options.only_shards:
-            from benchmarks.image import measure_image  # noqa: PLC0415 - needs docker
-
-            found = measure_image(options.image, bench, rows, max(rows // 4, 1), options.repeat)
-            numeric = results[NUMERIC.name]
-            numeric["image"] = options.image
-            numeric["image_startup"] = found["to_model_loaded"]
-            numeric["image_scorer"] = _from_samples(
-                f"scorer run in {options.image}", rows, found["run"]
-            )
-            numeric["image_quarter"] = _from_samples(
-                f"scorer run in {options.image}, N/4 rows", rows // 4, found["quarter"]
-            )
+            _measure_image(bench, rows, options, results, levers)
         load_after = os.getloadavg()
     finally:
         cluster.stop()
-    return {"rows": rows, "load": [load_before, load_after], "cases": results, "shards": shards}
+    return {
+        "rows": rows,
+        "load": [load_before, load_after],
+        "cases": results,
+        "shards": shards,
+        "levers": levers,
+    }
+
+
+def _measure_image(
+    bench: Bench,
+    rows: int,
+    options: argparse.Namespace,
+    results: dict[str, Any],
+    levers: dict[str, dict[str, Figure]] | None,
+) -> None:
+    """The numeric case in ``--image``: into its results, and (with ``--lever``) the levers."""
+    from benchmarks.image import measure_image  # noqa: PLC0415 - needs docker
+
+    image = options.image
+    found = measure_image(image, bench, rows, options.repeat, options.levers)
+    run = from_samples(f"scorer run in {image}", rows, found["run"])
+    if levers is not None:
+        levers[f"{NUMERIC.name} in {image}"] = {
+            "baseline": run,
+            **{name: from_samples(name, rows, got) for name, got in found["levers"].items()},
+        }
+    if NUMERIC.name in results:
+        numeric = results[NUMERIC.name]
+        numeric["image"] = image
+        numeric["image_startup"] = found["to_model_loaded"]
+        numeric["image_scorer"] = run
+        numeric["image_quarter"] = from_samples(
+            f"scorer run in {image}, N/4 rows", rows // 4, found["quarter"]
+        )
 
 
 def _sum(stages: dict[str, Figure], names: tuple[str, ...], attribute: str) -> float:
@@ -755,6 +812,10 @@ def report(result: dict[str, Any]) -> str:
         lines += report_case(case_result)
     if result.get("shards"):
         lines += ["", report_shards(result["rows"], result["shards"])]
+    if result.get("levers"):
+        from benchmarks.levers import report_levers  # noqa: PLC0415 - it imports this module
+
+        lines += ["", report_levers(result["rows"], result["levers"], result["lever_settings"])]
     return "\n".join(lines)
 
 
@@ -770,10 +831,31 @@ def _jsonable(result: dict[str, Any]) -> dict[str, Any]:
                 out[key] = {stage: asdict(f) for stage, f in case_result[key].items()}
         out["ratios"] = ratios(case_result)
         cases[name] = out
-    shards = result.get("shards")
-    if shards:
-        shards = {str(count): asdict(found) for count, found in shards.items()}
-    return {**result, "cases": cases, "shards": shards}
+    shards = {
+        name: {str(count): asdict(found) for count, found in counts.items()}
+        for name, counts in (result.get("shards") or {}).items()
+    }
+    levers = {
+        case: {name: asdict(found) for name, found in figures.items()}
+        for case, figures in (result.get("levers") or {}).items()
+    }
+    settings = {lever.name: lever.env for lever in result.get("lever_settings") or []}
+    return {
+        **result,
+        "cases": cases,
+        "shards": shards,
+        "levers": levers,
+        "lever_settings": settings,
+    }
+
+
+def _lever(text: str) -> Any:
+    from benchmarks.levers import parse  # noqa: PLC0415 - it imports this module
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -819,11 +901,27 @@ def main(argv: list[str] | None = None) -> int:
         "--only-shards", action="store_true", help="with --shards: measure nothing else"
     )
     parser.add_argument(
+        "--lever",
+        dest="levers",
+        action="append",
+        default=[],
+        type=_lever,
+        metavar="NAME:SCORER_VAR=VALUE[,...]",
+        help="also run each case (and --shards) with these settings, against the scorer as"
+        " it is, interleaved (e.g. threads1:SCORER_PREDICT_THREADS=1); repeatable",
+    )
+    parser.add_argument(
+        "--only-levers", action="store_true", help="with --lever: measure nothing else"
+    )
+    parser.add_argument(
         "--image", help="also measure the scorer in this image (e.g. scorer:dev; needs docker)"
     )
     args = parser.parse_args(argv)
     if args.only_shards and not args.shards:
         parser.error("--only-shards needs --shards")
+    if args.only_levers and not args.levers:
+        parser.error("--only-levers needs --lever")
+    args.only = args.only_shards or args.only_levers
     if args.shards and 1 not in args.shards:
         parser.error("--shards compares with one shard: include 1")
     args.repeat = args.repeat or (1 if args.quick else 3)
@@ -839,6 +937,7 @@ def main(argv: list[str] | None = None) -> int:
     for rows in sizes:
         with tempfile.TemporaryDirectory(prefix="scorer-bench-") as workdir:
             result = measure(rows, Path(workdir), args)
+        result["lever_settings"] = args.levers
         print(report(result), flush=True)
         results.append(_jsonable(result))
         if args.json:  # after every size: a later failure keeps the earlier figures

@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks import cluster, fixtures
 from benchmarks.cli import Bench, Sample
+from benchmarks.levers import Lever
 from tests.services import mlflow_server
 
 _ENV = (
@@ -33,8 +34,12 @@ _ENV = (
 )
 
 
-def measure_image(image: str, bench: Bench, rows: int, small: int, repeat: int) -> dict[str, Any]:
-    """Start-up, and ``run`` at ``rows`` and ``small`` rows, in ``image`` (HTTP registry)."""
+def measure_image(
+    image: str, bench: Bench, rows: int, repeat: int, levers: list[Lever]
+) -> dict[str, Any]:
+    """Start-up, and ``run`` at ``rows`` and at N/4 rows, in ``image`` (HTTP registry); the
+    run at ``rows`` also under each lever, interleaved."""
+    small = max(rows // 4, 1)
     env = bench.scorer_env(fixtures.NUMERIC, f"bench-image-{rows}")
     quarter_env = bench.scorer_env(
         fixtures.NUMERIC, f"bench-image-{small}", fixtures.NUMERIC.quarter
@@ -51,10 +56,14 @@ def measure_image(image: str, bench: Bench, rows: int, small: int, repeat: int) 
         quarter_env = {**quarter_env, "MLFLOW_TRACKING_URI": uri}
         startup = _startup(image, env, repeat)
         full, quarter = [], []
+        by_lever: dict[str, list[Sample]] = {lever.name: [] for lever in levers}
         for attempt in range(repeat):  # interleaved, like the runs outside the image
             full.append(run_in_image(image, env, attempt, server_cpu))
             quarter.append(run_in_image(image, quarter_env, attempt, server_cpu))
-    return {"to_model_loaded": startup, "run": full, "quarter": quarter}
+            for lever in levers:
+                found = run_in_image(image, {**env, **lever.env}, attempt, server_cpu)
+                by_lever[lever.name].append(found)
+    return {"to_model_loaded": startup, "run": full, "quarter": quarter, "levers": by_lever}
 
 
 def _startup(image: str, env: dict[str, str], repeat: int) -> float:
@@ -87,7 +96,7 @@ def run_in_image(
 ) -> Sample:
     """One ``scorer run`` in the image; ``env`` names an HTTP registry and a run id to suffix."""
     args = ["docker", "run", "--rm", "--network", "host", "--entrypoint", "python"]
-    for name in _ENV:
+    for name in (*_ENV, *(name for name in env if name not in _ENV)):
         value = env[name] + (f"-{attempt}" if name == "SCORER_RUN_ID" else "")
         args += ["-e", f"{name}={value}"]
     args += [image, "-c", _MEASURE]

@@ -99,7 +99,9 @@ class Setup:
                 dst_path=tempfile.mkdtemp(prefix="scorer-bench-model-"),
             )
         )
-        self.loaded = flavors.load(self.path, Model.load(str(self.path)), "probability", None)
+        self.loaded = flavors.load(
+            self.path, Model.load(str(self.path)), "probability", None, cpus.available()
+        )
         source = features.Source(Relation.parse(case.table), case.entity, case.snapshot_column)
         self.plan = features.plan(self.conn, source, self.loaded.inputs)
         self.conn.rollback()

@@ -66,7 +66,14 @@ _GROUPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "features": (None, ("features_table", "entity_column", "snapshot_column", "snapshot")),
     "scores": (
         None,
-        ("score_kind", "positive_class", "threshold", "chunk_rows", "max_rejected_ratio"),
+        (
+            "score_kind",
+            "positive_class",
+            "threshold",
+            "chunk_rows",
+            "predict_threads",
+            "max_rejected_ratio",
+        ),
     ),
     "database": (None, ("database_url", "target_schema")),
     "run": (

@@ -227,6 +227,14 @@ class RunSettings(DatabaseSettings):
         description="A sharded run with no live shard and no shard started or finished for"
         " this long no longer holds its model and snapshot: the next run abandons it",
     )
+    predict_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Threads the model predicts on (default: the CPUs this process may use,"
+        " its affinity capped by its cgroup CPU quota); 1 leaves the other cores to the"
+        " reader, the writer and PostgreSQL",
+    )
     mlflow_record: bool = Field(
         True,
         description="Record each scoring run as an MLflow run after publish (true/false);"

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from scorer import cpus
 from scorer.errors import ConfigError, ModelOutputError, SchemaMismatchError
 from scorer.features import Chunk, FeaturePlan, InputKind, ModelInput
 
@@ -79,10 +78,12 @@ class _Scoring:
     categories: bool  # strings as pandas categoricals (else Python strings)
 
 
-def load(path: Path, meta: Model, score_kind: ScoreKind, positive_class: str | None) -> LoadedModel:
-    """Load the model at ``path`` in the first native flavor it has, else through pyfunc."""
+def load(
+    path: Path, meta: Model, score_kind: ScoreKind, positive_class: str | None, threads: int
+) -> LoadedModel:
+    """Load the model at ``path`` in the first native flavor it has, else through pyfunc;
+    xgboost and native lightgbm predict on ``threads`` threads."""
     flavor = next((name for name in _NATIVE if name in meta.flavors), "python_function")
-    threads = cpus.available()
     try:
         model = _load_native(flavor, path, meta, threads)
     except ImportError as exc:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scorer import flavors
+from scorer import cpus, flavors
 from scorer.errors import (
     ModelNotFoundError,
     PromotionGateError,
@@ -154,7 +154,13 @@ def load(resolved: ResolvedModel, settings: RunSettings) -> LoadedModel:
         path = Path(
             mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri, dst_path=workdir.name)
         )
-    model = flavors.load(path, Model.load(str(path)), settings.score_kind, settings.positive_class)
+    model = flavors.load(
+        path,
+        Model.load(str(path)),
+        settings.score_kind,
+        settings.positive_class,
+        settings.predict_threads or cpus.available(),
+    )
     if model.flavor == "python_function":
         _KEPT_DOWNLOADS.append(workdir)
     else:

@@ -66,3 +66,54 @@ def test_every_case_scored_the_rows_and_measured_its_stages(
         assert "gate_evidence_share_of_e2e_cpu" in result["ratios"]
     for case in ("telco-xgboost", "telco-sklearn"):  # one snapshot read through its index
         assert "telco_snapshot_date_idx" in figures["cases"][case]["explain"]
+
+
+def test_a_lever_is_measured_against_the_baseline_and_on_shards(tmp_path: Path) -> None:
+    """``--lever`` runs the case and the shard counts as they are and with its settings."""
+    out = tmp_path / "levers.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--case",
+            "numeric",
+            "--lever",
+            "threads1:SCORER_PREDICT_THREADS=1",
+            "--only-levers",
+            "--shards",
+            "1",
+            "2",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (figures,) = json.loads(out.read_text())
+    assert figures["cases"] == {}  # --only-levers: nothing else
+    levers = figures["levers"]["numeric"]
+    assert set(levers) == {"baseline", "threads1"}
+    assert {found["rows"] for found in levers.values()} == {figures["rows"]}
+    assert figures["lever_settings"] == {"threads1": {"SCORER_PREDICT_THREADS": "1"}}
+    assert set(figures["shards"]) == {"baseline", "threads1"}
+    assert set(figures["shards"]["threads1"]) == {"1", "2"}
+    assert "| numeric | threads1 (SCORER_PREDICT_THREADS=1) |" in result.stdout
+
+
+def test_a_malformed_lever_is_refused() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--lever", "threads1=1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "NAME:SCORER_VAR=VALUE" in result.stderr

@@ -171,9 +171,13 @@ def test_lineage_and_statistics_are_exact(
     mlflow_uri: str,
 ) -> None:
     run_id = new_run_id("lineage")
-    result = services.run_scorer(
-        {**scorer_env, "SCORER_RUN_ID": run_id, "SCORER_SNAPSHOT": "2026-01-31"}, "run"
-    )
+    env = {
+        **scorer_env,
+        "SCORER_RUN_ID": run_id,
+        "SCORER_SNAPSHOT": "2026-01-31",
+        "SCORER_PREDICT_THREADS": "1",  # the default (every CPU) is what the image test runs
+    }
+    result = services.run_scorer(env, "run")
     assert result.returncode == 0, result.stdout + result.stderr
 
     row = run_row(postgres_url, target_schema, run_id)
@@ -230,6 +234,7 @@ def test_lineage_and_statistics_are_exact(
     names = [line["event"] for line in lines]
     for step in ("model.resolved", "features.checked", "batch.scored", "run.published"):
         assert step in names
+    assert lines[names.index("model.loaded")]["predict_threads"] == 1
     assert names[-1] == "run.succeeded"
     assert all(line["run_id"] == run_id for line in lines)
     assert all(line["model_name"] == churn_model.name for line in lines)

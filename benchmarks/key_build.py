@@ -23,6 +23,7 @@ import argparse
 import io
 import os
 import statistics
+import sys
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ class Variant:
     settings: dict[str, str] = field(default_factory=dict)
     order: str = "natural"  # natural | ascending | random
     key: str = "after"  # after the COPY | before it | none (the attach builds it) | skip
-    collate_c: bool = False  # the key's columns COLLATE "C" (text only; cannot be attached)
+    collate_c: tuple[str, ...] = ()  # key columns made COLLATE "C" (text; cannot be attached)
     kinds: tuple[str, ...] = ("bigint", "text")
 
 
@@ -70,10 +71,12 @@ VARIANTS = (
         "1GB, 2 workers",
         {"maintenance_work_mem": "1GB", "max_parallel_maintenance_workers": "2"},
     ),
+    Variant("the scorer's key build (sink.KEY_BUILD)", dict(sink.KEY_BUILD)),
     Variant("rows shuffled, key after", order="random"),
     Variant("key before the COPY, rows ascending", order="ascending", key="before"),
     Variant("key before the COPY, rows shuffled", order="random", key="before"),
-    Variant('key columns COLLATE "C"', collate_c=True, kinds=("text",)),
+    Variant('both key columns COLLATE "C"', collate_c=("run_id", "entity_id"), kinds=("text",)),
+    Variant('entity_id COLLATE "C"', collate_c=("entity_id",), kinds=("text",)),
     Variant("no ADD PRIMARY KEY: the attach builds the index", key="none"),
     Variant("no key at all (COPY only; cannot be attached)", key="skip"),
 )
@@ -141,13 +144,12 @@ class Writer:
         with conn.cursor() as cur:
             partition.create(cur)
             if variant.collate_c:
-                cur.execute(
-                    f"ALTER TABLE {partition.table}"
-                    ' ALTER COLUMN run_id TYPE text COLLATE "C",'
-                    ' ALTER COLUMN entity_id TYPE text COLLATE "C"'
+                columns = ", ".join(
+                    f'ALTER COLUMN {column} TYPE text COLLATE "C"' for column in variant.collate_c
                 )
+                cur.execute(f"ALTER TABLE {partition.table} {columns}")
             if variant.key == "before":
-                partition.add_key(cur)
+                partition.add_key(cur, settings=())  # the variant's own
             conn.commit()  # the empty table (and its key) exist before the timed part
             for name, value in variant.settings.items():
                 cur.execute("SELECT set_config(%s, %s, true)", (name, value))
@@ -160,7 +162,7 @@ class Writer:
                 sink.write(cur, partition.copy_statement, payload)
             phases["copy"] = self.clock()
             if variant.key == "after":
-                partition.add_key(cur)
+                partition.add_key(cur, settings=())  # the variant's own
             time.sleep(0.1)  # let the postmaster reap the parallel workers
             phases["key"] = self.clock()
             if variant.key != "skip" and not variant.collate_c:  # "C" cannot be attached
@@ -196,22 +198,27 @@ def _chose(notices: list[str]) -> str:
     if not ended:
         return "no sort"
     ids = {line.split(" sort of worker ")[1].split()[0] for line in ended}
+    participants = len(ids - {"-1"})
+    if participants:  # every participant writes its sorted runs to disk for the leader's merge
+        return f"parallel, {participants} participants (leader + {participants - 1})"
     spilled = any("switching to external sort" in line for line in notices)
     where = "spilled to disk" if spilled else "in memory"
-    participants = len(ids - {"-1"})
-    if participants:
-        return f"parallel, {participants} participants (leader + {participants - 1}), {where}"
     return f"serial, {where}"
 
 
-def measure(cluster: Cluster, url: str, rows: int, repeat: int, kinds: list[str]) -> list[str]:
-    """Every variant for one size, interleaved; a markdown section."""
-    lines = []
-    for kind in kinds:
+def measure(cluster: Cluster, url: str, rows: int, options: argparse.Namespace) -> None:
+    """Every variant for one size, interleaved; a markdown table per id type, on stdout."""
+    repeat = options.repeat
+    for kind in options.kinds:
         ids = _ids(url, kind, rows)
         payloads = {order: _payloads(values) for order, values in ids.items()}
         del ids
-        variants = [v for v in VARIANTS if kind in v.kinds]
+        variants = [
+            v
+            for v in VARIANTS
+            if kind in v.kinds
+            and (v is VARIANTS[0] or not options.only or any(o in v.name for o in options.only))
+        ]
         writer = Writer(url, cluster.postmaster)
         writer.sample(variants[0], kind, payloads["natural"])  # warm-up, not counted
         samples: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants}
@@ -225,8 +232,7 @@ def measure(cluster: Cluster, url: str, rows: int, repeat: int, kinds: list[str]
             writer.sample(variant, kind, payloads[variant.order], trace=True)
             sitting.chose[variant.name] = _chose(writer.notices)
         writer.conn.close()
-        lines += _table(sitting)
-    return lines
+        print("\n".join(_table(sitting)), flush=True)
 
 
 def _loadavg() -> str:
@@ -282,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--kinds", nargs="+", default=["bigint", "text"], choices=sink.PARENTS)
+    parser.add_argument(
+        "--only", nargs="+", default=[], help="variants whose name contains one of these words"
+    )
     args = parser.parse_args(argv)
     cluster = Cluster.start()
     try:
@@ -289,22 +298,23 @@ def main(argv: list[str] | None = None) -> int:
             conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute("CREATE DATABASE bench")
-                cur.execute("SHOW lc_collate")
-                collation = cur.fetchone()
+                cur.execute(
+                    "SELECT current_setting('server_version'), current_setting('lc_collate')"
+                )
+                version, collation = cur.fetchone() or ("?", "?")
         url = cluster.url.rsplit("/", 1)[0] + "/bench"
         with closing(psycopg2.connect(url)) as conn:
             schema.migrate(conn, SCHEMA)
-        lines = [
-            f"`python -m benchmarks.key_build --rows {' '.join(map(str, args.rows))}`:"
-            f" {os.cpu_count()} cores, PostgreSQL 15 throwaway cluster (fsync off,"
-            f" shared_buffers 256MB, lc_collate {collation[0] if collation else '?'}).",
-            "",
-        ]
+        print(
+            f"`python -m benchmarks.key_build {' '.join(sys.argv[1:] if argv is None else argv)}`:"
+            f" {os.cpu_count()} cores, a throwaway PostgreSQL {version} cluster (fsync off,"
+            f" shared_buffers 256MB, lc_collate {collation}).\n",
+            flush=True,
+        )
         for rows in args.rows:
-            lines += measure(cluster, url, rows, args.repeat, args.kinds)
+            measure(cluster, url, rows, args)
     finally:
         cluster.stop()
-    print("\n".join(lines))
     return 0
 
 

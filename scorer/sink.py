@@ -3,10 +3,10 @@
 Each run loads a fresh table shaped like ``predictions`` whose column defaults are the
 run's lineage constants, so the client sends only narrow binary COPY rows
 (entity, score, label) and PostgreSQL fills the lineage in. The primary key is built once,
-sorted, after the load (cheaper than maintaining it row by row), and the table is attached
-as the run's partition in the transaction that publishes the run. A failed or killed run
-rolls the table back with everything else; a CHECK on ``run_id`` lets the attach skip
-scanning the rows.
+sorted, after the load (cheaper than maintaining it row by row: see ``KEY_BUILD``), and the
+table is attached as the run's partition in the transaction that publishes the run. A failed
+or killed run rolls the table back with everything else; a CHECK on ``run_id`` lets the
+attach skip scanning the rows.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,6 +47,30 @@ def partition_name(run_id: str) -> str:
     return f"predictions_{readable}_{digest}" if readable else f"predictions_{digest}"
 
 
+KEY_BUILD = (("max_parallel_maintenance_workers", "0"), ("maintenance_work_mem", "1GB"))
+"""Settings of the key build, for its transaction only (``SET LOCAL``): one serial sort, in
+memory up to 1 GB (about 10 million rows; a larger run, or shard, spills to disk as before).
+
+Why (``python -m benchmarks.key_build``; ``benchmarks/RESULTS.md``, "Key build"): what caps
+a sharded run is the server's CPU per row, and PostgreSQL's default build is not the cheapest
+one. With its defaults (2 parallel workers, cut to 1 by 64 MB of ``maintenance_work_mem``) two
+participants each sort half the rows, write them to disk and the leader merges them; one
+in-memory sort of the same rows took 0.59-0.92 of that CPU for bigint ids (two sittings, 1M
+and 5M rows) and 0.76 for text ids at 5M, about the same (1.05) at 1M. The price: the key
+uses one core, so when the server has an idle one a run's key phase takes longer (text ids,
+5M rows: 15.8 s against 12.4 s). The memory is taken as the sort needs it (about 90 bytes a
+row), at most 1 GB per run or shard.
+
+Measured and left alone: the key created before the COPY (1.6-2.0 times the CPU with ids in
+ascending order, 5-6 times in any other); ``COLLATE "C"`` on the key's columns (0.7-0.9 of the
+key's CPU on text ids, but a partition's collations must match its parent's, ``run_id`` is the
+parent's partition key and cannot change, and ``entity_id`` alone would need a migration that
+rebuilds every published partition's index); no key of the run's own (``ATTACH PARTITION``
+builds the parent's primary key index anyway: the same cost). The key stays the duplicate-id
+check.
+"""
+
+
 class RunPartition:
     """The table one run loads and publishes as its partition of the id type's parent."""
 
@@ -66,11 +91,14 @@ class RunPartition:
         )
         self._set_defaults(cur)
 
-    def add_key(self, cur: db.Cursor) -> None:
-        """Build the primary key once, after the load.
+    def add_key(self, cur: db.Cursor, settings: Sequence[tuple[str, str]] = KEY_BUILD) -> None:
+        """Build the primary key once, after the load, with ``settings`` (the benchmark
+        compares others) set until the transaction ends.
 
         A duplicated entity id fails the key: ``DuplicateEntityError`` names one of them.
         """
+        for name, value in settings:
+            cur.execute("SELECT set_config(%s, %s, true)", (name, value))
         try:
             cur.execute(f"ALTER TABLE {self.table} ADD PRIMARY KEY (run_id, entity_id)")
         except psycopg2.errors.UniqueViolation as exc:

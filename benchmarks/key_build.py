@@ -71,7 +71,7 @@ VARIANTS = (
         "1GB, 2 workers",
         {"maintenance_work_mem": "1GB", "max_parallel_maintenance_workers": "2"},
     ),
-    Variant("the scorer's key build (sink.KEY_BUILD)", dict(sink.KEY_BUILD)),
+    Variant("serial, in memory (sink.SERIAL_KEY_BUILD)", dict(sink.SERIAL_KEY_BUILD)),
     Variant("rows shuffled, key after", order="random"),
     Variant("key before the COPY, rows ascending", order="ascending", key="before"),
     Variant("key before the COPY, rows shuffled", order="random", key="before"),

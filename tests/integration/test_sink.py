@@ -46,7 +46,7 @@ def _settings(conn: psycopg2.extensions.connection) -> dict[str, str]:
 
 def _current(cur: db.Cursor) -> dict[str, str]:
     found = {}
-    for name, _ in sink.KEY_BUILD:
+    for name, _ in sink.SERIAL_KEY_BUILD:
         cur.execute("SELECT current_setting(%s)", (name,))
         found[name] = str(db.one_value(cur))
     return found
@@ -60,19 +60,25 @@ def _load_and_attach(
         partition.attach(cur)
 
 
-def test_the_key_is_built_by_one_serial_sort_and_the_settings_end_with_the_transaction(
-    conn: psycopg2.extensions.connection, target_schema: str
+def _ids(kind: str, numbers: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+    if kind == "bigint":
+        return numbers
+    return np.array([f"{n:04d}-X" for n in numbers], dtype="S10")
+
+
+@pytest.mark.parametrize("kind", ["bigint", "text"])
+def test_bigint_keys_are_built_by_one_serial_sort_and_the_settings_end_with_the_transaction(
+    conn: psycopg2.extensions.connection, target_schema: str, kind: str
 ) -> None:
-    partition = _partition(target_schema, "bigint", "run-key-serial")
+    partition = _partition(target_schema, kind, f"run-key-build-{kind}")
     conn.notices = []
     before = _settings(conn)
     with db.transaction(conn), conn.cursor() as cur:
-        _load(cur, partition, np.arange(1, ROWS + 1, dtype=np.int64))
+        _load(cur, partition, _ids(kind, np.arange(1, ROWS + 1, dtype=np.int64)))
         cur.execute("SET LOCAL trace_sort = on")
         cur.execute("SET LOCAL client_min_messages = log")
         partition.attach(cur)
         during = _current(cur)
-    assert during == dict(sink.KEY_BUILD)
     assert _settings(conn) == before  # SET LOCAL: the session's own values are back
     with db.transaction(conn), conn.cursor() as cur:
         cur.execute(
@@ -82,7 +88,11 @@ def test_the_key_is_built_by_one_serial_sort_and_the_settings_end_with_the_trans
         assert db.one_value(cur) == 1
     sorts = [line for line in conn.notices if " sort of worker " in line and " ended" in line]
     assert sorts, conn.notices  # trace_sort reported the key's sort
-    assert all(" sort of worker -1 " in line for line in sorts), sorts  # no parallel participant
+    if kind == "bigint":
+        assert during == dict(sink.SERIAL_KEY_BUILD)
+        assert all(" sort of worker -1 " in line for line in sorts), sorts  # no participant
+    else:  # text ids keep the server's own build
+        assert during == before
 
 
 @pytest.mark.parametrize("kind", ["bigint", "text"])
@@ -91,7 +101,7 @@ def test_a_duplicated_id_fails_the_key_and_leaves_no_table(
 ) -> None:
     numbers = np.arange(1, ROWS + 1, dtype=np.int64)
     numbers[-1] = 4242  # far from its twin: the sort, not the load order, finds it
-    ids = numbers if kind == "bigint" else np.array([f"{n:04d}-X" for n in numbers], dtype="S10")
+    ids = _ids(kind, numbers)
     partition = _partition(target_schema, kind, f"run-key-duplicate-{kind}")
     with pytest.raises(DuplicateEntityError) as caught:
         _load_and_attach(conn, partition, ids)

@@ -126,6 +126,11 @@ def _letters(number: str) -> str:
     return " || ".join(f"chr(65 + (({scrambled}) / {26**i}) % 26)" for i in range(5))
 
 
+def telco_id(number: str) -> str:
+    """SQL for the Telco-style text id (``7590-VHVEG``) of customer ``number``: one per number."""
+    return f"to_char(({number}) % 10000, 'FM0000') || '-' || {_letters(f'({number}) / 10000')}"
+
+
 def _choice(values: tuple[str, ...]) -> str:
     array = ", ".join(f"'{value}'" for value in values)
     return f"(ARRAY[{array}])[1 + floor(random() * {len(values)})::int]"
@@ -144,7 +149,7 @@ def create_telco(url: str, rows: int, table: str = TELCO_TABLE) -> None:
     )
     categories = ", ".join(f"{name} text" for name in CATEGORIES)
     usage = ", ".join("random()" for _ in TELCO_NUMBERS[4:])
-    identifier = f"to_char(g % 10000, 'FM0000') || '-' || {_letters('g / 10000')}"
+    identifier = telco_id("g")
     inserts = [
         f"INSERT INTO {table} SELECT {identifier}, date '{snapshot}', "
         + ", ".join(_choice(values) for values in CATEGORIES.values())

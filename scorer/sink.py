@@ -3,10 +3,10 @@
 Each run loads a fresh table shaped like ``predictions`` whose column defaults are the
 run's lineage constants, so the client sends only narrow binary COPY rows
 (entity, score, label) and PostgreSQL fills the lineage in. The primary key is built once,
-sorted, after the load (cheaper than maintaining it row by row), and the table is attached
-as the run's partition in the transaction that publishes the run. A failed or killed run
-rolls the table back with everything else; a CHECK on ``run_id`` lets the attach skip
-scanning the rows.
+sorted, after the load (cheaper than maintaining it row by row: see ``KEY_BUILD``), and the
+table is attached as the run's partition in the transaction that publishes the run. A failed
+or killed run rolls the table back with everything else; a CHECK on ``run_id`` lets the
+attach skip scanning the rows.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,6 +47,34 @@ def partition_name(run_id: str) -> str:
     return f"predictions_{readable}_{digest}" if readable else f"predictions_{digest}"
 
 
+SERIAL_KEY_BUILD = (("max_parallel_maintenance_workers", "0"), ("maintenance_work_mem", "1GB"))
+"""One serial sort, in memory up to 1 GB (about 10 million rows; a larger run or shard spills
+to disk, as before), set for the key's transaction only (``SET LOCAL``)."""
+
+KEY_BUILD: dict[str, tuple[tuple[str, str], ...]] = {"bigint": SERIAL_KEY_BUILD}
+"""The key build's settings per id type; a type not named keeps the server's own.
+
+Why (``python -m benchmarks.key_build``; ``benchmarks/RESULTS.md``, "Key build"): what caps a
+sharded run is the server's CPU per row. PostgreSQL's default build (2 parallel workers, cut
+to 1 by 64 MB of ``maintenance_work_mem``) sorts in two participants that each write their
+rows to disk for the leader to merge. For bigint ids, whose comparisons are cheap, that
+overhead is a large share: one in-memory sort took 0.59-0.92 of the key's CPU (two sittings,
+1M and 5M rows), in the same wall time. For text ids the comparisons (the collation's) are
+most of the cost and parallel workers add little to it: the serial sort took 0.76-1.05 of the
+CPU but 1.2 times the wall time, so text ids keep the default. uuid ids were not measured and
+keep it too. The memory is taken as the sort needs it (about 90 bytes a row).
+
+Measured and left alone: the key created before the COPY (bigint ids: 1.6-2.0 times the
+CPU even in ascending order; text ids: 0.7-0.8 in ascending order but 2.1 times shuffled, and
+a run's ids come in the relation's order, whatever that is); ``COLLATE "C"`` on the key's
+columns (0.7-0.9 of the key's CPU on text ids, but a partition's collations must match its
+parent's, ``run_id`` is the parent's partition key and cannot change, and ``entity_id`` alone
+would need a migration that rebuilds every published partition's index); no key of the run's
+own (``ATTACH PARTITION`` builds the parent's primary key index anyway: the same cost). The
+key stays the duplicate-id check.
+"""
+
+
 class RunPartition:
     """The table one run loads and publishes as its partition of the id type's parent."""
 
@@ -53,6 +82,7 @@ class RunPartition:
         self.lineage = lineage
         quoted = quote_identifier(schema)
         self.parent = f"{quoted}.{PARENTS[entity_kind]}"
+        self.key_build = KEY_BUILD.get(entity_kind, ())
         self.table = f"{quoted}.{quote_identifier(partition_name(lineage.run_id))}"
         columns = "entity_id, score, label" if labels else "entity_id, score"
         self.copy_statement = f"COPY {self.table} ({columns}) FROM STDIN (FORMAT binary)"
@@ -66,11 +96,14 @@ class RunPartition:
         )
         self._set_defaults(cur)
 
-    def add_key(self, cur: db.Cursor) -> None:
-        """Build the primary key once, after the load.
+    def add_key(self, cur: db.Cursor, settings: Sequence[tuple[str, str]] | None = None) -> None:
+        """Build the primary key once, after the load, with ``settings`` (default: the id
+        type's ``KEY_BUILD``; the benchmark compares others) set until the transaction ends.
 
         A duplicated entity id fails the key: ``DuplicateEntityError`` names one of them.
         """
+        for name, value in self.key_build if settings is None else settings:
+            cur.execute("SELECT set_config(%s, %s, true)", (name, value))
         try:
             cur.execute(f"ALTER TABLE {self.table} ADD PRIMARY KEY (run_id, entity_id)")
         except psycopg2.errors.UniqueViolation as exc:

@@ -480,9 +480,16 @@ class Bench:
         return found
 
     def before_stages(self, rows: int, repeat: int) -> list[dict[str, Any]]:
-        """The older tree's own read and write stages (numeric case, its ``benchmarks``)."""
+        """The older tree's own read and write stages (numeric case, its ``benchmarks``: the
+        one-model command line before the real-tables cases, or today's)."""
         assert self.before is not None
         self.sql("CHECKPOINT")
+        cases = "--case" in (self.before / "benchmarks" / "stages.py").read_text()
+        which = (
+            ["--tracking-uri", self.tracking_uri, "--case", NUMERIC.name]
+            if cases
+            else ["--model", str(self.model_file)]
+        )
         sample = run_child(
             [
                 sys.executable,
@@ -496,8 +503,7 @@ class Bench:
                 str(repeat),
                 "--postmaster",
                 str(self.cluster.postmaster),
-                "--model",
-                str(self.model_file),
+                *which,
                 "--stages",
                 "read",
                 "read-parse",
@@ -507,8 +513,9 @@ class Bench:
             self.cluster.postmaster,
             cwd=self.before,
         )
-        found: list[dict[str, Any]] = json.loads(sample.stdout)
-        return found
+        found = json.loads(sample.stdout)
+        stages: list[dict[str, Any]] = found[NUMERIC.name]["stages"] if cases else found
+        return stages
 
     def check(self, case: Case) -> dict[str, float]:
         """``scorer check``: process start to ``model.loaded``, wall and CPU of the check."""

@@ -221,6 +221,8 @@ def _experiment(tracking_uri: str) -> str:
     found = client.get_experiment_by_name("benchmark")
     if found is not None:
         return str(found.experiment_id)
+    if not tracking_uri.startswith("sqlite:///"):  # a server keeps its own artifacts
+        return str(client.create_experiment("benchmark"))
     registry = Path(tracking_uri.removeprefix("sqlite:///"))
     artifacts = (registry.parent / "artifacts").as_uri()
     return str(client.create_experiment("benchmark", artifact_location=artifacts))

@@ -100,11 +100,11 @@ def run_in_image(
         value = env[name] + (f"-{attempt}" if name == "SCORER_RUN_ID" else "")
         args += ["-e", f"{name}={value}"]
     args += [image, "-c", _MEASURE]
-    server = server_cpu()
+    server, started = server_cpu(), time.time()
     result = subprocess.run(args, capture_output=True, text=True, check=True, timeout=900)
     time.sleep(0.3)  # the postmaster reaps the run's backends
     server = server_cpu() - server
     code, wall, rss, cpu = result.stdout.split()
     if code != "0":
         raise RuntimeError(f"scorer run in {image} exited {code}")
-    return Sample(float(wall), float(cpu), server, float(rss), "")
+    return Sample(float(wall), float(cpu), server, float(rss), "", started)

@@ -58,11 +58,14 @@ def measure_image(
         full, quarter = [], []
         by_lever: dict[str, list[Sample]] = {lever.name: [] for lever in levers}
         for attempt in range(repeat):  # interleaved, like the runs outside the image
-            full.append(run_in_image(image, env, attempt, server_cpu))
-            quarter.append(run_in_image(image, quarter_env, attempt, server_cpu))
+            full.append(run_in_image(image, env, attempt, server_cpu, rows))
+            quarter.append(run_in_image(image, quarter_env, attempt, server_cpu, small))
             for lever in levers:
-                found = run_in_image(image, {**env, **lever.env}, attempt, server_cpu)
-                by_lever[lever.name].append(found)
+                run_id = f"{env['SCORER_RUN_ID']}-{lever.name}"
+                lever_env = {**env, **lever.env, "SCORER_RUN_ID": run_id}
+                by_lever[lever.name].append(
+                    run_in_image(image, lever_env, attempt, server_cpu, rows)
+                )
     return {"to_model_loaded": startup, "run": full, "quarter": quarter, "levers": by_lever}
 
 
@@ -83,18 +86,25 @@ def _startup(image: str, env: dict[str, str], repeat: int) -> float:
 
 
 _MEASURE = (
-    "import resource, subprocess, sys, time; start = time.perf_counter(); "
-    "code = subprocess.run([sys.executable, '-m', 'scorer', 'run'], stdout=subprocess.DEVNULL)"
-    ".returncode; usage = resource.getrusage(resource.RUSAGE_CHILDREN); "
-    "print(code, time.perf_counter() - start, usage.ru_maxrss / 1024, "
-    "usage.ru_utime + usage.ru_stime)"
+    "import json, resource, subprocess, sys, tempfile, time\n"
+    "start = time.perf_counter()\n"
+    "with tempfile.TemporaryFile('w+') as out:\n"
+    "    code = subprocess.run([sys.executable, '-m', 'scorer', 'run'], stdout=out).returncode\n"
+    "    wall = time.perf_counter() - start\n"
+    "    out.seek(0)\n"
+    "    done = [json.loads(line) for line in out if '\"run.succeeded\"' in line]\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(code, wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime,\n"
+    "      done[-1]['rows_scored'] if done else -1, done[-1]['outcome'] if done else '-')\n"
 )
+"""Run the scorer in the container: its exit code, wall, peak RSS, CPU, rows and outcome."""
 
 
 def run_in_image(
-    image: str, env: dict[str, str], attempt: int, server_cpu: Callable[[], float]
+    image: str, env: dict[str, str], attempt: int, server_cpu: Callable[[], float], rows: int
 ) -> Sample:
-    """One ``scorer run`` in the image; ``env`` names an HTTP registry and a run id to suffix."""
+    """One ``scorer run`` in the image, which must publish ``rows`` rows; ``env`` names an HTTP
+    registry and a run id to suffix."""
     args = ["docker", "run", "--rm", "--network", "host", "--entrypoint", "python"]
     for name in (*_ENV, *(name for name in env if name not in _ENV)):
         value = env[name] + (f"-{attempt}" if name == "SCORER_RUN_ID" else "")
@@ -104,7 +114,9 @@ def run_in_image(
     result = subprocess.run(args, capture_output=True, text=True, check=True, timeout=900)
     time.sleep(0.3)  # the postmaster reaps the run's backends
     server = server_cpu() - server
-    code, wall, rss, cpu = result.stdout.split()
-    if code != "0":
-        raise RuntimeError(f"scorer run in {image} exited {code}")
+    code, wall, rss, cpu, scored, outcome = result.stdout.split()
+    if code != "0" or (int(scored), outcome) != (rows, "published"):
+        raise RuntimeError(
+            f"scorer run in {image} exited {code}, {outcome} with {scored} of {rows} rows"
+        )
     return Sample(float(wall), float(cpu), server, float(rss), "", started)

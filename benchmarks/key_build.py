@@ -27,7 +27,6 @@ import sys
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ import psycopg2
 from benchmarks.cli import progress
 from benchmarks.cluster import Cluster, server_cpu
 from benchmarks.fixtures import telco_id
-from benchmarks.stages import CHUNK
+from benchmarks.stages import CHUNK, bench_lineage
 from scorer import schema, sink, wire
 
 SCHEMA = "scoring"
@@ -122,13 +121,7 @@ class Writer:
 
     def partition(self, kind: str) -> sink.RunPartition:
         self.count += 1
-        lineage = sink.Lineage(
-            run_id=f"run-20250101T000000Z-key{self.count:04d}",
-            model_name="bench",
-            model_version=1,
-            snapshot="2025-01-01",
-            scored_at=datetime.now(UTC),
-        )
+        lineage = bench_lineage(f"run-20250101T000000Z-key{self.count:04d}")
         return sink.RunPartition(SCHEMA, lineage, kind, labels=True)
 
     def clock(self) -> tuple[float, float]:

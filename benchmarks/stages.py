@@ -277,19 +277,24 @@ def write_narrow(setup: Setup) -> Stage:
     return Stage(run, reset)
 
 
+def bench_lineage(run_id: str) -> sink.Lineage:
+    """The lineage of a benchmark's run ``run_id``: model ``bench`` v1, one snapshot, now."""
+    return sink.Lineage(
+        run_id=run_id,
+        model_name="bench",
+        model_version=1,
+        snapshot="2025-01-01",
+        scored_at=datetime.now(UTC),
+    )
+
+
 def write_scorer(setup: Setup) -> Stage:
     chunks, scores, conn = setup.chunks, setup.scores(), setup.conn
     counter = iter(range(1_000_000))
     written: list[str] = []
 
     def run() -> None:
-        lineage = sink.Lineage(
-            run_id=f"run-20250101T000000Z-bench{next(counter):02d}",
-            model_name="bench",
-            model_version=1,
-            snapshot="2025-01-01",
-            scored_at=datetime.now(UTC),
-        )
+        lineage = bench_lineage(f"run-20250101T000000Z-bench{next(counter):02d}")
         partition = sink.RunPartition("scoring", lineage, setup.plan.entity_kind, labels=True)
         with conn.cursor() as cur:
             partition.create(cur)

@@ -23,17 +23,22 @@ pytestmark = pytest.mark.benchmark
 CASES = ("numeric", "telco-xgboost", "telco-sklearn")
 
 
-@pytest.fixture(scope="module")
-def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
-    out = tmp_path_factory.mktemp("benchmark") / "quick.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
+def benchmark(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m benchmarks ARGS`` in the checkout, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=1800,
         check=False,
     )
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("benchmark") / "quick.json"
+    result = benchmark("--quick", "--json", str(out))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (figures,) = json.loads(Path(out).read_text())
     return figures, result.stdout
@@ -71,28 +76,19 @@ def test_every_case_scored_the_rows_and_measured_its_stages(
 def test_a_lever_is_measured_against_the_baseline_and_on_shards(tmp_path: Path) -> None:
     """``--lever`` runs the case and the shard counts as they are and with its settings."""
     out = tmp_path / "levers.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "--quick",
-            "--case",
-            "numeric",
-            "--lever",
-            "threads1:SCORER_PREDICT_THREADS=1",
-            "--only-levers",
-            "--shards",
-            "1",
-            "2",
-            "--json",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
+    lever = "threads1:SCORER_PREDICT_THREADS=1"
+    result = benchmark(
+        "--quick",
+        "--case",
+        "numeric",
+        "--lever",
+        lever,
+        "--only-levers",
+        "--shards",
+        "1",
+        "2",
+        "--json",
+        str(out),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (figures,) = json.loads(out.read_text())
@@ -107,13 +103,6 @@ def test_a_lever_is_measured_against_the_baseline_and_on_shards(tmp_path: Path) 
 
 
 def test_a_malformed_lever_is_refused() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--lever", "threads1=1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = benchmark("--quick", "--lever", "threads1=1")
     assert result.returncode == 2
     assert "NAME:SCORER_VAR=VALUE" in result.stderr

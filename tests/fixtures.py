@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +153,17 @@ def load_table(
                 cur.execute(sql.SQL("CREATE INDEX ON {} ({})").format(qualified, keys))
             cur.execute(sql.SQL("ANALYZE {}").format(qualified))
         conn.commit()
+
+
+@contextmanager
+def loaded_customers(url: str, table: str, rows: int, seed: int) -> Iterator[str]:
+    """``rows`` of ``synthetic_customers`` in ``table`` for a while; the table dropped after."""
+    load_features(url, table, synthetic_customers(rows, seed=seed))
+    try:
+        yield table
+    finally:
+        with closing(psycopg2.connect(url)) as conn, conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE {table}")
 
 
 def load_features(url: str, table: str, frame: pd.DataFrame) -> None:

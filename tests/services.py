@@ -133,6 +133,18 @@ def run_scorer(
     )
 
 
+def start_scorer(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:
+    """Start ``python -m scorer ARGS`` like ``run_scorer``, its stdout and stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "scorer", *args],
+        env=scorer_process_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
 def scorer_process_env(env: Mapping[str, str]) -> dict[str, str]:
     """A clean environment for a scorer process: no SCORER_* leaking in from the shell."""
     base = {

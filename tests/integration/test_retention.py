@@ -6,8 +6,6 @@ Each test prunes a target schema of its own (``simulated.target``).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,7 +21,7 @@ import pytest
 from scorer import runs, schema, sink
 from tests import services
 from tests.conftest import ChurnModel
-from tests.fixtures import load_features, synthetic_customers
+from tests.fixtures import loaded_customers
 from tests.integration import simulated as sim
 from tests.integration.simulated import NOW, target
 
@@ -287,14 +285,7 @@ def test_one_prune_per_schema_at_a_time(postgres_url: str, target: str) -> None:
         with holder.cursor() as cur:
             key = f"scorer-prune:{target}"
             cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-        second = subprocess.Popen(
-            [sys.executable, "-m", "scorer", "prune", "--keep-runs", "1"],
-            env=services.scorer_process_env(env_of(postgres_url, target)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=services.REPO,
-        )
+        second = services.start_scorer(env_of(postgres_url, target), "prune", "--keep-runs", "1")
         deadline = time.monotonic() + 60
         while not services.query(
             postgres_url,
@@ -402,9 +393,8 @@ class LockWaits:
 
 @pytest.fixture(scope="module")
 def big_table(postgres_url: str) -> Iterator[str]:
-    load_features(postgres_url, BIG_TABLE, synthetic_customers(BIG_ROWS, seed=9))
-    yield BIG_TABLE
-    services.execute(postgres_url, f"DROP TABLE {BIG_TABLE}")
+    with loaded_customers(postgres_url, BIG_TABLE, BIG_ROWS, seed=9) as table:
+        yield table
 
 
 def test_prune_beside_a_run_in_progress_neither_blocks_nor_breaks_it(
@@ -425,14 +415,7 @@ def test_prune_beside_a_run_in_progress_neither_blocks_nor_breaks_it(
         "SCORER_RUN_ID": "beside-prune",
     }
     timeout = 1.0
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scorer", "run"],
-        env=services.scorer_process_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=services.REPO,
-    )
+    process = services.start_scorer(env, "run")
     assert process.stdout is not None
     seen: list[str] = []
     with LockWaits(postgres_url) as waits:
@@ -495,15 +478,14 @@ def test_a_run_starting_while_a_drop_waits_is_held_up_at_most_the_lock_timeout(
     with closing(psycopg2.connect(postgres_url)) as reader:
         with reader.cursor() as cur:  # a long reader: its share lock on the parent stays
             cur.execute(f'SELECT count(*) FROM "{target}".latest_predictions')
-        pruning = subprocess.Popen(
-            [sys.executable, "-m", "scorer", "prune", "--keep-runs", "1",
-             "--prune-lock-timeout-seconds", str(timeout)],
-            env=services.scorer_process_env(env_of(postgres_url, target)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=services.REPO,
-        )  # fmt: skip
+        pruning = services.start_scorer(
+            env_of(postgres_url, target),
+            "prune",
+            "--keep-runs",
+            "1",
+            "--prune-lock-timeout-seconds",
+            str(timeout),
+        )
         deadline = time.monotonic() + 60
         while not services.query(
             postgres_url,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -22,7 +21,7 @@ from scorer.sink import partition_name
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
 from tests.fixtures import NUMERIC_FEATURES as FEATURES
-from tests.fixtures import load_features, synthetic_customers
+from tests.fixtures import load_features, loaded_customers, synthetic_customers
 
 pytestmark = pytest.mark.integration
 
@@ -538,21 +537,13 @@ def test_migrate_is_idempotent(postgres_url: str, target_schema: str) -> None:
 
 @pytest.fixture(scope="module")
 def big_table(postgres_url: str) -> Iterator[str]:
-    load_features(postgres_url, BIG_TABLE, synthetic_customers(BIG_ROWS, seed=5))
-    yield BIG_TABLE
-    services.execute(postgres_url, f"DROP TABLE {BIG_TABLE}")
+    with loaded_customers(postgres_url, BIG_TABLE, BIG_ROWS, seed=5) as table:
+        yield table
 
 
 def start_and_signal(env: dict[str, str], signum: int) -> tuple[int, str]:
     """Start a run, wait until it is streaming, send ``signum``; return exit code and stdout."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scorer", "run"],
-        env=services.scorer_process_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=services.REPO,
-    )
+    process = services.start_scorer(env, "run")
     assert process.stdout is not None
     seen: list[str] = []
     for line in process.stdout:

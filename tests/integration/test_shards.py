@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from scorer import db, features, shards, wire
 from scorer.identifiers import Relation, quote_identifier
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
-from tests.fixtures import NUMERIC_FEATURES, load_features, synthetic_customers
+from tests.fixtures import NUMERIC_FEATURES, loaded_customers
 
 pytestmark = pytest.mark.integration
 
@@ -51,14 +50,7 @@ def shard_env(env: dict[str, str], run_id: str, count: int, index: int) -> dict[
 
 
 def start(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "scorer", "run"],
-        env=services.scorer_process_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=services.REPO,
-    )
+    return services.start_scorer(env, "run")
 
 
 def finish(process: subprocess.Popen[str]) -> tuple[int, list[dict[str, Any]], str]:
@@ -155,9 +147,8 @@ def id_views(postgres_url: str) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def big_table(postgres_url: str) -> Iterator[str]:
-    load_features(postgres_url, BIG_TABLE, synthetic_customers(BIG_ROWS, seed=9))
-    yield BIG_TABLE
-    services.execute(postgres_url, f"DROP TABLE {BIG_TABLE}")
+    with loaded_customers(postgres_url, BIG_TABLE, BIG_ROWS, seed=9) as table:
+        yield table
 
 
 def test_four_shards_in_random_order_publish_once_and_equal_a_one_shard_run(

@@ -153,9 +153,10 @@ def run_children(
 
 def measure_shards(
     bench: Bench, rows: int, options: argparse.Namespace
-) -> dict[str, dict[int, Figure]]:
+) -> tuple[dict[str, dict[int, Figure]], dict[str, float]]:
     """The numeric case as 1, 2, 4 ... concurrent shards over the same rows, interleaved; as
-    the scorer is and under each ``--lever``."""
+    the scorer is, under each ``--lever``, and (with ``--image``) in the image. Also each
+    one's fixed start-up: the client CPU of ``scorer check``, which every shard pays."""
     from benchmarks.levers import with_baseline  # noqa: PLC0415 - it imports this module
 
     levers = with_baseline(options.levers)
@@ -174,24 +175,44 @@ def measure_shards(
     out: dict[str, dict[int, Figure]] = {}
     for (name, count), found in samples.items():
         out.setdefault(name, {})[count] = from_samples(f"{count} shards", rows, found)
-    return out
+    checks = [bench.check_sample(NUMERIC).client_cpu for _ in range(options.repeat)]
+    startup = dict.fromkeys(out, statistics.median(checks))
+    if options.image:
+        from benchmarks.image import measure_image_shards  # noqa: PLC0415 - needs docker
+
+        image = options.image
+        in_image, startup[f"in {image}"] = measure_image_shards(
+            image, bench, rows, options.shards, options.repeat
+        )
+        out[f"in {image}"] = {
+            count: from_samples(f"{count} shards in {image}", rows, found)
+            for count, found in in_image.items()
+        }
+    return out, startup
 
 
-def report_shards(rows: int, figures: dict[str, dict[int, Figure]]) -> str:
-    """The shards table: CPU per million rows, client + server, against one shard."""
+def report_shards(
+    rows: int, figures: dict[str, dict[int, Figure]], startup: dict[str, float]
+) -> str:
+    """The shards table: CPU per million rows, client + server, against one shard; and the
+    same with each extra shard's fixed start-up taken out."""
     lines = [
         f"shards over the same {rows:,} rows (numeric case), concurrent processes on this machine",
+        "",
         "| lever | shards | wall s | client CPU s per 1M | server CPU s per 1M"
-        " | CPU s per 1M rows | vs 1 shard |",
-        "|---|---|---|---|---|---|---|",
+        " | CPU s per 1M rows | vs 1 shard | start-up CPU s per shard"
+        " | vs 1 shard, extra start-ups aside |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, counts in figures.items():
         one = counts[min(counts)]
         for count, found in sorted(counts.items()):
+            extra = (count - min(counts)) * startup[name] * 1e6 / rows
             lines.append(
                 f"| {name} | {count} | {found.wall:.2f} | {found.client_cpu_per_m:.2f}"
                 f" | {found.server_cpu_per_m:.2f} | {found.cpu_per_m:.2f}"
-                f" | {found.cpu_per_m / one.cpu_per_m - 1:+.1%} |"
+                f" | {found.cpu_per_m / one.cpu_per_m - 1:+.1%} | {startup[name]:.2f}"
+                f" | {(found.cpu_per_m - extra) / one.cpu_per_m - 1:+.1%} |"
             )
     return "\n".join(lines)
 
@@ -363,7 +384,7 @@ class Bench:
             extra["SCORER_SNAPSHOT_COLUMN"] = case.snapshot_column
         return extra
 
-    def _clear(self, schema: str) -> None:
+    def clear(self, schema: str = "scoring") -> None:
         """Drop the runs' partitions and rows, so every run starts from the same database."""
         with closing(psycopg2.connect(self.db_url)) as conn:
             conn.autocommit = True
@@ -396,7 +417,7 @@ class Bench:
         its N/4 table as ``SCORER_FEATURES_TABLE``)."""
         schema, tree = (BEFORE_SCHEMA, self.before) if before else ("scoring", REPO)
         assert tree is not None
-        self._clear(schema)
+        self.clear(schema)
         run_id = f"bench-{case.name}-{rows}-{attempt}-{time.time_ns()}"
         env = {**self.scorer_env(case, run_id, schema=schema), **(extra or {})}
         sample = run_child(
@@ -417,7 +438,7 @@ class Bench:
     ) -> Sample:
         """One run of ``shards`` shards as concurrent processes (as an Indexed Job's pods):
         wall time to the last, the CPU of every shard process, the server's CPU around them."""
-        self._clear("scoring")
+        self.clear("scoring")
         run_id = f"bench-shards-{shards}-{time.time_ns()}"
         env = {**self.scorer_env(case, run_id), **(extra or {})}
         envs = [
@@ -517,13 +538,17 @@ class Bench:
         stages: list[dict[str, Any]] = found[NUMERIC.name]["stages"] if cases else found
         return stages
 
-    def check(self, case: Case) -> dict[str, float]:
-        """``scorer check``: process start to ``model.loaded``, wall and CPU of the check."""
-        sample = run_child(
+    def check_sample(self, case: Case) -> Sample:
+        """One ``scorer check`` of the case."""
+        return run_child(
             [sys.executable, "-m", "scorer", "check"],
             child_env(self.scorer_env(case, "bench-check")),
             self.cluster.postmaster,
         )
+
+    def check(self, case: Case) -> dict[str, float]:
+        """``scorer check``: process start to ``model.loaded``, wall and CPU of the check."""
+        sample = self.check_sample(case)
         return {
             "to_model_loaded": _to_model_loaded(sample),
             "check_wall": sample.wall,
@@ -641,7 +666,7 @@ def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, 
         bench.setup(rows, cases, train_rows)
         load_before = os.getloadavg()
         results: dict[str, Any] = {}
-        shards = measure_shards(bench, rows, options) if options.shards else None
+        shards, shard_startup = measure_shards(bench, rows, options) if options.shards else ({}, {})
         levers = None
         if options.levers:
             from benchmarks.levers import measure_levers  # noqa: PLC0415 - it imports this module
@@ -667,6 +692,7 @@ def measure(rows: int, workdir: Path, options: argparse.Namespace) -> dict[str, 
         "load": [load_before, load_after],
         "cases": results,
         "shards": shards,
+        "shard_startup": shard_startup,
         "levers": levers,
     }
 
@@ -818,7 +844,7 @@ def report(result: dict[str, Any]) -> str:
     for case_result in result["cases"].values():
         lines += report_case(case_result)
     if result.get("shards"):
-        lines += ["", report_shards(result["rows"], result["shards"])]
+        lines += ["", report_shards(result["rows"], result["shards"], result["shard_startup"])]
     if result.get("levers"):
         from benchmarks.levers import report_levers  # noqa: PLC0415 - it imports this module
 

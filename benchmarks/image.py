@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from benchmarks import cluster, fixtures
-from benchmarks.cli import Bench, Sample
+from benchmarks.cli import Bench, Sample, progress
 from benchmarks.levers import Lever
 from tests.services import mlflow_server
 
@@ -69,6 +69,40 @@ def measure_image(
     return {"to_model_loaded": startup, "run": full, "quarter": quarter, "levers": by_lever}
 
 
+def measure_image_shards(
+    image: str, bench: Bench, rows: int, counts: list[int], repeat: int
+) -> tuple[dict[int, list[Sample]], float]:
+    """The numeric case's run as 1, 2, 4 ... concurrent shard containers over the same rows,
+    interleaved; and the CPU of ``scorer check`` in the image (a pod's fixed start-up)."""
+
+    def server_cpu() -> float:
+        return cluster.server_cpu(bench.cluster.postmaster)
+
+    found: dict[int, list[Sample]] = {count: [] for count in counts}
+    with mlflow_server(bench.workdir / "mlflow-server-shards") as uri:
+        (bench.workdir / "http-model-shards").mkdir()
+        fixtures.register_model(uri, bench.workdir / "http-model-shards")
+        env = {**bench.scorer_env(fixtures.NUMERIC, "bench-check"), "MLFLOW_TRACKING_URI": uri}
+        startup = check_cpu_in_image(image, env, repeat)
+        for attempt in range(repeat):
+            for count in counts:
+                bench.clear()
+                run_id = f"bench-image-shards-{count}-{attempt}-{time.time_ns()}"
+                shard_env = {**env, "SCORER_RUN_ID": run_id}
+                envs = [
+                    {**shard_env, "SCORER_SHARDS": str(count), "SCORER_SHARD_INDEX": str(index)}
+                    if count > 1
+                    else shard_env
+                    for index in range(count)
+                ]
+                found[count].append(shards_in_image(image, envs, server_cpu, rows))
+                progress(
+                    f"[shards {count} {rows:,} in {image}] run {attempt + 1}:"
+                    f" {found[count][-1].wall:.2f}s"
+                )
+    return found, startup
+
+
 def _startup(image: str, env: dict[str, str], repeat: int) -> float:
     """Median seconds from the container's process start to ``model.loaded``."""
     samples: list[float] = []
@@ -89,7 +123,8 @@ _MEASURE = (
     "import json, resource, subprocess, sys, tempfile, time\n"
     "start = time.perf_counter()\n"
     "with tempfile.TemporaryFile('w+') as out:\n"
-    "    code = subprocess.run([sys.executable, '-m', 'scorer', 'run'], stdout=out).returncode\n"
+    "    command = [sys.executable, '-m', 'scorer', sys.argv[1]]\n"
+    "    code = subprocess.run(command, stdout=out).returncode\n"
     "    wall = time.perf_counter() - start\n"
     "    out.seek(0)\n"
     "    done = [json.loads(line) for line in out if '\"run.succeeded\"' in line]\n"
@@ -100,18 +135,24 @@ _MEASURE = (
 """Run the scorer in the container: its exit code, wall, peak RSS, CPU, rows and outcome."""
 
 
+def _docker_args(image: str, env: dict[str, str], command: str) -> list[str]:
+    """``docker run`` of ``_MEASURE`` around ``scorer COMMAND`` with ``env``."""
+    args = ["docker", "run", "--rm", "--network", "host", "--entrypoint", "python"]
+    for name in (*_ENV, *(name for name in env if name not in _ENV)):
+        args += ["-e", f"{name}={env[name]}"]
+    return [*args, image, "-c", _MEASURE, command]
+
+
 def run_in_image(
     image: str, env: dict[str, str], attempt: int, server_cpu: Callable[[], float], rows: int
 ) -> Sample:
     """One ``scorer run`` in the image, which must publish ``rows`` rows; ``env`` names an HTTP
     registry and a run id to suffix."""
-    args = ["docker", "run", "--rm", "--network", "host", "--entrypoint", "python"]
-    for name in (*_ENV, *(name for name in env if name not in _ENV)):
-        value = env[name] + (f"-{attempt}" if name == "SCORER_RUN_ID" else "")
-        args += ["-e", f"{name}={value}"]
-    args += [image, "-c", _MEASURE]
+    env = {**env, "SCORER_RUN_ID": f"{env['SCORER_RUN_ID']}-{attempt}"}
     server, started = server_cpu(), time.time()
-    result = subprocess.run(args, capture_output=True, text=True, check=True, timeout=900)
+    result = subprocess.run(
+        _docker_args(image, env, "run"), capture_output=True, text=True, check=True, timeout=900
+    )
     time.sleep(0.3)  # the postmaster reaps the run's backends
     server = server_cpu() - server
     code, wall, rss, cpu, scored, outcome = result.stdout.split()
@@ -120,3 +161,43 @@ def run_in_image(
             f"scorer run in {image} exited {code}, {outcome} with {scored} of {rows} rows"
         )
     return Sample(float(wall), float(cpu), server, float(rss), "", started)
+
+
+def check_cpu_in_image(image: str, env: dict[str, str], repeat: int) -> float:
+    """Median CPU seconds of ``scorer check`` in the image: what every pod spends before its
+    first row (imports, resolving and loading the model, planning the read)."""
+    samples = []
+    for _ in range(repeat + 1):  # the first run warms the page cache
+        result = subprocess.run(
+            _docker_args(image, env, "check"), capture_output=True, text=True, check=True
+        )
+        code, _wall, _rss, cpu, *_ = result.stdout.split()
+        if code != "0":
+            raise RuntimeError(f"scorer check in {image} exited {code}")
+        samples.append(float(cpu))
+    return statistics.median(samples[1:])
+
+
+def shards_in_image(
+    image: str, envs: list[dict[str, str]], server_cpu: Callable[[], float], rows: int
+) -> Sample:
+    """The shards of one run as concurrent containers (as an Indexed Job's pods): wall time to
+    the last, the sum of their CPU (the scorer inside each), the server's CPU around them.
+    Exactly one must publish, with ``rows`` rows."""
+    server, started = server_cpu(), time.time()
+    start = time.perf_counter()
+    processes = [
+        subprocess.Popen(_docker_args(image, env, "run"), stdout=subprocess.PIPE, text=True)
+        for env in envs
+    ]
+    outputs = [process.communicate(timeout=900)[0].split() for process in processes]
+    wall = time.perf_counter() - start
+    time.sleep(0.3)  # the postmaster reaps the shards' backends
+    server = server_cpu() - server
+    codes = [int(out[0]) if out else -1 for out in outputs]
+    published = [out for out in outputs if out and out[5] == "published"]
+    if any(codes) or len(published) != 1 or int(published[0][4]) != rows:
+        raise RuntimeError(f"{len(envs)} shards in {image} exited {codes}: {outputs}")
+    cpu = sum(float(out[3]) for out in outputs)
+    rss = max(float(out[2]) for out in outputs)
+    return Sample(wall, cpu, server, rss, "", started)

@@ -215,7 +215,7 @@ def model_input(chunk: features.Chunk, plan: features.FeaturePlan, categories: b
     columns: dict[str, Any] = {}
     for item in plan.inputs:
         if item.kind == "string":
-            values = chunk.strings[item.name]
+            values = flavors.python_strings(chunk.strings[item.name])
             known = CATEGORIES.get(item.name)
             columns[item.name] = pd.Categorical(values, categories=known) if categories else values
         else:

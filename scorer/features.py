@@ -90,7 +90,7 @@ class Chunk:
 
     ids: npt.NDArray[Any]  # int64, V16 (uuid) or S<n> (UTF-8 text)
     numbers: npt.NDArray[np.float32]  # (rows, len(plan.numbers)); datetimes as epoch seconds
-    strings: dict[str, npt.NDArray[np.object_]]  # None where NULL
+    strings: dict[str, wire.Texts]  # UTF-8 bytes; the flavor decides what the model gets
     read: int
     rejected_by: Counter[str] = field(default_factory=Counter)
     nulls: dict[str, int] = field(default_factory=dict)  # NULL/NaN per input, rows scored
@@ -354,12 +354,12 @@ def to_chunk(rows: wire.Rows, plan: FeaturePlan, evidence: bool = True) -> Chunk
     if plan.entity_kind == "bigint":
         ids = ids.astype(np.int64)
     keep = ~bad
-    strings = {name: _strings(texts) for name, texts in zip(plan.strings, tail, strict=True)}
+    strings = dict(zip(plan.strings, tail, strict=True))
     kept = numbers[keep] if rejected_by else numbers
     nulls, empties = _missing(plan, kept, tail, keep) if evidence else ({}, {})
     if rejected_by:
         ids, numbers = ids[keep], kept
-        strings = {name: values[keep] for name, values in strings.items()}
+        strings = {name: texts.kept(keep) for name, texts in strings.items()}
     return Chunk(ids, numbers, strings, count, rejected_by, nulls, empties)
 
 
@@ -376,14 +376,6 @@ def _missing(
         nulls[name] = int(np.count_nonzero(texts.null & keep))
         empties[name] = int(np.count_nonzero((texts.values == b"") & ~texts.null & keep))
     return nulls, empties
-
-
-def _strings(texts: wire.Texts) -> npt.NDArray[np.object_]:
-    """Python strings (None where NULL), decoded once per distinct value."""
-    uniques, codes = np.unique(texts.values, return_inverse=True)
-    decoded = np.array([value.decode() for value in uniques.tolist()] + [None], dtype=object)
-    codes = np.where(texts.null, len(uniques), codes.reshape(-1))
-    return decoded[codes]
 
 
 def stream(

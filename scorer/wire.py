@@ -3,8 +3,8 @@
 A feature row is a fixed-width prefix (every number, flag and fixed-size id) followed by a
 variable-width tail (text ids and string features). The feature query puts the tail's total
 byte length first, so finding row boundaries costs one integer read per row, and everything
-else is parsed by numpy over whole chunks. Rows without a tail have a fixed width and need no
-walk at all.
+else is parsed by numpy over whole chunks: each field is one gather of fixed-width windows
+over the chunk's bytes. Rows without a tail have a fixed width and need no walk at all.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ class Texts:
     values: npt.NDArray[np.bytes_]
     null: npt.NDArray[np.bool_]
 
+    def kept(self, keep: npt.NDArray[np.bool_]) -> Texts:
+        """The rows where ``keep`` is true."""
+        return Texts(self.values[keep], self.null[keep])
+
 
 @dataclass(frozen=True)
 class Rows:
@@ -63,7 +67,9 @@ class Rows:
     tail: tuple[Texts, ...]
 
 
-def row_starts(buffer: Bytes, end: int, layout: RowLayout) -> tuple[list[int] | int, int]:
+def row_starts(
+    buffer: Bytes, end: int, layout: RowLayout
+) -> tuple[npt.NDArray[np.int64] | int, int]:
     """The whole rows in ``buffer[:end]``, and the offset after the last one.
 
     Rows of a fixed width are given by their count; rows with a tail by their offsets.
@@ -82,42 +88,50 @@ def row_starts(buffer: Bytes, end: int, layout: RowLayout) -> tuple[list[int] | 
             break
         starts.append(position)
         position += size
-    return starts, position
+    return np.asarray(starts, dtype=np.int64), position
 
 
-def parse(buffer: Bytes, starts: list[int] | int, layout: RowLayout) -> Rows:
-    """Parse the rows that ``row_starts`` found at the beginning of ``buffer``."""
+def parse(
+    raw: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64] | int, layout: RowLayout
+) -> Rows:
+    """Parse the rows that ``row_starts`` found at the beginning of ``raw``.
+
+    Rows with a tail are copied out field by field through windows as wide as the field
+    (one gather of whole rows of bytes each), so ``raw`` must extend past its last row by at
+    least the widest row: ``CopyReader`` pads it with zeros.
+    """
     layout_dtype = layout.dtype
-    width = layout_dtype.itemsize
     if isinstance(starts, int):
-        return Rows(np.frombuffer(buffer, dtype=layout_dtype, count=starts), ())
-    raw = np.frombuffer(buffer, dtype=np.uint8)
-    offsets = np.asarray(starts, dtype=np.int64)
-    with memoryview(buffer) as view:  # one slice per row: far cheaper than a fancy index
-        prefixes = b"".join([view[start : start + width] for start in starts])
-    fixed = np.frombuffer(prefixes, dtype=layout_dtype)
+        return Rows(np.frombuffer(raw, dtype=layout_dtype, count=starts), ())
+    count, width = int(starts.size), layout_dtype.itemsize
+    fixed = _windows(raw, width)[starts].view(layout_dtype).reshape(count)
     tail: list[Texts] = []
-    position = offsets + width
+    position = starts + width
     for _ in range(layout.tail_fields):
-        lengths = raw[position[:, None] + np.arange(4)].view(">i4").reshape(len(starts))
-        tail.append(_texts(raw, position + 4, lengths))
-        position = position + 4 + np.maximum(lengths, 0)
+        lengths = _windows(raw, 4)[position].view(">i4").reshape(count)
+        sizes = np.maximum(lengths, 0)
+        tail.append(_texts(raw, position + 4, sizes, lengths < 0))
+        position = position + 4 + sizes
     return Rows(fixed, tuple(tail))
 
 
+def _windows(raw: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint8]:
+    """Every ``width`` bytes of ``raw`` from each offset: a view, nothing copied."""
+    return np.lib.stride_tricks.sliding_window_view(raw, width)
+
+
 def _texts(
-    raw: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], lengths: npt.NDArray[Any]
+    raw: npt.NDArray[np.uint8],
+    at: npt.NDArray[np.int64],
+    sizes: npt.NDArray[Any],
+    null: npt.NDArray[np.bool_],
 ) -> Texts:
-    null = lengths < 0
-    sizes = np.maximum(lengths, 0).astype(np.int64)
     width = int(sizes.max()) if sizes.size else 0
     if width == 0:
         return Texts(np.zeros(sizes.size, dtype="S1"), null)
-    columns = np.arange(width)
-    inside = columns < sizes[:, None]
-    padded = np.zeros((sizes.size, width), dtype=np.uint8)
-    padded[inside] = raw[(at[:, None] + columns)[inside]]
-    return Texts(padded.view(f"S{width}").reshape(sizes.size), null)
+    values = _windows(raw, width)[at]
+    values[np.arange(width) >= sizes[:, None]] = 0  # the next fields' bytes: NUL, as S pads
+    return Texts(values.view(f"S{width}").reshape(sizes.size), null)
 
 
 class CopyReader:
@@ -154,10 +168,14 @@ class CopyReader:
             self._header_seen = True
         starts, end = row_starts(self._buffer, len(self._buffer), self._layout)
         if end:
+            # One copy of the whole rows, padded by the widest row for parse's windows.
+            pad = 0 if isinstance(starts, int) else int(np.diff(starts, append=end).max())
+            raw = np.empty(end + pad, dtype=np.uint8)
             with memoryview(self._buffer) as view:
-                whole = view[:end].tobytes()  # one copy (slicing the bytearray costs three)
+                raw[:end] = np.frombuffer(view, dtype=np.uint8, count=end)
+            raw[end:] = 0
             del self._buffer[:end]
-            self._emit(parse(whole, starts, self._layout))
+            self._emit(parse(raw, starts, self._layout))
 
     def close(self) -> None:
         """Emit what is left; the stream must end with the binary trailer and nothing else."""

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 
-from scorer import features, wire, workers
+from scorer import features, flavors, wire, workers
 from scorer.features import FeaturePlan, ModelInput, Snapshot
 from scorer.identifiers import Relation
 from scorer.sink import partition_name
@@ -73,6 +73,25 @@ def read_all(plan: FeaturePlan, pieces: Iterable[bytes], chunk_rows: int = 1) ->
     return chunks
 
 
+def test_the_widest_text_in_a_chunks_last_row_is_read_whole() -> None:
+    """A field's window is as wide as the chunk's widest value; the last row's reaches past
+    the rows, into the padding, never past the buffer, and keeps none of it."""
+    wide = "Bank transfer (automatic), paid on the first of the month".encode()
+    stream = (
+        HEADER
+        + text_row(b"a", b"One year", 1.0)
+        + text_row(b"b", None, 2.0)
+        + text_row(b"c", wide, 3.0)
+        + wire.TRAILER
+    )
+    (rows,) = read_all(text_plan(), [stream], chunk_rows=100)
+    contract = rows.tail[1]
+    assert contract.values.tolist() == [b"One year", b"", wide]
+    assert contract.null.tolist() == [False, True, False]
+    assert rows.tail[0].values.tolist() == [b"a", b"b", b"c"]
+    assert rows.fixed["f0"].tolist() == [1.0, 2.0, 3.0]
+
+
 def test_numeric_rows_reject_null_ids_and_infinite_values_by_column() -> None:
     plan = numeric_plan(("a", "b"))
     data = (
@@ -106,7 +125,8 @@ def test_text_rows_parse_the_same_wherever_the_stream_is_split(split: int) -> No
         "",
         "Zoë-1",
     ]
-    assert [s for chunk in parsed for s in chunk.strings["contract"].tolist()] == [
+    strings = [flavors.python_strings(chunk.strings["contract"]) for chunk in parsed]
+    assert [s for values in strings for s in values.tolist()] == [
         "Month-to-month",
         None,
         "Two year",

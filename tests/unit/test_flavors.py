@@ -1,0 +1,171 @@
+"""How strings reach a model: xgboost's training codes, pandas categoricals, Python strings.
+
+The models are real (xgboost trained here on pandas categoricals, saved with mlflow); the
+scorer's own input must give exactly what the library gives for the same rows.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import mlflow.xgboost
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost
+from mlflow.models import Model, infer_signature
+
+from scorer import flavors, wire
+from scorer.errors import ModelOutputError
+from scorer.features import Chunk, FeaturePlan, ModelInput, Snapshot
+from scorer.identifiers import Relation
+
+CONTRACTS = ["Two year", "Month-to-month", "One year"]  # not sorted: the chunk's are
+PAYMENTS = ["Electronic check", "Mailed check", "Bank transfer (automatic)", "Zelle pay"]
+PLANTED = "planted-category-7f3a"
+
+
+def texts(values: Sequence[str | None]) -> wire.Texts:
+    """A chunk's column as the wire gives it: UTF-8 bytes, NULL as empty and flagged."""
+    raw = [b"" if value is None else value.encode() for value in values]
+    return wire.Texts(np.array(raw, dtype=f"S{max(len(v) for v in raw) or 1}"), np.array(
+        [value is None for value in values]
+    ))  # fmt: skip
+
+
+def plan() -> FeaturePlan:
+    inputs = (
+        ModelInput("contract", "string", "string"),
+        ModelInput("tenure", "number", "double"),
+        ModelInput("payment", "string", "string"),
+    )
+    layout = wire.RowLayout((("tail", ">i4"), ("null_id", "u1"), ("f0", ">f8")), 3)
+    return FeaturePlan(
+        Relation(None, "t"), "customer_id", "text", inputs, Snapshot("", ""), layout, "",
+        (), ("tenure",), ("contract", "payment"),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[xgboost.Booster, Path]:
+    """A booster trained on pandas categoricals, saved as an MLflow xgboost model."""
+    rng = np.random.default_rng(7)
+    n = 4000
+    frame = pd.DataFrame({
+        "contract": pd.Categorical(rng.choice(CONTRACTS, n), categories=CONTRACTS),
+        "tenure": rng.integers(0, 72, n).astype(np.float64),
+        "payment": pd.Categorical(rng.choice(PAYMENTS, n), categories=PAYMENTS),
+    })  # fmt: skip
+    label = (
+        (frame["contract"] == "Month-to-month") * 0.5
+        + (frame["payment"] == "Zelle pay") * 0.3
+        + rng.random(n) * 0.4
+        - frame["tenure"] / 200
+    ) > 0.4
+    booster = xgboost.train(
+        {"objective": "binary:logistic", "max_depth": 4, "max_cat_to_onehot": 1},
+        xgboost.DMatrix(frame, label.astype(int), enable_categorical=True),
+        30,
+    )
+    path = tmp_path_factory.mktemp("model") / "xgb"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow comments on its own pyfunc type hints
+        signature = infer_signature(frame.astype({"contract": str, "payment": str}))
+        mlflow.xgboost.save_model(booster, str(path), signature=signature)
+    return booster, path
+
+
+def chunk(rows: dict[str, list[str | None]], tenure: list[float]) -> Chunk:
+    ids = np.array([f"id-{i}".encode() for i in range(len(tenure))])
+    numbers = np.array(tenure, dtype=np.float32).reshape(-1, 1)
+    return Chunk(ids, numbers, {name: texts(values) for name, values in rows.items()}, len(ids))
+
+
+def loaded(path: Path) -> flavors.LoadedModel:
+    return flavors.load(path, Model.load(str(path)), "probability", None, threads=1)
+
+
+def test_xgboost_scores_strings_by_its_training_codes_as_its_own_recoding_does(
+    model: tuple[xgboost.Booster, Path],
+) -> None:
+    """Categories in another order, a subset of them, NULLs: the booster's own answer."""
+    booster, path = model
+    contract = ["Two year", None, "One year", "Two year", "Month-to-month", None]
+    payment = ["Zelle pay", "Mailed check", None, "Electronic check", "Zelle pay", "Mailed check"]
+    tenure = [3.0, 50.0, 12.0, 1.0, 70.0, 0.0]
+    scorer_model = loaded(path)
+    got = scorer_model.predict(chunk({"contract": contract, "payment": payment}, tenure), plan())
+    frame = pd.DataFrame({
+        "contract": pd.Categorical(contract), "tenure": tenure, "payment": pd.Categorical(payment)
+    })  # fmt: skip
+    assert frame["contract"].cat.categories.tolist() != CONTRACTS  # xgboost must re-code it
+    expected = booster.inplace_predict(frame)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-7)
+    assert scorer_model.method == "xgboost Booster.inplace_predict"
+
+
+def test_xgboost_refuses_a_category_it_never_saw_naming_the_column_not_the_value(
+    model: tuple[xgboost.Booster, Path],
+) -> None:
+    _, path = model
+    rows = {"contract": ["One year", PLANTED], "payment": ["Mailed check", "Mailed check"]}
+    with pytest.raises(ModelOutputError) as raised:
+        loaded(path).predict(chunk(rows, [1.0, 2.0]), plan())
+    assert "contract" in str(raised.value)
+    assert "never saw" in str(raised.value)
+    assert PLANTED not in str(raised.value)
+
+
+def test_a_longer_value_sharing_a_category_prefix_is_not_that_category(
+    model: tuple[xgboost.Booster, Path],
+) -> None:
+    _, path = model
+    rows = {"contract": ["One year and more"], "payment": ["Mailed check"]}
+    with pytest.raises(ModelOutputError, match="never saw"):
+        loaded(path).predict(chunk(rows, [1.0]), plan())
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["b", None, "a", "", "b", "ä"],
+        [None, None],
+        ["only"],
+    ],
+)
+def test_categoricals_and_python_strings_are_what_pandas_makes_of_the_strings(
+    values: list[str | None],
+) -> None:
+    column = texts(values)
+    strings = flavors.python_strings(column)
+    assert strings.tolist() == values
+    expected = pd.Categorical(strings)
+    got = flavors._categorical(column)
+    assert got.categories.tolist() == expected.categories.tolist()
+    assert got.codes.tolist() == expected.codes.tolist()
+
+
+def test_non_ascii_categories_leave_the_re_coding_to_xgboost() -> None:
+    """xgboost 3.2 stores a non-ASCII category cut at its length in characters ("Zoë" keeps
+    3 of its 4 bytes), so the scorer does not read such stored categories back: the model
+    gets the DataFrame, and xgboost decides."""
+    frame = pd.DataFrame({
+        "payment": pd.Categorical(["Zoë", "a", "b", "a"] * 50), "tenure": np.arange(200.0)
+    })  # fmt: skip
+    booster = xgboost.train(
+        {"objective": "binary:logistic"},
+        xgboost.DMatrix(frame, np.arange(200) % 2, enable_categorical=True),
+        2,
+    )
+    inputs = (ModelInput("payment", "string", "string"), ModelInput("tenure", "number", "double"))
+    assert flavors._training_codes(booster, inputs) == {}
+    ascii_only = frame.assign(payment=pd.Categorical(["Zoe", "a", "b", "a"] * 50))
+    booster = xgboost.train(
+        {"objective": "binary:logistic"},
+        xgboost.DMatrix(ascii_only, np.arange(200) % 2, enable_categorical=True),
+        2,
+    )
+    codes = flavors._training_codes(booster, inputs)["payment"]
+    assert codes.known.tolist() == [b"Zoe", b"a", b"b"]

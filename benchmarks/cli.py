@@ -607,7 +607,7 @@ def measure_case(
     repeat, quick = options.repeat, options.quick
     naive_repeat = options.naive_repeats.get(rows, repeat)
     small = max(rows // 4, 1)
-    before = bench.before is not None and case is NUMERIC
+    before = bench.before is not None
     label = f"[{case.name} {rows:,}]"
     estimate = options.naive_rss_per_row.get(case.name)
     if estimate is not None and estimate * rows * 1.3 > _mem_available_mb():
@@ -649,9 +649,10 @@ def measure_case(
         revision = options.before
         result["before"] = from_samples(f"scorer run, before ({revision})", rows, older)
         result["before_to_model_loaded"] = statistics.median(_to_model_loaded(s) for s in older)
-        result["before_stages"] = _stage_figures(
-            bench.before_stages(rows, options.stage_repeat), f"before ({revision})"
-        )
+        if case is NUMERIC:  # the older tree's stages: its own benchmark, numeric only
+            result["before_stages"] = _stage_figures(
+                bench.before_stages(rows, options.stage_repeat), f"before ({revision})"
+            )
     return result
 
 
@@ -920,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"{QUICK_ROWS:,} rows, models trained on {QUICK_TRAIN_ROWS:,}, no import profile",
     )
     parser.add_argument(
-        "--before", metavar="REV", help="also run this commit's scorer (numeric case)"
+        "--before", metavar="REV", help="also run this commit's scorer, interleaved (every case)"
     )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument(

@@ -76,7 +76,7 @@ def read_all(plan: FeaturePlan, pieces: Iterable[bytes], chunk_rows: int = 1) ->
 def test_the_widest_text_in_a_chunks_last_row_is_read_whole() -> None:
     """A field's window is as wide as the chunk's widest value; the last row's reaches past
     the rows, into the padding, never past the buffer, and keeps none of it."""
-    wide = "Bank transfer (automatic), paid on the first of the month".encode()
+    wide = b"Bank transfer (automatic), paid on the first of the month"
     stream = (
         HEADER
         + text_row(b"a", b"One year", 1.0)

@@ -2,11 +2,11 @@
 
 Each flavor's native probability method is used: the xgboost Booster (its objective says
 whether the output is a probability), and ``predict_proba`` of lightgbm, scikit-learn
-(estimators and pipelines) and catboost models. Strings reach xgboost and lightgbm as pandas
-categoricals (which they re-code to their training categories), every other model as Python
-strings. Other flavors go through pyfunc, whose output must be a probability: labels,
-regressors' values and NaN are refused (``ModelOutputError``, exit 2) unless
-``SCORER_SCORE_KIND=raw`` asks for raw scores.
+(estimators and pipelines) and catboost models. Strings reach xgboost as the category codes
+its booster stored at training, matched byte for byte (one float32 matrix, as numbers do),
+lightgbm as pandas categoricals, and every other model as Python strings. Other flavors go
+through pyfunc, whose output must be a probability: labels, regressors' values and NaN are
+refused (``ModelOutputError``, exit 2) unless ``SCORER_SCORE_KIND=raw`` asks for raw scores.
 Errors from a model library are summarised by type and column, never by data.
 """
 
@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -99,11 +100,17 @@ def load(
         raise SchemaMismatchError("the model has no input signature with column names")
     scoring = _scoring(flavor, model, score_kind, threads)
     index, chosen = _positive(scoring.classes, positive_class)
-    as_frame = scoring.frame or not all(item.kind == "number" for item in inputs)
+    codes = _training_codes(model, inputs) if flavor == "xgboost" else {}
+    numeric = all(item.kind == "number" for item in inputs)
+    as_frame = not codes and (scoring.frame or not numeric)
     method = scoring.method
 
     def predict(chunk: Chunk, plan: FeaturePlan) -> Scores:
-        data: Any = _frame(chunk, plan, scoring.categories) if as_frame else chunk.numbers
+        data: Any = chunk.numbers
+        if as_frame:
+            data = _frame(chunk, plan, scoring.categories)
+        elif codes:
+            data = _coded(chunk, plan, codes, method)
         try:
             out = np.asarray(scoring.output(data))
         except Exception as exc:
@@ -272,6 +279,84 @@ def _categorical(texts: wire.Texts) -> pd.Categorical:
     every[present] = codes.reshape(-1)
     categories = pd.Index([value.decode() for value in uniques.tolist()])
     return pd.Categorical.from_codes(every, categories=categories)
+
+
+@dataclass(frozen=True)
+class _TrainingCodes:
+    """A categorical input's training categories (sorted, UTF-8) and the code of each."""
+
+    known: npt.NDArray[np.bytes_]
+    codes: npt.NDArray[np.float32]
+
+    def of(self, texts: wire.Texts) -> npt.NDArray[np.float32] | None:
+        """Each value's training code (NaN where NULL), or None if one was never seen."""
+        width = max(self.known.dtype.itemsize, texts.values.dtype.itemsize)
+        known = self.known.astype(f"S{width}")
+        values = texts.values.astype(f"S{width}", copy=False)
+        at = np.minimum(np.searchsorted(known, values), known.size - 1)
+        if not ((known[at] == values) | texts.null).all():
+            return None
+        codes = self.codes[at]
+        codes[texts.null] = np.nan
+        return codes
+
+
+def _training_codes(booster: Any, inputs: tuple[ModelInput, ...]) -> dict[str, _TrainingCodes]:
+    """The training categories an xgboost (>= 3.1) booster stores in its model, per string
+    input (the booster numbers its features in input order). Strings are matched to them
+    byte for byte and reach the booster as its own codes in one float32 matrix: xgboost 3.2's
+    own re-coding of a DataFrame takes some values it never saw for a training category
+    (``"One"`` for ``"One year"``), and a value the model never saw must be refused.
+
+    ``SchemaMismatchError`` when a string input's categories cannot be read back exactly: a
+    booster saved before xgboost 3.1 stores none, and xgboost 3.2 stores a non-ASCII category
+    cut at its length in characters. Empty when there are no string inputs, or a datetime
+    input makes the model take a DataFrame."""
+    if not any(item.kind == "string" for item in inputs) or any(
+        item.kind == "datetime" for item in inputs
+    ):
+        return {}
+    gradient = json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]
+    model = gradient.get("model") or gradient.get("gbtree", {}).get("model", {})  # gbtree, dart
+    encoded = model.get("cats", {}).get("enc") or [{}] * len(inputs)
+    types = booster.feature_types or ["float"] * len(inputs)
+    found: dict[str, _TrainingCodes] = {}
+    for item, stored, kind in zip(inputs, encoded, types, strict=False):
+        if item.kind != "string":
+            continue
+        offsets, values = stored.get("offsets") or [], stored.get("values") or []
+        if kind != "c" or len(offsets) < 2 or offsets[-1] != len(values) or min(values) < 0:
+            raise SchemaMismatchError(
+                f"the xgboost model's input {item.name!r} is a string, but its booster stores "
+                "no categories for it that can be read back exactly (xgboost 3.1 and later "
+                "store them; xgboost 3.2 stores non-ASCII ones cut short): train it on a "
+                "pandas categorical with ASCII values, with xgboost 3.1 or later"
+            )
+        raw = bytes(values)
+        names = np.array([raw[a:b] for a, b in pairwise(offsets)])
+        order = np.argsort(names, kind="stable")
+        found[item.name] = _TrainingCodes(names[order], order.astype(np.float32))
+    return found
+
+
+def _coded(
+    chunk: Chunk, plan: FeaturePlan, codes: dict[str, _TrainingCodes], method: str
+) -> npt.NDArray[np.float32]:
+    """The chunk as one float32 matrix in input order, strings as their training codes."""
+    matrix = np.empty((chunk.ids.size, len(plan.inputs)), dtype=np.float32)
+    numbers = {name: index for index, name in enumerate(plan.numbers)}
+    for position, item in enumerate(plan.inputs):
+        if item.kind == "string":
+            coded = codes[item.name].of(chunk.strings[item.name])
+            if coded is None:
+                raise ModelOutputError(
+                    f"the model's {method} failed on a chunk of {chunk.ids.size} rows: column "
+                    f"{item.name} holds a category the model never saw (xgboost refuses it)"
+                )
+            matrix[:, position] = coded
+        else:
+            matrix[:, position] = chunk.numbers[:, numbers[item.name]]
+    return matrix
 
 
 def _declared(values: npt.NDArray[np.float64], declared: str) -> npt.NDArray[Any]:

@@ -1,4 +1,4 @@
-"""How strings reach a model: pandas categoricals (xgboost, lightgbm) or Python strings.
+"""How strings reach a model: xgboost's stored training codes, pandas categoricals, Python strings.
 
 The models are real (xgboost trained here on pandas categoricals, saved with mlflow); the
 scorer's own input must give exactly what the library gives for the same rows.
@@ -18,7 +18,7 @@ import xgboost
 from mlflow.models import Model, infer_signature
 
 from scorer import flavors, wire
-from scorer.errors import ModelOutputError
+from scorer.errors import ModelOutputError, SchemaMismatchError
 from scorer.features import Chunk, FeaturePlan, ModelInput, Snapshot
 from scorer.identifiers import Relation
 
@@ -87,11 +87,11 @@ def loaded(path: Path) -> flavors.LoadedModel:
     return flavors.load(path, Model.load(str(path)), "probability", None, threads=1)
 
 
-def test_xgboost_scores_a_chunks_own_categories_as_it_scores_its_training_ones(
+def test_xgboost_scores_strings_by_its_training_codes(
     model: tuple[xgboost.Booster, Path],
 ) -> None:
-    """A chunk's categories in another order, a subset of them, NULLs: xgboost re-codes them
-    to its training categories and gives the answer it gives for those."""
+    """A chunk's categories in another order, a subset of them, NULLs: the booster's answer
+    for the same rows as categoricals of its training categories."""
     booster, path = model
     contract = ["Two year", None, "One year", "Two year", "Month-to-month", None]
     payment = ["Zelle pay", "Mailed check", None, "Electronic check", "Zelle pay", "Mailed check"]
@@ -123,13 +123,37 @@ def test_xgboost_refuses_a_category_it_never_saw_naming_the_column_not_the_value
     assert PLANTED not in str(raised.value)
 
 
-def test_a_longer_value_sharing_a_category_prefix_is_not_that_category(
-    model: tuple[xgboost.Booster, Path],
+@pytest.mark.parametrize("value", ["One year and more", "One", "one year", ""])
+def test_a_value_close_to_a_category_is_not_that_category(
+    model: tuple[xgboost.Booster, Path], value: str
 ) -> None:
+    """Matched byte for byte: xgboost 3.2's own re-coding of a DataFrame takes ``"One"`` for
+    ``"One year"``; the scorer refuses every value the model never saw."""
     _, path = model
-    rows = {"contract": ["One year and more"], "payment": ["Mailed check"]}
-    with pytest.raises(ModelOutputError, match="never saw"):
+    rows = {"contract": [value], "payment": ["Mailed check"]}
+    with pytest.raises(ModelOutputError, match="contract holds a category the model never saw"):
         loaded(path).predict(chunk(rows, [1.0]), plan())
+
+
+def test_an_xgboost_model_whose_categories_cannot_be_read_back_is_refused_at_load(
+    tmp_path: Path,
+) -> None:
+    """xgboost 3.2 stores a non-ASCII category cut at its length in characters ("Zoë" keeps
+    3 of its 4 bytes): such a model is refused before anything is read, naming the input."""
+    frame = pd.DataFrame({
+        "payment": pd.Categorical(["Zoë", "a", "b", "a"] * 50), "tenure": np.arange(200.0)
+    })  # fmt: skip
+    booster = xgboost.train(
+        {"objective": "binary:logistic"},
+        xgboost.DMatrix(frame, np.arange(200) % 2, enable_categorical=True),
+        2,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow comments on its own pyfunc type hints
+        signature = infer_signature(frame.astype({"payment": str}))
+        mlflow.xgboost.save_model(booster, str(tmp_path / "m"), signature=signature)
+    with pytest.raises(SchemaMismatchError, match="'payment' is a string"):
+        loaded(tmp_path / "m")
 
 
 @pytest.mark.parametrize(

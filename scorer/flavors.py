@@ -306,7 +306,8 @@ def _training_codes(booster: Any, inputs: tuple[ModelInput, ...]) -> dict[str, _
     input (the booster numbers its features in input order). Strings are matched to them
     byte for byte and reach the booster as its own codes in one float32 matrix: xgboost 3.2's
     own re-coding of a DataFrame takes some values it never saw for a training category
-    (``"One"`` for ``"One year"``), and a value the model never saw must be refused.
+    (``"One"`` for ``"One year"``: dmlc/xgboost#12189), and a value the model never saw
+    must be refused.
 
     ``SchemaMismatchError`` when a string input's categories cannot be read back exactly: a
     booster saved before xgboost 3.1 stores none, and xgboost 3.2 stores a non-ASCII category

@@ -42,7 +42,7 @@ from typing import Any
 import psycopg2
 import structlog
 
-from scorer import db, features, quality, registry, schema, shards, sink
+from scorer import db, features, quality, schema, shards, sink
 from scorer.errors import ScorerError
 from scorer.identifiers import quote_identifier
 from scorer.lineage import Lineage
@@ -165,16 +165,7 @@ class ShardState(_RunState):
         """Resolve (first shard) or take the recorded version, snapshot and threshold."""
         resolved = None
         if found is not None:
-            resolved = registry.ResolvedModel(
-                name=found.model_name,
-                version=found.version,
-                selector=found.selector,
-                mlflow_run_id=found.mlflow_run_id,
-                source=found.source,
-                model_id=found.model_id,
-                aliases=(),
-                stage=None,
-            )
+            resolved = found.resolution()
             self.settings = self.settings.model_copy(
                 update={"snapshot": found.snapshot, "threshold": found.threshold}
             )

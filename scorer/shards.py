@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scorer import db, runs
+from scorer import db, registry, runs
 from scorer.errors import ConfigError, LockBusyError, PermanentError
 from scorer.identifiers import quote_any, quote_identifier
 
@@ -216,6 +216,20 @@ class Recorded:
     started_at: datetime
     error: str | None
     failed_shard: int | None
+
+    def resolution(self) -> registry.ResolvedModel:
+        """The model version the first shard resolved, as every later shard and retry scores
+        it (the alias may have moved since)."""
+        return registry.ResolvedModel(
+            name=self.model_name,
+            version=self.version,
+            selector=self.selector,
+            mlflow_run_id=self.mlflow_run_id,
+            source=self.source,
+            model_id=self.model_id,
+            aliases=(),
+            stage=None,
+        )
 
 
 _RECORDED = (

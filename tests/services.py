@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from scorer.identifiers import quote_identifier
+
 CACHE = Path(os.environ.get("SCORER_CACHE") or Path.home() / ".cache" / "scorer")
 """Where the hack/ scripts cache their builds (binaries under ``CACHE / "bin"``)."""
 DEFAULT_ADMIN_URL = "postgresql://scorer:scorer-test-pw@127.0.0.1:5432/postgres"
@@ -179,3 +181,29 @@ def execute(url: str, sql: str, params: tuple[Any, ...] = ()) -> None:
         with conn.cursor() as cur:
             cur.execute(sql, params or None)
         conn.commit()
+
+
+def shard_env(env: dict[str, str], run_id: str, count: int, index: int) -> dict[str, str]:
+    """A shard's environment as the chart renders it: the index from the Indexed Job."""
+    return {
+        **env,
+        "SCORER_RUN_ID": run_id,
+        "SCORER_SHARDS": str(count),
+        "JOB_COMPLETION_INDEX": str(index),
+    }
+
+
+def finish_scorer(process: subprocess.Popen[str]) -> tuple[int, list[dict[str, Any]], str]:
+    """Wait for a started scorer: its exit code, its JSON log lines, its stderr."""
+    out, err = process.communicate(timeout=300)
+    return process.returncode, json_lines(out), err
+
+
+def shard_rows(url: str, target: str, run_id: str) -> list[tuple[Any, ...]]:
+    """A sharded run's ``scoring_run_shards`` rows, by shard."""
+    return query(
+        url,
+        "SELECT shard, status, attempts, rows_read, rows_scored, staging_table, error"
+        f" FROM {quote_identifier(target)}.scoring_run_shards WHERE run_id = %s ORDER BY shard",
+        (run_id,),
+    )

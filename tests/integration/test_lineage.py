@@ -29,7 +29,6 @@ from scorer.identifiers import quote_identifier
 from scorer.sink import partition_name, shard_table_name
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
-from tests.integration import test_shards as shards_test
 from tests.lineage_schema import validate
 
 pytestmark = pytest.mark.integration
@@ -358,7 +357,7 @@ def test_a_failed_run_then_its_retry(
 
 def kill_once_started(env: dict[str, str]) -> None:
     """Start a shard and SIGKILL it once its START was sent and it is streaming rows."""
-    process = shards_test.start(env)
+    process = services.start_scorer(env, "run")
     assert process.stdout is not None
     sent = streaming = False
     for line in process.stdout:
@@ -411,11 +410,11 @@ def test_a_sharded_run_sends_events_per_shard_and_for_the_run(
     (START, COMPLETE; its retry shares its run id), and the run has one START and COMPLETE."""
     env = scheduled_env(scorer_env, endpoint, SCORER_CHUNK_ROWS="10")
     run_id, target = env["SCORER_RUN_ID"], scorer_env["SCORER_TARGET_SCHEMA"]
-    kill_once_started(shards_test.shard_env(env, run_id, 3, 1))  # it opens the run, then dies
+    kill_once_started(services.shard_env(env, run_id, 3, 1))  # it opens the run, then dies
     summaries = {}
     for index in (0, 1, 2):  # shard 1 is the killed pod's retry; shard 2 publishes
-        code, lines, err = shards_test.finish(
-            shards_test.start(shards_test.shard_env(env, run_id, 3, index))
+        code, lines, err = services.finish_scorer(
+            services.start_scorer(services.shard_env(env, run_id, 3, index), "run")
         )
         assert code == 0, (lines, err)
         summaries[index] = lines[-1]
@@ -425,7 +424,7 @@ def test_a_sharded_run_sends_events_per_shard_and_for_the_run(
     assert row["status"] == "succeeded"
     published = published_rows(scorer_env, run_id)
     assert published == CUSTOMERS
-    parts = shards_test.shard_rows(postgres_url, target, run_id)
+    parts = services.shard_rows(postgres_url, target, run_id)
     scored = {int(part[0]): int(part[4]) for part in parts}
 
     events = endpoint.of(run_id)
@@ -470,8 +469,8 @@ def test_a_shard_exiting_2_sends_its_fail_and_the_runs(
     env = scheduled_env(scorer_env, endpoint, SCORER_FEATURES_TABLE=view)
     run_id = env["SCORER_RUN_ID"]
     for index, wanted in ((0, 0), (1, 2)):
-        code, lines, err = shards_test.finish(
-            shards_test.start(shards_test.shard_env(env, run_id, 2, index))
+        code, lines, err = services.finish_scorer(
+            services.start_scorer(services.shard_env(env, run_id, 2, index), "run")
         )
         assert code == wanted, (lines, err)
     grouped = by_shard(endpoint.of(run_id))

@@ -39,23 +39,8 @@ def new_run_id(prefix: str = "shards") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def shard_env(env: dict[str, str], run_id: str, count: int, index: int) -> dict[str, str]:
-    """A shard's environment as the chart renders it: the index from the Indexed Job."""
-    return {
-        **env,
-        "SCORER_RUN_ID": run_id,
-        "SCORER_SHARDS": str(count),
-        "JOB_COMPLETION_INDEX": str(index),
-    }
-
-
 def start(env: dict[str, str]) -> subprocess.Popen[str]:
     return services.start_scorer(env, "run")
-
-
-def finish(process: subprocess.Popen[str]) -> tuple[int, list[dict[str, Any]], str]:
-    out, err = process.communicate(timeout=300)
-    return process.returncode, services.json_lines(out), err
 
 
 def summary(lines: list[dict[str, Any]]) -> dict[str, Any]:
@@ -71,15 +56,6 @@ def run_row(url: str, target: str, run_id: str) -> dict[str, Any] | None:
         assert cur.description is not None
         names = [c.name for c in cur.description]
         return None if row is None else dict(zip(names, row, strict=True))
-
-
-def shard_rows(url: str, target: str, run_id: str) -> list[tuple[Any, ...]]:
-    return services.query(
-        url,
-        "SELECT shard, status, attempts, rows_read, rows_scored, staging_table, error"
-        f" FROM {quote_identifier(target)}.scoring_run_shards WHERE run_id = %s ORDER BY shard",
-        (run_id,),
-    )
 
 
 def published(url: str, target: str, run_id: str, parent: str = "predictions") -> dict[str, Any]:
@@ -156,18 +132,24 @@ def test_four_shards_in_random_order_publish_once_and_equal_a_one_shard_run(
 ) -> None:
     run_id, count = new_run_id(), 4
     order = [int(index) for index in np.random.default_rng().permutation(count)]
-    first_two = [start(shard_env(scorer_env, run_id, count, index)) for index in order[:2]]
-    results = [finish(process) for process in first_two]  # these two ran at the same time
+    first_two = [start(services.shard_env(scorer_env, run_id, count, index)) for index in order[:2]]
+    results = [
+        services.finish_scorer(process) for process in first_two
+    ]  # these two ran at the same time
     for code, lines, err in results:
         assert code == 0, (order, lines, err)
         assert summary(lines)["outcome"] == "shard_done", order
     assert_nothing_visible(postgres_url, target_schema, run_id, "predictions")
-    code, lines, err = finish(start(shard_env(scorer_env, run_id, count, order[2])))
+    code, lines, err = services.finish_scorer(
+        start(services.shard_env(scorer_env, run_id, count, order[2]))
+    )
     assert code == 0, (lines, err)
     assert summary(lines)["outcome"] == "shard_done"
     assert_nothing_visible(postgres_url, target_schema, run_id, "predictions")
 
-    code, lines, err = finish(start(shard_env(scorer_env, run_id, count, order[3])))
+    code, lines, err = services.finish_scorer(
+        start(services.shard_env(scorer_env, run_id, count, order[3]))
+    )
     assert code == 0, (lines, err)
     assert summary(lines)["outcome"] == "published"
     assert published(postgres_url, target_schema, run_id) == {
@@ -185,7 +167,7 @@ def test_four_shards_in_random_order_publish_once_and_equal_a_one_shard_run(
         CUSTOMERS,
     )
     assert len(row["shard_split"]["bounds"]) == count - 1
-    parts = shard_rows(postgres_url, target_schema, run_id)
+    parts = services.shard_rows(postgres_url, target_schema, run_id)
     assert [(shard, status, attempts) for shard, status, attempts, *_ in parts] == [
         (index, "succeeded", 1) for index in range(count)
     ]
@@ -203,7 +185,7 @@ def test_four_shards_in_random_order_publish_once_and_equal_a_one_shard_run(
     assert line.startswith("shards      4 shards, by entity id range · 0: succeeded ")
 
     # Every shard that reruns after the publish does nothing.
-    code, lines, _ = finish(start(shard_env(scorer_env, run_id, count, 1)))
+    code, lines, _ = services.finish_scorer(start(services.shard_env(scorer_env, run_id, count, 1)))
     assert (code, summary(lines)["outcome"]) == (0, "already_published")
 
     # The same rows in one run: the same scores per entity, the same statistics.
@@ -246,29 +228,31 @@ def test_a_killed_shard_is_retried_and_the_run_is_exact(
 ) -> None:
     env = {**scorer_env, "SCORER_FEATURES_TABLE": big_table, "SCORER_CHUNK_ROWS": "1000"}
     run_id = new_run_id("killed")
-    assert start_and_kill(shard_env(env, run_id, 2, 1)) == -signal.SIGKILL
+    assert start_and_kill(services.shard_env(env, run_id, 2, 1)) == -signal.SIGKILL
     # Two processes of one shard at once: while a session holds shard 0 (as its live pod
     # would), another process of shard 0 leaves it to a retry (exit 1).
     key = f"scorer-shard:{target_schema}:{run_id}:0"
     with closing(psycopg2.connect(postgres_url)) as holder, holder.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-        twin = services.run_scorer(shard_env(env, run_id, 2, 0), "run")
+        twin = services.run_scorer(services.shard_env(env, run_id, 2, 0), "run")
     assert twin.returncode == 1, twin.stdout + twin.stderr
     assert services.json_lines(twin.stdout)[-1]["kind"] == "lock_busy"
     assert "shard 0 of run" in services.json_lines(twin.stdout)[-1]["error"]
-    code, lines, err = finish(start(shard_env(env, run_id, 2, 0)))
+    code, lines, err = services.finish_scorer(start(services.shard_env(env, run_id, 2, 0)))
     assert (code, summary(lines)["outcome"]) == (0, "shard_done"), (lines, err)
     assert_nothing_visible(postgres_url, target_schema, run_id, "predictions")
-    assert [part[1] for part in shard_rows(postgres_url, target_schema, run_id)] == [
+    assert [part[1] for part in services.shard_rows(postgres_url, target_schema, run_id)] == [
         "succeeded",
         "running",  # killed: its attempt left nothing but this row
     ]
 
-    code, lines, err = finish(start(shard_env(env, run_id, 2, 1)))  # the pod's retry
+    code, lines, err = services.finish_scorer(
+        start(services.shard_env(env, run_id, 2, 1))
+    )  # the pod's retry
     assert (code, summary(lines)["outcome"]) == (0, "published"), (lines, err)
     assert published(postgres_url, target_schema, run_id)["rows"] == BIG_ROWS
     assert published(postgres_url, target_schema, run_id)["entities"] == BIG_ROWS
-    parts = shard_rows(postgres_url, target_schema, run_id)
+    parts = services.shard_rows(postgres_url, target_schema, run_id)
     assert [(part[1], part[2]) for part in parts] == [("succeeded", 1), ("succeeded", 2)]
     assert sum(part[3] for part in parts) == BIG_ROWS
 
@@ -278,11 +262,11 @@ def test_a_shard_exiting_2_fails_the_run_and_nothing_is_published(
 ) -> None:
     env = {**scorer_env, "SCORER_FEATURES_TABLE": DUP_VIEW}
     run_id = new_run_id("dup")
-    code, lines, err = finish(start(shard_env(env, run_id, 2, 0)))
+    code, lines, err = services.finish_scorer(start(services.shard_env(env, run_id, 2, 0)))
     assert (code, summary(lines)["outcome"]) == (0, "shard_done"), (lines, err)
     assert len(scorer_tables(postgres_url, target_schema)) == 1  # shard 0's own table
 
-    code, lines, err = finish(start(shard_env(env, run_id, 2, 1)))
+    code, lines, err = services.finish_scorer(start(services.shard_env(env, run_id, 2, 1)))
     assert code == 2, (lines, err)
     assert summary(lines)["kind"] == "duplicate_entity", lines
     row = run_row(postgres_url, target_schema, run_id)
@@ -296,7 +280,7 @@ def test_a_shard_exiting_2_fails_the_run_and_nothing_is_published(
     assert latest_run(postgres_url, target_schema) == set()
 
     # Another shard (a retry, or one that starts late) refuses: the run has failed.
-    code, lines, _ = finish(start(shard_env(env, run_id, 2, 0)))
+    code, lines, _ = services.finish_scorer(start(services.shard_env(env, run_id, 2, 0)))
     assert (code, summary(lines)["kind"]) == (2, "run_failed")
     assert run_row(postgres_url, target_schema, run_id)["failed_shard"] == 1  # type: ignore[index]
 
@@ -306,7 +290,7 @@ def test_a_shard_stops_early_when_another_fails_the_run(
 ) -> None:
     env = {**scorer_env, "SCORER_FEATURES_TABLE": big_table, "SCORER_CHUNK_ROWS": "500"}
     run_id = new_run_id("stop")
-    slow = start(shard_env(env, run_id, 2, 0))
+    slow = start(services.shard_env(env, run_id, 2, 0))
     assert slow.stdout is not None
     for line in slow.stdout:
         if '"batch.scored"' in line:
@@ -314,14 +298,14 @@ def test_a_shard_stops_early_when_another_fails_the_run(
     slow.send_signal(signal.SIGSTOP)  # paused mid-stream, so it cannot finish meanwhile
     # A pod of the same run with a different shard count is refused, and fails the run.
     try:
-        bad = services.run_scorer(shard_env(env, run_id, 3, 1), "run")
+        bad = services.run_scorer(services.shard_env(env, run_id, 3, 1), "run")
     finally:
         slow.send_signal(signal.SIGCONT)
     assert bad.returncode == 2
     last = services.json_lines(bad.stdout)[-1]
     assert last["kind"] == "config"
     assert "SCORER_SHARDS=2" in last["error"]
-    code, lines, _ = finish(slow)
+    code, lines, _ = services.finish_scorer(slow)
     assert (code, summary(lines)["kind"]) == (2, "run_failed")
     assert summary(lines)["rows_read"] < BIG_ROWS / 2  # it stopped before the end of its part
     row = run_row(postgres_url, target_schema, run_id)
@@ -336,12 +320,14 @@ def test_the_alias_moved_between_shard_starts_changes_no_version(
 ) -> None:
     client = MlflowClient(scorer_env["MLFLOW_TRACKING_URI"])
     run_id = new_run_id("alias")
-    code, lines, err = finish(start(shard_env(scorer_env, run_id, 2, 1)))
+    code, lines, err = services.finish_scorer(start(services.shard_env(scorer_env, run_id, 2, 1)))
     assert code == 0, (lines, err)
     other = next(v for v in churn_model.versions if v != churn_model.champion)
     client.set_registered_model_alias(churn_model.name, "champion", str(other))
     try:
-        code, lines, err = finish(start(shard_env(scorer_env, run_id, 2, 0)))
+        code, lines, err = services.finish_scorer(
+            start(services.shard_env(scorer_env, run_id, 2, 0))
+        )
     finally:
         client.set_registered_model_alias(churn_model.name, "champion", str(churn_model.champion))
     assert (code, summary(lines)["outcome"]) == (0, "published"), (lines, err)
@@ -367,12 +353,12 @@ def test_text_and_uuid_ids_split_disjointly_and_completely(
 ) -> None:
     env = {**scorer_env, "SCORER_FEATURES_TABLE": view}
     run_id, count = new_run_id(), 3
-    processes = [start(shard_env(env, run_id, count, index)) for index in (2, 0)]
+    processes = [start(services.shard_env(env, run_id, count, index)) for index in (2, 0)]
     for process in processes:
-        code, lines, err = finish(process)
+        code, lines, err = services.finish_scorer(process)
         assert code == 0, (lines, err)
     assert_nothing_visible(postgres_url, target_schema, run_id, parent)
-    code, lines, err = finish(start(shard_env(env, run_id, count, 1)))
+    code, lines, err = services.finish_scorer(start(services.shard_env(env, run_id, count, 1)))
     assert (code, summary(lines)["outcome"]) == (0, "published"), (lines, err)
     assert published(postgres_url, target_schema, run_id, parent)["entities"] == CUSTOMERS
     missing = services.query(
@@ -382,7 +368,10 @@ def test_text_and_uuid_ids_split_disjointly_and_completely(
         (run_id,),
     )
     assert missing == [(0,)]
-    assert sum(part[4] for part in shard_rows(postgres_url, target_schema, run_id)) == CUSTOMERS
+    assert (
+        sum(part[4] for part in services.shard_rows(postgres_url, target_schema, run_id))
+        == CUSTOMERS
+    )
 
 
 @pytest.mark.parametrize("kind", ["bigint", "integer", "text", "uuid", "varchar"])
@@ -434,7 +423,7 @@ def test_locks_admit_the_shards_of_one_run_and_time_out_a_stale_one(
 ) -> None:
     env = {**scorer_env, "SCORER_SNAPSHOT": "locks"}
     stale = new_run_id("stale")
-    code, lines, err = finish(start(shard_env(env, stale, 2, 0)))
+    code, lines, err = services.finish_scorer(start(services.shard_env(env, stale, 2, 0)))
     assert (code, summary(lines)["outcome"]) == (0, "shard_done"), (lines, err)
 
     # Between its shards the run has no session; prune leaves it running (the time-out is
@@ -446,7 +435,7 @@ def test_locks_admit_the_shards_of_one_run_and_time_out_a_stale_one(
 
     # Within the time-out the half-done run holds its model and snapshot: other runs wait.
     other = new_run_id("other")
-    busy = services.run_scorer(shard_env(env, other, 2, 0), "run")
+    busy = services.run_scorer(services.shard_env(env, other, 2, 0), "run")
     assert busy.returncode == 1
     assert services.json_lines(busy.stdout)[-1]["kind"] == "lock_busy"
     single = services.run_scorer({**env, "SCORER_RUN_ID": new_run_id("single")}, "run")
@@ -461,7 +450,7 @@ def test_locks_admit_the_shards_of_one_run_and_time_out_a_stale_one(
     # Past it (no shard live, none started or finished since), the next run goes ahead.
     time.sleep(2.5)
     after = services.run_scorer(
-        {**shard_env(env, other, 2, 0), "SCORER_SHARD_TIMEOUT_SECONDS": "2"}, "run"
+        {**services.shard_env(env, other, 2, 0), "SCORER_SHARD_TIMEOUT_SECONDS": "2"}, "run"
     )
     assert after.returncode == 0, after.stdout + after.stderr
     row = run_row(postgres_url, target_schema, stale)
@@ -469,7 +458,7 @@ def test_locks_admit_the_shards_of_one_run_and_time_out_a_stale_one(
     assert row["status"] == "failed"
     assert str(row["error"]).startswith("abandoned:")
     assert [t for t in scorer_tables(postgres_url, target_schema) if "stale" in t] == []
-    code, lines, _ = finish(start(shard_env(env, other, 2, 1)))
+    code, lines, _ = services.finish_scorer(start(services.shard_env(env, other, 2, 1)))
     assert (code, summary(lines)["outcome"]) == (0, "published")
 
 
@@ -478,10 +467,10 @@ def test_a_shard_killed_while_publishing_is_published_by_its_retry(
 ) -> None:
     env = {**scorer_env, "SCORER_FEATURES_TABLE": big_table, "SCORER_CHUNK_ROWS": "1000"}
     run_id = new_run_id("publish")
-    code, lines, err = finish(start(shard_env(env, run_id, 2, 0)))
+    code, lines, err = services.finish_scorer(start(services.shard_env(env, run_id, 2, 0)))
     assert (code, summary(lines)["outcome"]) == (0, "shard_done"), (lines, err)
     runs = f"{quote_identifier(target_schema)}.scoring_runs"
-    last = start(shard_env(env, run_id, 2, 1))
+    last = start(services.shard_env(env, run_id, 2, 1))
     assert last.stdout is not None
     with closing(psycopg2.connect(postgres_url)) as reader, reader.cursor() as cur:
         for line in last.stdout:
@@ -498,14 +487,14 @@ def test_a_shard_killed_while_publishing_is_published_by_its_retry(
         last.communicate(timeout=60)
     assert last.returncode == -signal.SIGKILL
     assert_nothing_visible(postgres_url, target_schema, run_id, "predictions")
-    assert [part[1] for part in shard_rows(postgres_url, target_schema, run_id)] == [
+    assert [part[1] for part in services.shard_rows(postgres_url, target_schema, run_id)] == [
         "succeeded",
         "succeeded",
     ]
 
-    code, lines, err = finish(start(shard_env(env, run_id, 2, 1)))
+    code, lines, err = services.finish_scorer(start(services.shard_env(env, run_id, 2, 1)))
     assert (code, summary(lines)["outcome"]) == (0, "published"), (lines, err)
     assert "shard.already_succeeded" in [line["event"] for line in lines]
     assert summary(lines)["rows_scored"] == BIG_ROWS
     assert published(postgres_url, target_schema, run_id)["entities"] == BIG_ROWS
-    assert [part[2] for part in shard_rows(postgres_url, target_schema, run_id)] == [1, 1]
+    assert [part[2] for part in services.shard_rows(postgres_url, target_schema, run_id)] == [1, 1]

@@ -191,6 +191,16 @@ def measure_shards(
     return out, startup
 
 
+def shard_envs(env: dict[str, str], shards: int) -> list[dict[str, str]]:
+    """Each shard's settings of one run (as the chart renders them); one shard is a plain run."""
+    if shards == 1:
+        return [env]
+    return [
+        {**env, "SCORER_SHARDS": str(shards), "SCORER_SHARD_INDEX": str(index)}
+        for index in range(shards)
+    ]
+
+
 def report_shards(
     rows: int, figures: dict[str, dict[int, Figure]], startup: dict[str, float]
 ) -> str:
@@ -441,15 +451,9 @@ class Bench:
         self.clear("scoring")
         run_id = f"bench-shards-{shards}-{time.time_ns()}"
         env = {**self.scorer_env(case, run_id), **(extra or {})}
-        envs = [
-            {**env, "SCORER_SHARDS": str(shards), "SCORER_SHARD_INDEX": str(index)}
-            if shards > 1
-            else env
-            for index in range(shards)
-        ]
         sample = run_children(
             [sys.executable, "-m", "scorer", "run"],
-            [child_env(one) for one in envs],
+            [child_env(one) for one in shard_envs(env, shards)],
             self.cluster.postmaster,
         )
         lines = [json.loads(line) for line in sample.stdout.splitlines() if line.startswith("{")]

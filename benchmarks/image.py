@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from benchmarks import cluster, fixtures
-from benchmarks.cli import Bench, Sample, progress
+from benchmarks.cli import Bench, Sample, progress, shard_envs
 from benchmarks.levers import Lever
 from tests.services import mlflow_server
 
@@ -88,13 +88,7 @@ def measure_image_shards(
             for count in counts:
                 bench.clear()
                 run_id = f"bench-image-shards-{count}-{attempt}-{time.time_ns()}"
-                shard_env = {**env, "SCORER_RUN_ID": run_id}
-                envs = [
-                    {**shard_env, "SCORER_SHARDS": str(count), "SCORER_SHARD_INDEX": str(index)}
-                    if count > 1
-                    else shard_env
-                    for index in range(count)
-                ]
+                envs = shard_envs({**env, "SCORER_RUN_ID": run_id}, count)
                 found[count].append(shards_in_image(image, envs, server_cpu, rows))
                 progress(
                     f"[shards {count} {rows:,} in {image}] run {attempt + 1}:"

@@ -261,24 +261,29 @@ def _frame(chunk: Chunk, plan: FeaturePlan, categories: bool) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def python_strings(texts: wire.Texts) -> npt.NDArray[np.object_]:
-    """Python strings (None where NULL), decoded once per distinct value."""
-    uniques, codes = np.unique(texts.values, return_inverse=True)
-    decoded = np.array([value.decode() for value in uniques.tolist()] + [None], dtype=object)
-    return decoded[np.where(texts.null, len(uniques), codes.reshape(-1))]
-
-
-def _categorical(texts: wire.Texts) -> pd.Categorical:
-    """The values as a pandas categorical of their own sorted categories (NULL is missing),
-    which is what ``pd.Categorical`` of the strings gives, without a string per row."""
-    import pandas as pd  # noqa: PLC0415 - only DataFrame models need pandas
-
+def _distinct(texts: wire.Texts) -> tuple[list[str], npt.NDArray[np.int64]]:
+    """The distinct values, decoded and sorted as pandas sorts strings, and each row's index
+    into them (-1 where NULL)."""
     present = ~texts.null
     uniques, codes = np.unique(texts.values[present], return_inverse=True)
     every = np.full(texts.values.size, -1, dtype=np.int64)
     every[present] = codes.reshape(-1)
-    categories = pd.Index([value.decode() for value in uniques.tolist()])
-    return pd.Categorical.from_codes(every, categories=categories)
+    return [value.decode() for value in uniques.tolist()], every
+
+
+def python_strings(texts: wire.Texts) -> npt.NDArray[np.object_]:
+    """Python strings (None where NULL), decoded once per distinct value."""
+    decoded, codes = _distinct(texts)
+    return np.array([*decoded, None], dtype=object)[codes]  # -1, NULL, picks the None
+
+
+def _categorical(texts: wire.Texts) -> pd.Categorical[str]:
+    """The values as a pandas categorical of their own sorted categories (NULL is missing),
+    which is what ``pd.Categorical`` of the strings gives, without a string per row."""
+    import pandas as pd  # noqa: PLC0415 - only DataFrame models need pandas
+
+    decoded, codes = _distinct(texts)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(decoded))
 
 
 @dataclass(frozen=True)

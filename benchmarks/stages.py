@@ -86,7 +86,6 @@ class Setup:
 
     def __init__(self, url: str, tracking_uri: str, case: Case) -> None:
         import mlflow  # noqa: PLC0415 - the stages child is the only one that loads both
-        from mlflow.models import Model  # noqa: PLC0415
 
         self.url = url
         self.case = case
@@ -99,9 +98,7 @@ class Setup:
                 dst_path=tempfile.mkdtemp(prefix="scorer-bench-model-"),
             )
         )
-        self.loaded = flavors.load(
-            self.path, Model.load(str(self.path)), "probability", None, cpus.available()
-        )
+        self.loaded = flavors.load(self.path, "probability", None, cpus.available())
         source = features.Source(Relation.parse(case.table), case.entity, case.snapshot_column)
         self.plan = features.plan(self.conn, source, self.loaded.inputs)
         self.conn.rollback()

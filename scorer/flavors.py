@@ -24,13 +24,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from scorer import wire
+from scorer import mlmodel, wire
 from scorer.errors import ConfigError, ModelOutputError, SchemaMismatchError
 from scorer.features import Chunk, FeaturePlan, InputKind, ModelInput
 
 if TYPE_CHECKING:
     import pandas as pd
-    from mlflow.models import Model
 
 ScoreKind = Literal["probability", "raw"]
 Scores = npt.NDArray[np.float64]
@@ -83,10 +82,12 @@ class _Scoring:
 
 
 def load(
-    path: Path, meta: Model, score_kind: ScoreKind, positive_class: str | None, threads: int
+    path: Path, score_kind: ScoreKind, positive_class: str | None, threads: int
 ) -> LoadedModel:
     """Load the model at ``path`` in the first native flavor it has, else through pyfunc;
-    xgboost and native lightgbm predict on ``threads`` threads."""
+    xgboost and native lightgbm predict on ``threads`` threads. An xgboost model loads
+    without MLflow; the other flavors load through MLflow's own loaders."""
+    meta = mlmodel.read(path)
     flavor = next((name for name in _NATIVE if name in meta.flavors), "python_function")
     try:
         model = _load_native(flavor, path, meta, threads)
@@ -125,7 +126,7 @@ def load(
     )
 
 
-def _load_native(flavor: str, path: Path, meta: Model, threads: int) -> Any:
+def _load_native(flavor: str, path: Path, meta: mlmodel.ModelMeta, threads: int) -> Any:
     if flavor == "xgboost":
         import xgboost  # noqa: PLC0415 - only the flavor in use is imported
 
@@ -137,22 +138,21 @@ def _load_native(flavor: str, path: Path, meta: Model, threads: int) -> Any:
     return importlib.import_module(f"mlflow.{module}").load_model(str(path))
 
 
-def _inputs(meta: Model, booster: Any) -> tuple[ModelInput, ...]:
+def _inputs(meta: mlmodel.ModelMeta, booster: Any) -> tuple[ModelInput, ...]:
     """The model's inputs from its signature, else (xgboost) from the booster itself."""
-    signature = meta.signature
-    if signature is not None and signature.inputs.has_input_names():
+    if meta.named_inputs:
         inputs = []
-        for spec in signature.inputs.inputs:
-            declared = str(getattr(spec.type, "name", spec.type))
+        for spec in meta.inputs or ():
+            name, declared = str(spec["name"]), str(spec.get("type"))
             kind = _KINDS.get(declared)
             if kind is None:
                 raise SchemaMismatchError(
-                    f"signature column {spec.name!r} is {declared}; the scorer reads numbers, "
+                    f"signature column {name!r} is {declared}; the scorer reads numbers, "
                     "booleans, strings and datetimes"
                 )
-            if booster is not None and _booster_categorical(booster, str(spec.name)):
+            if booster is not None and _booster_categorical(booster, name):
                 kind = "string"
-            inputs.append(ModelInput(str(spec.name), kind, declared))
+            inputs.append(ModelInput(name, kind, declared))
         return tuple(inputs)
     if booster is None:
         return ()
@@ -430,8 +430,8 @@ def _summary(exc: Exception, inputs: tuple[ModelInput, ...]) -> str:
     return f"{type(exc).__name__}{columns}{hint}"
 
 
-def _signature(meta: Model, inputs: tuple[ModelInput, ...]) -> list[dict[str, Any]]:
+def _signature(meta: mlmodel.ModelMeta, inputs: tuple[ModelInput, ...]) -> list[dict[str, Any]]:
     """The input signature as recorded in ``scoring_runs.model_signature``."""
-    if meta.signature is not None:
-        return list(meta.signature.inputs.to_dict())
+    if meta.inputs is not None:
+        return list(meta.inputs)
     return [{"name": item.name, "type": item.declared} for item in inputs]

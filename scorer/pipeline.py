@@ -27,6 +27,7 @@ from scorer.errors import (
 )
 from scorer.flavors import LoadedModel
 from scorer.lineage import Lineage
+from scorer.run_model import ModelFiles
 from scorer.runs import Counts, Evidence, RunRecord
 from scorer.stats import ScoreStats, figures, label
 
@@ -58,6 +59,7 @@ class Prepared:
     resolved: registry.ResolvedModel
     model: LoadedModel
     plan: features.FeaturePlan
+    files: ModelFiles | None = None  # a sharded run's download, for its other shards
 
 
 def prepare(
@@ -65,10 +67,12 @@ def prepare(
     writer: db.Connection,
     timer: Timer,
     recorded: registry.ResolvedModel | None = None,
+    copy: ModelFiles | None = None,
 ) -> Prepared:
     """Resolve and load the model, check the schema and the feature relation. Writes nothing.
 
-    ``recorded``: the version a sharded run recorded, scored as it is (no resolution).
+    ``recorded``: the version a sharded run recorded, scored as it is (no resolution);
+    ``copy``: that run's copy of the model's files, loaded without MLflow.
     """
     with timer.step("resolve"):
         resolved = registry.resolve(settings) if recorded is None else recorded
@@ -85,9 +89,12 @@ def prepare(
     with timer.step("schema"), db.transaction(writer):
         schema.require_migrated(writer, settings.target_schema)
     with timer.step("load"):
-        model = registry.load(resolved, settings)
+        model, files = registry.load(resolved, settings, copy)
+    shared = copy or files
     log.info(
         "model.loaded",
+        loaded_from="registry" if copy is None else "run copy",
+        files_sha256=shared.sha256 if shared else None,
         flavor=model.flavor,
         method=model.method,
         score_kind=model.score_kind,
@@ -111,7 +118,7 @@ def prepare(
     # Imports and the model are now loaded for good: move them out of the garbage collector's
     # sight, so neither collections while scoring nor the one at exit traverse them again.
     gc.freeze()
-    return Prepared(resolved, model, plan)
+    return Prepared(resolved, model, plan, files)
 
 
 def check(settings: RunSettings) -> int:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scorer import cpus, flavors
+from scorer import cpus, flavors, run_model
 from scorer.errors import (
     ModelNotFoundError,
     PromotionGateError,
@@ -18,6 +18,7 @@ from scorer.errors import (
     RegistryUnavailableError,
 )
 from scorer.flavors import LoadedModel
+from scorer.run_model import ModelFiles
 
 if TYPE_CHECKING:
     from scorer.config import RunSettings
@@ -137,26 +138,25 @@ def _check_gate(client: Any, settings: RunSettings, resolved: ResolvedModel) -> 
         )
 
 
-def load(resolved: ResolvedModel, settings: RunSettings) -> LoadedModel:
-    """Download the resolved version and load it in its own flavor (see ``scorer.flavors``).
+def load(
+    resolved: ResolvedModel, settings: RunSettings, copy: ModelFiles | None = None
+) -> tuple[LoadedModel, ModelFiles | None]:
+    """Load the resolved version in its own flavor (see ``scorer.flavors``): from ``copy``,
+    a sharded run's copy of its files (no MLflow call), else downloaded from the registry.
 
-    The download is removed once a native flavor is in memory; a pyfunc model may read its
-    files lazily, so its copy goes when the process exits.
+    Returns the model, and for a sharded run's download its files packed to share
+    (``scorer.run_model``). The files are removed once a native flavor is in memory; a pyfunc
+    model may read them lazily, so its copy goes when the process exits.
     """
-    import mlflow  # noqa: PLC0415 - keep start-up light
-    from mlflow.models import Model  # noqa: PLC0415
-
     workdir = tempfile.TemporaryDirectory(prefix="scorer-model-")
-    with registry_errors(f"downloading {resolved.uri}"):
-        if settings.tracking_uri:
-            mlflow.set_tracking_uri(settings.tracking_uri)
-            mlflow.set_registry_uri(settings.tracking_uri)
-        path = Path(
-            mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri, dst_path=workdir.name)
-        )
+    path, packed = Path(workdir.name), None
+    if copy is not None:
+        run_model.unpack(copy, path)
+    else:
+        path = _download(resolved, settings, path)
+        packed = run_model.pack(path) if settings.shards > 1 else None
     model = flavors.load(
         path,
-        Model.load(str(path)),
         settings.score_kind,
         settings.positive_class,
         settings.predict_threads or cpus.available(),
@@ -165,4 +165,17 @@ def load(resolved: ResolvedModel, settings: RunSettings) -> LoadedModel:
         _KEPT_DOWNLOADS.append(workdir)
     else:
         workdir.cleanup()
-    return model
+    return model, packed
+
+
+def _download(resolved: ResolvedModel, settings: RunSettings, into: Path) -> Path:
+    """The resolved version's files, downloaded from the registry under ``into``."""
+    import mlflow  # noqa: PLC0415 - keep start-up light
+
+    with registry_errors(f"downloading {resolved.uri}"):
+        if settings.tracking_uri:
+            mlflow.set_tracking_uri(settings.tracking_uri)
+            mlflow.set_registry_uri(settings.tracking_uri)
+        return Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri, dst_path=str(into))
+        )

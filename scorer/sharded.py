@@ -42,7 +42,7 @@ from typing import Any
 import psycopg2
 import structlog
 
-from scorer import db, features, quality, schema, shards, sink
+from scorer import db, features, quality, run_model, schema, shards, sink
 from scorer.errors import ScorerError
 from scorer.identifiers import quote_identifier
 from scorer.lineage import Lineage
@@ -109,8 +109,7 @@ class ShardState(_RunState):
         settings, timer = self.settings, self.timer
         with timer.step("schema"), db.transaction(control):
             schema.require_migrated(control, settings.target_schema)
-        with db.autocommit(control), control.cursor() as cur:
-            found = shards.recorded(cur, settings.target_schema, settings.run_id)
+        found, opening = self._wait_for_opener(control)
         todo = True
         for _ in range(3):
             if found is not None and self._settled(found):
@@ -126,6 +125,9 @@ class ShardState(_RunState):
             break
         else:
             raise ScorerError("the run's recorded resolution kept changing; retry")
+        if opening:
+            with db.autocommit(control), control.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (opening,))
         if self._settled(found):
             return
         assert found.split is not None  # a sharded run records its split
@@ -141,6 +143,23 @@ class ShardState(_RunState):
         else:
             log.info("shard.already_succeeded", detail="this shard's part is in; publishing")
         self._publish(prepared, found, writer)
+
+    def _wait_for_opener(self, control: db.Connection) -> tuple[shards.Recorded | None, str]:
+        """The run as recorded; if no shard has recorded it yet, wait for the one that is
+        opening it. Returns the recorded run (None: this shard opens it) and the opening lock's
+        key while this shard holds it (else "")."""
+        schema, run_id = self.settings.target_schema, self.settings.run_id
+        with db.autocommit(control), control.cursor() as cur:
+            found = shards.recorded(cur, schema, run_id)
+            if found is not None:
+                return found, ""
+            key = shards.opening_key(schema, run_id)
+            cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+            found = shards.recorded(cur, schema, run_id)
+            if found is None:
+                return None, key
+            cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+        return found, ""
 
     def _settled(self, found: shards.Recorded) -> bool:
         """A run already published needs nothing; a failed one refuses; any other must fit."""
@@ -163,13 +182,15 @@ class ShardState(_RunState):
 
     def _prepare(self, writer: db.Connection, found: shards.Recorded | None) -> Prepared:
         """Resolve (first shard) or take the recorded version, snapshot and threshold."""
-        resolved = None
+        resolved = copy = None
         if found is not None:
             resolved = found.resolution()
             self.settings = self.settings.model_copy(
                 update={"snapshot": found.snapshot, "threshold": found.threshold}
             )
-        prepared = prepare(self.settings, writer, self.timer, resolved)
+            with db.transaction(writer), writer.cursor() as cur:
+                copy = run_model.fetch(cur, self.settings.target_schema, self.settings.run_id)
+        prepared = prepare(self.settings, writer, self.timer, resolved, copy)
         assert self.lineage is not None
         self.lineage.settings = self.settings
         self.lineage.ready()
@@ -242,6 +263,15 @@ class ShardState(_RunState):
             split = shards.compute_split(cur, prepared.plan, settings.shards)
         record = RunRecord(control, settings, prepared.resolved, prepared.plan)
         trigger = record.open(prepared.model, datetime.now(UTC))
+        if prepared.files is not None:
+            if run_model.store(cur, settings.target_schema, settings.run_id, prepared.files):
+                log.info("model.shared", bytes=len(prepared.files.data))
+            else:
+                log.warning(
+                    "model.not_shared",
+                    bytes=len(prepared.files.data),
+                    detail="over the copy's limit: every shard downloads it from MLflow",
+                )
         cur.execute(
             f"UPDATE {self.runs_table} SET shards = %s, shard_split = %s, run_settings = %s"
             " WHERE run_id = %s",
@@ -390,6 +420,7 @@ class ShardState(_RunState):
             ]
             with timer.step("attach"):
                 sink.publish_shards(cur, settings.target_schema, settings.run_id, kind, parts)
+            run_model.drop(cur, settings.target_schema, settings.run_id)
             record = RunRecord(writer, settings, prepared.resolved, prepared.plan)
             with timer.step("publish"):
                 finished = record.publish(

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scorer import db, registry, runs
+from scorer import db, registry, run_model, runs
 from scorer.errors import ConfigError, LockBusyError, PermanentError
 from scorer.identifiers import quote_any, quote_identifier
 
@@ -73,6 +73,12 @@ class RunFailedError(PermanentError):
 def run_key(schema: str, run_id: str) -> str:
     """The advisory lock key a live shard holds shared: the run is live while any holds it."""
     return f"scorer-run:{schema}:{run_id}"
+
+
+def opening_key(schema: str, run_id: str) -> str:
+    """The advisory lock key the shard opening the run holds while it resolves and records;
+    the run's other shards wait on it, then join what it recorded."""
+    return f"scorer-opening:{schema}:{run_id}"
 
 
 @dataclass(frozen=True)
@@ -357,8 +363,8 @@ def exclude_other_runs(
 
 
 def fail_run(cur: db.Cursor, schema: str, run_id: str, error: str, shard: int | None) -> bool:
-    """Mark a running sharded run failed and drop its shards' tables (in the caller's
-    transaction). False if it was no longer running."""
+    """Mark a running sharded run failed and drop its shards' tables and its model copy (in
+    the caller's transaction). False if it was no longer running."""
     quoted = quote_identifier(schema)
     cur.execute(
         f"UPDATE {quoted}.scoring_runs SET status = 'failed', finished_at = now(),"
@@ -378,6 +384,7 @@ def fail_run(cur: db.Cursor, schema: str, run_id: str, error: str, shard: int | 
         f"UPDATE {quoted}.scoring_run_shards SET staging_table = NULL WHERE run_id = %s",
         (run_id,),
     )
+    run_model.drop(cur, schema, run_id)
     return True
 
 

@@ -79,6 +79,22 @@ def latest_run(url: str, target: str, view: str = "latest_predictions") -> set[s
     }
 
 
+def model_copies(url: str, target: str, run_id: str) -> int:
+    """How many copies of its model's files the run keeps (one while it is open)."""
+    found = services.query(
+        url,
+        f"SELECT count(*) FROM {quote_identifier(target)}.scoring_run_models WHERE run_id = %s",
+        (run_id,),
+    )
+    return int(found[0][0])
+
+
+def loaded_from(lines: list[dict[str, Any]]) -> tuple[str, str]:
+    """Where a shard loaded its model from, and the digest of the files it loaded."""
+    (line,) = [line for line in lines if line["event"] == "model.loaded"]
+    return str(line["loaded_from"]), str(line["files_sha256"])
+
+
 def scorer_tables(url: str, target: str) -> list[str]:
     """Every predictions table in the target schema that is not a parent."""
     return [
@@ -136,15 +152,19 @@ def test_four_shards_in_random_order_publish_once_and_equal_a_one_shard_run(
     results = [
         services.finish_scorer(process) for process in first_two
     ]  # these two ran at the same time
+    loads = []
     for code, lines, err in results:
         assert code == 0, (order, lines, err)
         assert summary(lines)["outcome"] == "shard_done", order
+        loads.append(loaded_from(lines))
     assert_nothing_visible(postgres_url, target_schema, run_id, "predictions")
+    assert model_copies(postgres_url, target_schema, run_id) == 1
     code, lines, err = services.finish_scorer(
         start(services.shard_env(scorer_env, run_id, count, order[2]))
     )
     assert code == 0, (lines, err)
     assert summary(lines)["outcome"] == "shard_done"
+    loads.append(loaded_from(lines))
     assert_nothing_visible(postgres_url, target_schema, run_id, "predictions")
 
     code, lines, err = services.finish_scorer(
@@ -152,6 +172,12 @@ def test_four_shards_in_random_order_publish_once_and_equal_a_one_shard_run(
     )
     assert code == 0, (lines, err)
     assert summary(lines)["outcome"] == "published"
+    loads.append(loaded_from(lines))
+    # One shard downloaded the model from MLflow (of the two that started at once, the other
+    # waited for its record); every other loaded the run's copy of the very same files.
+    assert sorted(source for source, _ in loads) == ["registry"] + ["run copy"] * 3, loads
+    assert len({digest for _, digest in loads}) == 1, loads
+    assert model_copies(postgres_url, target_schema, run_id) == 0  # gone with the publish
     assert published(postgres_url, target_schema, run_id) == {
         "rows": CUSTOMERS,
         "entities": CUSTOMERS,
@@ -277,6 +303,7 @@ def test_a_shard_exiting_2_fails_the_run_and_nothing_is_published(
     assert str(row["error"]).startswith("shard 1 of 2 failed (duplicate_entity)")
     assert published(postgres_url, target_schema, run_id)["rows"] == 0
     assert scorer_tables(postgres_url, target_schema) == []  # shard 0's table went too
+    assert model_copies(postgres_url, target_schema, run_id) == 0  # and the model's copy
     assert latest_run(postgres_url, target_schema) == set()
 
     # Another shard (a retry, or one that starts late) refuses: the run has failed.
@@ -336,6 +363,34 @@ def test_the_alias_moved_between_shard_starts_changes_no_version(
     row = run_row(postgres_url, target_schema, run_id)
     assert row is not None
     assert row["model_version"] == churn_model.champion
+
+
+def test_later_shards_score_the_runs_copy_of_the_model_without_mlflow(
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str, churn_model: ChurnModel
+) -> None:
+    run_id = new_run_id("copy")
+    code, lines, err = services.finish_scorer(start(services.shard_env(scorer_env, run_id, 2, 0)))
+    assert (code, summary(lines)["outcome"]) == (0, "shard_done"), (lines, err)
+    assert "model.shared" in [line["event"] for line in lines]
+    opened = loaded_from(lines)
+    assert opened[0] == "registry"
+    assert model_copies(postgres_url, target_schema, run_id) == 1
+
+    # The registry is gone (nothing listens on port 9): shard 1 needs nothing from it.
+    offline = {
+        **scorer_env,
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+        "SCORER_MLFLOW_RECORD": "false",
+    }
+    code, lines, err = services.finish_scorer(start(services.shard_env(offline, run_id, 2, 1)))
+    assert (code, summary(lines)["outcome"]) == (0, "published"), (lines, err)
+    assert loaded_from(lines) == ("run copy", opened[1])
+    assert published(postgres_url, target_schema, run_id) == {
+        "rows": CUSTOMERS,
+        "entities": CUSTOMERS,
+        "versions": [churn_model.champion],
+    }
+    assert model_copies(postgres_url, target_schema, run_id) == 0
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost
-from mlflow.models import Model, infer_signature
+from mlflow.models import infer_signature
 
 from scorer import flavors, wire
 from scorer.errors import ModelOutputError, SchemaMismatchError
@@ -84,7 +84,7 @@ def chunk(rows: dict[str, list[str | None]], tenure: list[float]) -> Chunk:
 
 
 def loaded(path: Path) -> flavors.LoadedModel:
-    return flavors.load(path, Model.load(str(path)), "probability", None, threads=1)
+    return flavors.load(path, "probability", None, threads=1)
 
 
 def test_xgboost_scores_strings_by_its_training_codes(

@@ -155,8 +155,8 @@ def measure_shards(
     bench: Bench, rows: int, options: argparse.Namespace
 ) -> tuple[dict[str, dict[int, Figure]], dict[str, float]]:
     """The numeric case as 1, 2, 4 ... concurrent shards over the same rows, interleaved; as
-    the scorer is, under each ``--lever``, and (with ``--image``) in the image. Also each
-    one's fixed start-up: the client CPU of ``scorer check``, which every shard pays."""
+    the scorer is, under each ``--lever``, and (with ``--image``) in the image. Also what each
+    extra shard pays before its first row: a joining shard's fixed start-up (client CPU)."""
     from benchmarks.levers import with_baseline  # noqa: PLC0415 - it imports this module
 
     levers = with_baseline(options.levers)
@@ -175,8 +175,8 @@ def measure_shards(
     out: dict[str, dict[int, Figure]] = {}
     for (name, count), found in samples.items():
         out.setdefault(name, {})[count] = from_samples(f"{count} shards", rows, found)
-    checks = [bench.check_sample(NUMERIC).client_cpu for _ in range(options.repeat)]
-    startup = dict.fromkeys(out, statistics.median(checks))
+    joins = [bench.joiner_sample(NUMERIC).client_cpu for _ in range(options.repeat)]
+    startup = dict.fromkeys(out, statistics.median(joins))
     if options.image:
         from benchmarks.image import measure_image_shards  # noqa: PLC0415 - needs docker
 
@@ -205,12 +205,12 @@ def report_shards(
     rows: int, figures: dict[str, dict[int, Figure]], startup: dict[str, float]
 ) -> str:
     """The shards table: CPU per million rows, client + server, against one shard; and the
-    same with each extra shard's fixed start-up taken out."""
+    same with each extra (joining) shard's fixed start-up taken out."""
     lines = [
         f"shards over the same {rows:,} rows (numeric case), concurrent processes on this machine",
         "",
         "| lever | shards | wall s | client CPU s per 1M | server CPU s per 1M"
-        " | CPU s per 1M rows | vs 1 shard | start-up CPU s per shard"
+        " | CPU s per 1M rows | vs 1 shard | start-up CPU s per joining shard"
         " | vs 1 shard, extra start-ups aside |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -541,6 +541,32 @@ class Bench:
         found = json.loads(sample.stdout)
         stages: list[dict[str, Any]] = found[NUMERIC.name]["stages"] if cases else found
         return stages
+
+    def one_row_table(self, case: Case) -> str:
+        """The case's table cut to its first row (made once): a run with nothing to score."""
+        one = f"{case.table}_one_row"
+        self.sql(
+            f"CREATE TABLE IF NOT EXISTS {one} AS SELECT * FROM {case.table}"
+            f" ORDER BY {case.entity} LIMIT 1"
+        )
+        return one
+
+    def joiner_sample(self, case: Case) -> Sample:
+        """A shard joining a two-shard run with no rows of its own (the run's table holds one
+        row, which the opening shard scores): its process is a joining shard's fixed start-up
+        (imports, the recorded run, the model from the run's copy) and the publish, without
+        the MLflow record."""
+        one = self.one_row_table(case)
+        self.clear("scoring")
+        run_id = f"bench-joiner-{time.time_ns()}"
+        env = {**self.scorer_env(case, run_id, one), "SCORER_MLFLOW_RECORD": "false"}
+        opener, joiner = (child_env(shard) for shard in shard_envs(env, 2))
+        args = [sys.executable, "-m", "scorer", "run"]
+        run_child(args, opener, self.cluster.postmaster)
+        sample = run_child(args, joiner, self.cluster.postmaster)
+        if '"loaded_from": "run copy"' not in sample.stdout or '"published"' not in sample.stdout:
+            raise RuntimeError(f"the joining shard did not join and publish:\n{sample.stdout}")
+        return sample
 
     def check_sample(self, case: Case) -> Sample:
         """One ``scorer check`` of the case."""

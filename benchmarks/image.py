@@ -73,7 +73,7 @@ def measure_image_shards(
     image: str, bench: Bench, rows: int, counts: list[int], repeat: int
 ) -> tuple[dict[int, list[Sample]], float]:
     """The numeric case's run as 1, 2, 4 ... concurrent shard containers over the same rows,
-    interleaved; and the CPU of ``scorer check`` in the image (a pod's fixed start-up)."""
+    interleaved; and a joining shard's fixed start-up in the image (``joiner_cpu_in_image``)."""
 
     def server_cpu() -> float:
         return cluster.server_cpu(bench.cluster.postmaster)
@@ -83,7 +83,7 @@ def measure_image_shards(
         (bench.workdir / "http-model-shards").mkdir()
         fixtures.register_model(uri, bench.workdir / "http-model-shards")
         env = {**bench.scorer_env(fixtures.NUMERIC, "bench-check"), "MLFLOW_TRACKING_URI": uri}
-        startup = check_cpu_in_image(image, env, repeat)
+        startup = joiner_cpu_in_image(image, bench, env, repeat)
         for attempt in range(repeat):
             for count in counts:
                 bench.clear()
@@ -157,18 +157,28 @@ def run_in_image(
     return Sample(float(wall), float(cpu), server, float(rss), "", started)
 
 
-def check_cpu_in_image(image: str, env: dict[str, str], repeat: int) -> float:
-    """Median CPU seconds of ``scorer check`` in the image: what every pod spends before its
-    first row (imports, resolving and loading the model, planning the read)."""
+def joiner_cpu_in_image(image: str, bench: Bench, env: dict[str, str], repeat: int) -> float:
+    """Median CPU seconds of a joining shard in the image, as ``Bench.joiner_sample`` measures
+    it locally: shard 1 of a two-shard run over one row, after shard 0 opened it."""
     samples = []
-    for _ in range(repeat + 1):  # the first run warms the page cache
-        result = subprocess.run(
-            _docker_args(image, env, "check"), capture_output=True, text=True, check=True
-        )
-        code, _wall, _rss, cpu, *_ = result.stdout.split()
-        if code != "0":
-            raise RuntimeError(f"scorer check in {image} exited {code}")
-        samples.append(float(cpu))
+    for attempt in range(repeat + 1):  # the first run warms the page cache
+        bench.clear()
+        run_id = f"bench-image-joiner-{attempt}-{time.time_ns()}"
+        one = {
+            **env,
+            "SCORER_FEATURES_TABLE": bench.one_row_table(fixtures.NUMERIC),
+            "SCORER_RUN_ID": run_id,
+            "SCORER_MLFLOW_RECORD": "false",
+        }
+        outputs = []
+        for shard in shard_envs(one, 2):
+            result = subprocess.run(
+                _docker_args(image, shard, "run"), capture_output=True, text=True, check=True
+            )
+            outputs.append(result.stdout.split())
+        if [(out[0], out[5]) for out in outputs] != [("0", "shard_done"), ("0", "published")]:
+            raise RuntimeError(f"the joining shard in {image} did not publish: {outputs}")
+        samples.append(float(outputs[1][3]))
     return statistics.median(samples[1:])
 
 

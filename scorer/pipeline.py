@@ -13,7 +13,18 @@ from typing import Any
 import psycopg2
 import structlog
 
-from scorer import db, features, quality, registry, schema, shards, sink, wire, workers
+from scorer import (
+    db,
+    features,
+    quality,
+    registry,
+    run_model,
+    schema,
+    shards,
+    sink,
+    wire,
+    workers,
+)
 from scorer.config import RunSettings
 from scorer.errors import (
     EmptyRelationError,
@@ -27,7 +38,6 @@ from scorer.errors import (
 )
 from scorer.flavors import LoadedModel
 from scorer.lineage import Lineage
-from scorer.run_model import ModelFiles
 from scorer.runs import Counts, Evidence, RunRecord
 from scorer.stats import ScoreStats, figures, label
 
@@ -59,7 +69,7 @@ class Prepared:
     resolved: registry.ResolvedModel
     model: LoadedModel
     plan: features.FeaturePlan
-    files: ModelFiles | None = None  # a sharded run's download, for its other shards
+    files: run_model.ModelFiles | None = None  # a sharded run's download, for its other shards
 
 
 def prepare(
@@ -67,12 +77,13 @@ def prepare(
     writer: db.Connection,
     timer: Timer,
     recorded: registry.ResolvedModel | None = None,
-    copy: ModelFiles | None = None,
+    share: bool = False,
 ) -> Prepared:
     """Resolve and load the model, check the schema and the feature relation. Writes nothing.
 
-    ``recorded``: the version a sharded run recorded, scored as it is (no resolution);
-    ``copy``: that run's copy of the model's files, loaded without MLflow.
+    ``recorded``: the version a sharded run recorded, scored as it is (no resolution), from
+    the run's copy of its files when it has one (without MLflow); ``share``: keep the
+    downloaded files (``Prepared.files``) for the run's other shards.
     """
     with timer.step("resolve"):
         resolved = registry.resolve(settings) if recorded is None else recorded
@@ -89,11 +100,11 @@ def prepare(
     with timer.step("schema"), db.transaction(writer):
         schema.require_migrated(writer, settings.target_schema)
     with timer.step("load"):
-        model, files = registry.load(resolved, settings, copy)
-    shared = copy or files
+        model, files = registry.load(resolved, settings, share)
+    shared = resolved.files or files
     log.info(
         "model.loaded",
-        loaded_from="registry" if copy is None else "run copy",
+        loaded_from="registry" if resolved.files is None else "run copy",
         files_sha256=shared.sha256 if shared else None,
         flavor=model.flavor,
         method=model.method,

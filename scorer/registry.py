@@ -47,6 +47,7 @@ class ResolvedModel:
     model_id: str | None
     aliases: tuple[str, ...]
     stage: str | None
+    files: ModelFiles | None = None  # a sharded run's copy of the version's files
 
     @property
     def uri(self) -> str:
@@ -139,22 +140,23 @@ def _check_gate(client: Any, settings: RunSettings, resolved: ResolvedModel) -> 
 
 
 def load(
-    resolved: ResolvedModel, settings: RunSettings, copy: ModelFiles | None = None
+    resolved: ResolvedModel, settings: RunSettings, share: bool = False
 ) -> tuple[LoadedModel, ModelFiles | None]:
-    """Load the resolved version in its own flavor (see ``scorer.flavors``): from ``copy``,
-    a sharded run's copy of its files (no MLflow call), else downloaded from the registry.
+    """Load the resolved version in its own flavor (see ``scorer.flavors``): from
+    ``resolved.files``, a sharded run's copy (no MLflow call), else downloaded from the
+    registry.
 
-    Returns the model, and for a sharded run's download its files packed to share
-    (``scorer.run_model``). The files are removed once a native flavor is in memory; a pyfunc
+    Returns the model, and with ``share`` the downloaded files packed for the run's other
+    shards (``scorer.run_model``). The files are removed once a native flavor is in memory; a pyfunc
     model may read them lazily, so its copy goes when the process exits.
     """
     workdir = tempfile.TemporaryDirectory(prefix="scorer-model-")
     path, packed = Path(workdir.name), None
-    if copy is not None:
-        run_model.unpack(copy, path)
+    if resolved.files is not None:
+        run_model.unpack(resolved.files, path)
     else:
         path = _download(resolved, settings, path)
-        packed = run_model.pack(path) if settings.shards > 1 else None
+        packed = run_model.pack(path) if share else None
     model = flavors.load(
         path,
         settings.score_kind,

@@ -3,10 +3,12 @@
 Each shard is one process (an Indexed Job's pod) with ``SCORER_SHARDS=n`` and its own
 ``SCORER_SHARD_INDEX``, under the run id all shards share. Its steps:
 
-1. **Join.** Read the run row. The first shard to open the run (under a transaction-level
-   lock, so two first shards cannot both) resolves the model, picks the snapshot, computes the
-   split, and records them with the shard count and the result settings (``scorer.shards``);
-   every later shard and retry scores exactly what is recorded.
+1. **Join.** Read the run row. If no shard has recorded the run yet, take the run's opening
+   lock (the shards that start at once wait on it). The shard that opens the run resolves the
+   model, picks the snapshot, computes the split, and records them with the shard count and
+   the result settings (``scorer.shards``), and with them a copy of the model's files
+   (``scorer.run_model``); every later shard and retry scores exactly what is recorded, and
+   loads that copy instead of asking MLflow.
 2. **Score.** In one transaction on its own connection: load this shard's part into its own
    table (with the run's lineage defaults and a CHECK of its id range), build its primary key,
    and mark its ``scoring_run_shards`` row succeeded with its counts, timings and score
@@ -182,15 +184,15 @@ class ShardState(_RunState):
 
     def _prepare(self, writer: db.Connection, found: shards.Recorded | None) -> Prepared:
         """Resolve (first shard) or take the recorded version, snapshot and threshold."""
-        resolved = copy = None
+        resolved = None
         if found is not None:
-            resolved = found.resolution()
             self.settings = self.settings.model_copy(
                 update={"snapshot": found.snapshot, "threshold": found.threshold}
             )
             with db.transaction(writer), writer.cursor() as cur:
                 copy = run_model.fetch(cur, self.settings.target_schema, self.settings.run_id)
-        prepared = prepare(self.settings, writer, self.timer, resolved, copy)
+            resolved = replace(found.resolution(), files=copy)
+        prepared = prepare(self.settings, writer, self.timer, resolved, share=found is None)
         assert self.lineage is not None
         self.lineage.settings = self.settings
         self.lineage.ready()

@@ -99,9 +99,11 @@ def test_a_lever_is_measured_against_the_baseline_and_on_shards(tmp_path: Path) 
     assert figures["lever_settings"] == {"threads1": {"SCORER_PREDICT_THREADS": "1"}}
     assert set(figures["shards"]) == {"baseline", "threads1"}
     assert set(figures["shards"]["threads1"]) == {"1", "2"}
-    # Every shard's fixed start-up (scorer check's CPU), taken out in the last column.
+    # A joining shard's fixed start-up (it loads the run's copy of the model, and the
+    # benchmark refuses one that did not), taken out in the last column.
     assert set(figures["shard_startup"]) == {"baseline", "threads1"}
     assert all(seconds > 0 for seconds in figures["shard_startup"].values())
+    assert "start-up CPU s per joining shard" in result.stdout
     assert "vs 1 shard, extra start-ups aside" in result.stdout
     assert "| numeric | threads1 (SCORER_PREDICT_THREADS=1) |" in result.stdout
 

@@ -171,7 +171,9 @@ def release(
             release.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
 
 
-def assert_published_exactly_once(release: Release, job: str) -> dict[str, Any]:
+def assert_published_exactly_once(release: Release, job: str) -> tuple[dict[str, Any], list[str]]:
+    """The run published once, exactly; returns its row and where each surviving pod loaded
+    the model from (one files digest across all of them)."""
     row = release.run_row(job)
     assert row is not None, release.logs(job)
     assert row["status"] == "succeeded"
@@ -185,7 +187,11 @@ def assert_published_exactly_once(release: Release, job: str) -> dict[str, Any]:
     assert sum(scored or 0 for _, _, scored in shards) == CUSTOMERS
     lines = [line for pod in release.pods_of(job) for line in release.pod_log_lines(pod)]
     assert [line["event"] for line in lines].count("run.published") == 1  # by the last shard
-    return row
+    loads = [line for line in lines if line["event"] == "model.loaded"]
+    assert len({line["files_sha256"] for line in loads}) == 1, loads  # the very same files
+    sources = [str(line["loaded_from"]) for line in loads]
+    assert sources.count("registry") <= 1, sources  # the others loaded the run's copy
+    return row, sources
 
 
 def test_a_sharded_cronjob_fires_three_pods_and_publishes_once(release: Release) -> None:
@@ -204,8 +210,10 @@ def test_a_sharded_cronjob_fires_three_pods_and_publishes_once(release: Release)
     pods = release.pods_of(job)
     indexes = sorted(int(p["metadata"]["annotations"][INDEX_ANNOTATION]) for p in pods)
     assert indexes == list(range(SHARDS))
-    row = assert_published_exactly_once(release, job)
+    row, sources = assert_published_exactly_once(release, job)
     assert row["trigger"] == "scheduled"
+    # One pod downloaded the model from MLflow; the other two loaded the run's copy.
+    assert sorted(sources) == ["registry", "run copy", "run copy"]
 
 
 def test_a_shard_pod_deleted_mid_run_is_retried_on_its_index(release: Release) -> None:

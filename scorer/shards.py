@@ -175,7 +175,10 @@ def bound_sql(cur: db.Cursor, split: Split, shard: int, kind: str) -> str:
 def compute_split(cur: db.Cursor, plan: FeaturePlan, shards: int) -> Split:
     """The n-quantiles of the run's ids (of a sample of about ``SAMPLE_ROWS``).
 
-    The boundaries only balance the shards; disjointness and coverage hold for any boundaries.
+    A table or materialized view is sampled by pages (``TABLESAMPLE SYSTEM``: at 5M rows 0.06 s
+    of the server, against 0.6 s for a ``random()`` filter, which reads every row); a view by
+    rows. The boundaries only balance the shards; disjointness and coverage hold for any
+    boundaries.
     """
     where = " AND ".join((*plan.where, f"{quote_any(plan.entity)} IS NOT NULL"))
     cur.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {plan.relation.sql} WHERE {where}")
@@ -186,11 +189,16 @@ def compute_split(cur: db.Cursor, plan: FeaturePlan, shards: int) -> Split:
     fraction = min(1.0, SAMPLE_ROWS / max(estimate, 1.0))
     quantiles = [k / shards for k in range(1, shards)]
     key = key_sql(plan)
+    pages = _samples_pages(cur, plan)
     while True:
-        sample = "" if fraction >= 1.0 else f" AND random() < {fraction!r}"
+        source, sample = plan.relation.sql, ""
+        if fraction < 1.0 and pages:
+            source += f" TABLESAMPLE SYSTEM ({fraction * 100!r})"
+        elif fraction < 1.0:
+            sample = f" AND random() < {fraction!r}"
         cur.execute(
             f"SELECT (percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {key}))::text[]"
-            f" FROM {plan.relation.sql} WHERE {where}{sample}",
+            f" FROM {source} WHERE {where}{sample}",
             (quantiles,),
         )
         values = db.one_value(cur) or []
@@ -201,6 +209,16 @@ def compute_split(cur: db.Cursor, plan: FeaturePlan, shards: int) -> Split:
         if len(bounds) == shards - 1 or fraction >= 1.0:
             return Split(shards, tuple(bounds))
         fraction = 1.0  # the planner overestimated: take every id
+
+
+def _samples_pages(cur: db.Cursor, plan: FeaturePlan) -> bool:
+    """Whether the relation takes ``TABLESAMPLE`` (a table or materialized view, not a view)."""
+    cur.execute(
+        "SELECT relkind IN ('r', 'm') FROM pg_class WHERE oid = to_regclass(%s)",
+        (plan.relation.sql,),
+    )
+    row = cur.fetchone()
+    return bool(row and row[0])
 
 
 @dataclass(frozen=True)

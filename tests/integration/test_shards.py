@@ -473,6 +473,45 @@ def test_the_parts_are_disjoint_and_cover_every_row(
         services.execute(postgres_url, f"DROP TABLE {table}")
 
 
+@pytest.mark.parametrize("relation", ["table", "view"])
+def test_a_sampled_split_balances_the_shards(postgres_url: str, relation: str) -> None:
+    """Over ``SAMPLE_ROWS`` ids the bounds come from a sample: of pages for a table, of rows
+    for a view (which takes no TABLESAMPLE); either way each shard gets its share."""
+    rows, count = 5 * shards.SAMPLE_ROWS, 8
+    table, view = "public.split_sampled", "public.split_sampled_view"
+    services.execute(
+        postgres_url,
+        f"DROP VIEW IF EXISTS {view}; DROP TABLE IF EXISTS {table};"
+        f" CREATE TABLE {table} AS SELECT md5(g::text) AS id, g AS n"
+        f" FROM generate_series(1, {rows}) AS g; ANALYZE {table};"
+        f" CREATE VIEW {view} AS SELECT * FROM {table}",
+    )
+    try:
+        with closing(db.connect(postgres_url)) as conn, conn.cursor() as cur:
+            plan = features.FeaturePlan(
+                Relation.parse(table if relation == "table" else view),
+                "id",
+                "text",
+                (),
+                features.Snapshot("s", "s"),
+                wire.RowLayout(()),
+                "",
+            )
+            split = shards.compute_split(cur, plan, count)
+            assert split.ranges == count
+            sizes = []
+            for index in range(count):
+                cur.execute(
+                    f"SELECT count(*) FROM {plan.relation.sql}"
+                    f" WHERE {shards.condition(cur, split, index, plan)}"
+                )
+                sizes.append(db.one_value(cur))
+            assert sum(sizes) == rows
+            assert max(abs(size - rows / count) for size in sizes) < 0.05 * rows / count, sizes
+    finally:
+        services.execute(postgres_url, f"DROP VIEW {view}; DROP TABLE {table}")
+
+
 def test_locks_admit_the_shards_of_one_run_and_time_out_a_stale_one(
     scorer_env: dict[str, str], postgres_url: str, target_schema: str
 ) -> None:

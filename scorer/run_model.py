@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
@@ -30,7 +30,7 @@ MAX_BYTES = 256 * 1024 * 1024
 class ModelFiles:
     """A model directory, zipped, and the SHA-256 of the zip (logged by every shard)."""
 
-    data: bytes
+    data: bytes = field(repr=False)  # never in a log line or a repr
 
     @property
     def sha256(self) -> str:

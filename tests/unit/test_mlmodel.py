@@ -101,6 +101,7 @@ def test_a_packed_model_unpacks_to_the_same_files(tmp_path: Path) -> None:
     (path / "code" / "nested" / "helper.py").write_text("X = 1\n")
     files = run_model.pack(path)
     assert files.sha256 == run_model.pack(path).sha256  # the same files, the same digest
+    assert len(repr(files)) < 100  # its bytes never reach a log line through a repr
     run_model.unpack(files, tmp_path / "copy")
     original = {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
     copied = {

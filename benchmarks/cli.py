@@ -551,16 +551,25 @@ class Bench:
         )
         return one
 
+    def joiner_envs(self, case: Case, env: dict[str, str]) -> list[dict[str, str]]:
+        """Shards 0 and 1 of a new two-shard run of ``env`` over the one-row table, MLflow
+        record off: shard 1 joins with no rows of its own (``joiner_sample``)."""
+        one = {
+            **env,
+            "SCORER_FEATURES_TABLE": self.one_row_table(case),
+            "SCORER_RUN_ID": f"bench-joiner-{time.time_ns()}",
+            "SCORER_MLFLOW_RECORD": "false",
+        }
+        return shard_envs(one, 2)
+
     def joiner_sample(self, case: Case) -> Sample:
         """A shard joining a two-shard run with no rows of its own (the run's table holds one
         row, which the opening shard scores): its process is a joining shard's fixed start-up
         (imports, the recorded run, the model from the run's copy) and the publish, without
         the MLflow record."""
-        one = self.one_row_table(case)
         self.clear("scoring")
-        run_id = f"bench-joiner-{time.time_ns()}"
-        env = {**self.scorer_env(case, run_id, one), "SCORER_MLFLOW_RECORD": "false"}
-        opener, joiner = (child_env(shard) for shard in shard_envs(env, 2))
+        shards = self.joiner_envs(case, self.scorer_env(case, "bench-joiner"))
+        opener, joiner = (child_env(shard) for shard in shards)
         args = [sys.executable, "-m", "scorer", "run"]
         run_child(args, opener, self.cluster.postmaster)
         sample = run_child(args, joiner, self.cluster.postmaster)

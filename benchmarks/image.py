@@ -161,17 +161,10 @@ def joiner_cpu_in_image(image: str, bench: Bench, env: dict[str, str], repeat: i
     """Median CPU seconds of a joining shard in the image, as ``Bench.joiner_sample`` measures
     it locally: shard 1 of a two-shard run over one row, after shard 0 opened it."""
     samples = []
-    for attempt in range(repeat + 1):  # the first run warms the page cache
+    for _ in range(repeat + 1):  # the first run warms the page cache
         bench.clear()
-        run_id = f"bench-image-joiner-{attempt}-{time.time_ns()}"
-        one = {
-            **env,
-            "SCORER_FEATURES_TABLE": bench.one_row_table(fixtures.NUMERIC),
-            "SCORER_RUN_ID": run_id,
-            "SCORER_MLFLOW_RECORD": "false",
-        }
         outputs = []
-        for shard in shard_envs(one, 2):
+        for shard in bench.joiner_envs(fixtures.NUMERIC, env):
             result = subprocess.run(
                 _docker_args(image, shard, "run"), capture_output=True, text=True, check=True
             )

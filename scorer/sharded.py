@@ -111,7 +111,8 @@ class ShardState(_RunState):
         settings, timer = self.settings, self.timer
         with timer.step("schema"), db.transaction(control):
             schema.require_migrated(control, settings.target_schema)
-        found, opening = self._wait_for_opener(control)
+        found = self._wait_for_opener(control)
+        opening = found is None  # this shard holds the run's opening lock
         todo = True
         for _ in range(3):
             if found is not None and self._settled(found):
@@ -128,8 +129,9 @@ class ShardState(_RunState):
         else:
             raise ScorerError("the run's recorded resolution kept changing; retry")
         if opening:
+            key = shards.opening_key(settings.target_schema, settings.run_id)
             with db.autocommit(control), control.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (opening,))
+                cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
         if self._settled(found):
             return
         assert found.split is not None  # a sharded run records its split
@@ -146,22 +148,20 @@ class ShardState(_RunState):
             log.info("shard.already_succeeded", detail="this shard's part is in; publishing")
         self._publish(prepared, found, writer)
 
-    def _wait_for_opener(self, control: db.Connection) -> tuple[shards.Recorded | None, str]:
+    def _wait_for_opener(self, control: db.Connection) -> shards.Recorded | None:
         """The run as recorded; if no shard has recorded it yet, wait for the one that is
-        opening it. Returns the recorded run (None: this shard opens it) and the opening lock's
-        key while this shard holds it (else "")."""
+        opening it. None: this shard opens the run, and holds the opening lock until then."""
         schema, run_id = self.settings.target_schema, self.settings.run_id
         with db.autocommit(control), control.cursor() as cur:
             found = shards.recorded(cur, schema, run_id)
             if found is not None:
-                return found, ""
+                return found
             key = shards.opening_key(schema, run_id)
             cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
             found = shards.recorded(cur, schema, run_id)
-            if found is None:
-                return None, key
-            cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
-        return found, ""
+            if found is not None:
+                cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+        return found
 
     def _settled(self, found: shards.Recorded) -> bool:
         """A run already published needs nothing; a failed one refuses; any other must fit."""

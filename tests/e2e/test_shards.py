@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 import yaml
 
-from scorer import db, schema
+from scorer import db, schema, shards
 from tests import services
 from tests.chart.helm import ENV_VALUES, find_helm
 from tests.e2e.kube import (
@@ -216,13 +217,34 @@ def test_a_sharded_cronjob_fires_three_pods_and_publishes_once(release: Release)
     assert sorted(sources) == ["registry", "run copy", "run copy"]
 
 
+def waiting_on_lock(database_url: str, key: str) -> int:
+    """How many sessions wait for the advisory lock ``key`` (taken as hashtextextended)."""
+    ((waiting,),) = services.query(
+        database_url,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND ((classid::bigint << 32) | objid::bigint) = hashtextextended(%s, 0)",
+        (key,),
+    )
+    return int(waiting)
+
+
 def test_a_shard_pod_deleted_mid_run_is_retried_on_its_index(release: Release) -> None:
     job = f"{CRONJOB}-manual-{int(time.time())}"
-    release.kubectl("create", "job", f"--from=cronjob/{CRONJOB}", job)
-    # Deleted as soon as it runs: still starting (seconds of imports before it touches the
-    # database), so it cannot have finished its shard; the other shards go on meanwhile.
-    victim = release.wait_pod_running(job, index=1)
-    release.kubectl("delete", "pod", victim, "--wait=false")
+    key = shards.opening_key("scoring", job)
+    # The test holds the run's opening lock, so every shard is mid-run (connected, waiting for
+    # the run to be opened) when the victim is deleted: it cannot finish its part first.
+    with closing(psycopg2.connect(release.database_url)) as holder:
+        holder.autocommit = True
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        release.kubectl("create", "job", f"--from=cronjob/{CRONJOB}", job)
+        deadline = time.monotonic() + 180
+        while waiting_on_lock(release.database_url, key) < SHARDS:
+            assert time.monotonic() < deadline, f"the shards never all waited:\n{release.logs(job)}"
+            time.sleep(0.5)
+        victim = release.wait_pod_running(job, index=1)
+        # SIGTERM waits behind the lock wait; the kill a second later ends the pod.
+        release.kubectl("delete", "pod", victim, "--grace-period=1", "--wait=true")
     release.wait_job(job, "complete")
     (scored_by,) = services.query(
         release.database_url,

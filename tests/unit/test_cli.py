@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -18,6 +20,7 @@ from scorer import cli, logs, pipeline
 from scorer.config import DatabaseSettings, RunSettings, env_name, flag_name
 from scorer.errors import LockBusyError
 
+REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Sup3r-s3cret-pw"
 BASE_ENV = {
     "SCORER_DATABASE_URL": f"postgresql://scorer:{PASSWORD}@db.example:5432/scoring",
@@ -396,3 +399,27 @@ def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit):
         cli.main(["--version"])
     assert capsys.readouterr().out.strip() == f"scorer {version('scorer')}"
+
+
+def test_python_m_scorer_handles_sigterm_before_its_imports() -> None:
+    # As PID 1 in a container an unhandled SIGTERM is ignored: the handler must be in place
+    # before the first heavy import (pydantic, through scorer.config), not only once main runs.
+    probe = """
+import runpy, signal, sys
+seen = []
+def hook(event, args):
+    if event == "import" and args[0] == "pydantic" and not seen:
+        seen.append(signal.getsignal(signal.SIGTERM))
+sys.addaudithook(hook)
+sys.argv = ["scorer", "--help"]
+try:
+    runpy.run_module("scorer", run_name="__main__")
+except SystemExit:
+    pass
+print("default" if seen[0] in (signal.SIG_DFL, None) else "handled", file=sys.stderr)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "handled"

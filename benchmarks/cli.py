@@ -192,11 +192,19 @@ def measure_shards(
 
 
 def shard_envs(env: dict[str, str], shards: int) -> list[dict[str, str]]:
-    """Each shard's settings of one run (as the chart renders them); one shard is a plain run."""
+    """Each shard's settings of one run, as the chart renders them for pods that each request
+    an equal share of this machine's CPUs (their predict threads: that share, rounded up,
+    unless ``env`` sets them); one shard is a plain run."""
     if shards == 1:
         return [env]
+    threads = str(-(-len(os.sched_getaffinity(0)) // shards))
     return [
-        {**env, "SCORER_SHARDS": str(shards), "SCORER_SHARD_INDEX": str(index)}
+        {
+            "SCORER_PREDICT_THREADS": threads,
+            **env,
+            "SCORER_SHARDS": str(shards),
+            "SCORER_SHARD_INDEX": str(index),
+        }
         for index in range(shards)
     ]
 
@@ -208,6 +216,7 @@ def report_shards(
     same with each extra (joining) shard's fixed start-up taken out."""
     lines = [
         f"shards over the same {rows:,} rows (numeric case), concurrent processes on this machine",
+        "(N shards: each N-th of the CPUs, as pods requesting that share; 1 shard: all of them)",
         "",
         "| lever | shards | wall s | client CPU s per 1M | server CPU s per 1M"
         " | CPU s per 1M rows | vs 1 shard | start-up CPU s per joining shard"

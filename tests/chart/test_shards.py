@@ -45,6 +45,30 @@ def test_shards_make_an_indexed_job(helm: Helm) -> None:
     assert r.pod["spec"]["restartPolicy"] == "Never"
 
 
+REQUESTED_CPUS = {"containerName": "scorer", "resource": "requests.cpu", "divisor": "1"}
+
+
+def test_a_shard_sizes_its_predict_threads_to_its_cpu_request(helm: Helm) -> None:
+    sharded = helm.template(values=merged(BASE_VALUES, {"shards": 4}))
+    threads = sharded.env["SCORER_PREDICT_THREADS"]
+    assert threads["valueFrom"]["resourceFieldRef"] == REQUESTED_CPUS
+    unsharded = helm.template(values=BASE_VALUES)
+    assert "SCORER_PREDICT_THREADS" not in unsharded.env  # one pod: every CPU it may use
+
+
+def test_no_cpu_request_leaves_the_predict_threads_to_the_scorer(helm: Helm) -> None:
+    no_cpu = {"shards": 4, "resources": {"requests": {"cpu": None}}}  # null drops the default
+    r = helm.template(values=merged(BASE_VALUES, no_cpu))
+    assert "cpu" not in r.container["resources"]["requests"]
+    assert "SCORER_PREDICT_THREADS" not in r.env  # a request of 0 CPUs would mean 0 threads
+
+
+def test_the_env_value_overrides_the_requested_predict_threads(helm: Helm) -> None:
+    env = [{"name": "SCORER_PREDICT_THREADS", "value": "3"}]
+    r = helm.template(values=merged(BASE_VALUES, {"shards": 4, "env": env}))
+    assert r.env_value("SCORER_PREDICT_THREADS") == "3"  # listed after the chart's own
+
+
 def test_parallelism_lowers_the_pods_at_once(helm: Helm) -> None:
     r = helm.template(
         values=merged(

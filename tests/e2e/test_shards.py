@@ -190,6 +190,8 @@ def assert_published_exactly_once(release: Release, job: str) -> tuple[dict[str,
     assert [line["event"] for line in lines].count("run.published") == 1  # by the last shard
     loads = [line for line in lines if line["event"] == "model.loaded"]
     assert len({line["files_sha256"] for line in loads}) == 1, loads  # the very same files
+    # Each pod's predict pool is its CPU request (50m, rounded up), not the node's CPUs.
+    assert {line["predict_threads"] for line in loads} == {1}, loads
     sources = [str(line["loaded_from"]) for line in loads]
     assert sources.count("registry") <= 1, sources  # the others loaded the run's copy
     return row, sources

@@ -243,6 +243,16 @@ template:
           {{- if gt $shards 1 }}
           - name: SCORER_SHARDS
             value: {{ $shards | quote }}
+          {{- if dig "requests" "cpu" "" ($v.resources | default dict) }}
+          # Predict threads: the CPUs this pod requested, rounded up. The scheduler packs shard
+          # pods by their requests; each sizing its pool to the node's CPUs oversubscribes it.
+          - name: SCORER_PREDICT_THREADS
+            valueFrom:
+              resourceFieldRef:
+                containerName: scorer
+                resource: requests.cpu
+                divisor: "1"
+          {{- end }}
           {{- end }}
           {{- with $v.env }}
           {{- toYaml . | nindent 10 }}

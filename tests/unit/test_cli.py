@@ -1,5 +1,6 @@
 """The command line: flags map to settings, every bad setting exits 2 naming its variable, one
-failure path, and a help text a user can work from. Runs ``scorer.cli.main`` in-process."""
+failure path, and a help text a user can work from. Runs ``scorer.cli.main`` in-process (and
+``python -m scorer`` once, in a child, for the handler it installs before its imports)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -33,6 +34,7 @@ import psycopg2
 from benchmarks import fixtures
 from benchmarks.cluster import Cluster, server_cpu
 from benchmarks.fixtures import CASES, NUMERIC, Case
+from scorer import cpus
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK_ROWS = 100_000
@@ -197,7 +199,7 @@ def shard_envs(env: dict[str, str], shards: int) -> list[dict[str, str]]:
     unless ``env`` sets them); one shard is a plain run."""
     if shards == 1:
         return [env]
-    threads = str(-(-len(os.sched_getaffinity(0)) // shards))
+    threads = str(math.ceil(cpus.available() / shards))
     return [
         {
             "SCORER_PREDICT_THREADS": threads,

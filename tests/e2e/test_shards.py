@@ -219,14 +219,14 @@ def test_a_sharded_cronjob_fires_three_pods_and_publishes_once(release: Release)
     assert sorted(sources) == ["registry", "run copy", "run copy"]
 
 
-def waiting_on_lock(database_url: str, key: str) -> int:
+def waiting_on_lock(cur: psycopg2.extensions.cursor, key: str) -> int:
     """How many sessions wait for the advisory lock ``key`` (taken as hashtextextended)."""
-    ((waiting,),) = services.query(
-        database_url,
+    cur.execute(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
         " AND ((classid::bigint << 32) | objid::bigint) = hashtextextended(%s, 0)",
         (key,),
     )
+    ((waiting,),) = cur.fetchall()
     return int(waiting)
 
 
@@ -235,13 +235,12 @@ def test_a_shard_pod_deleted_mid_run_is_retried_on_its_index(release: Release) -
     key = shards.opening_key("scoring", job)
     # The test holds the run's opening lock, so every shard is mid-run (connected, waiting for
     # the run to be opened) when the victim is deleted: it cannot finish its part first.
-    with closing(psycopg2.connect(release.database_url)) as holder:
+    with closing(psycopg2.connect(release.database_url)) as holder, holder.cursor() as cur:
         holder.autocommit = True
-        with holder.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
         release.kubectl("create", "job", f"--from=cronjob/{CRONJOB}", job)
         deadline = time.monotonic() + 180
-        while waiting_on_lock(release.database_url, key) < SHARDS:
+        while waiting_on_lock(cur, key) < SHARDS:
             assert time.monotonic() < deadline, f"the shards never all waited:\n{release.logs(job)}"
             time.sleep(0.5)
         victim = release.wait_pod_running(job, index=1)

@@ -117,7 +117,7 @@ def prepare(
         source = features.Source(
             settings.features, settings.entity_column, settings.snapshot_column, settings.snapshot
         )
-        plan = features.plan(writer, source, model.inputs)
+        plan = features.plan(writer, source, model.inputs, model.dtype)
     log.info(
         "features.checked",
         relation=str(plan.relation),

@@ -34,7 +34,6 @@ from tests.thresholds import Split
 
 pytestmark = pytest.mark.integration
 
-FLAVORS = ("xgboost", "lightgbm", "sklearn", "catboost", "pyfunc")
 NUMBERS = ("usage", "monthly_charges", "signup_epoch", "magnitude")
 TABLE_TYPES = {
     "id": "bigint",
@@ -80,54 +79,58 @@ def logged(flavor: str, model: Any, sample: pd.DataFrame) -> Callable[[str], Any
     return log
 
 
-def train(flavor: str, training: pd.DataFrame) -> Trained:
-    """A classifier of ``flavor`` on ``training``, with its split thresholds."""
+def xgboost_model(training: pd.DataFrame) -> Trained:
+    """``XGBClassifier``; xgboost refuses values beyond float32 in training too."""
+    import xgboost
+
     numbers = list(NUMBERS)
-    if flavor == "xgboost":
-        import xgboost
-
-        fit = training[~beyond_float32(training.magnitude)]  # xgboost refuses them in training
-        xgb = xgboost.XGBClassifier(n_estimators=30, max_depth=4, random_state=0, n_jobs=1)
-        xgb.fit(fit[numbers], fit.churned)
-        return Trained(
-            NUMBERS,
-            thresholds.xgboost_splits(xgb.get_booster()),
-            lambda frame: xgb.predict_proba(frame[numbers])[:, 1],
-            logged("xgboost", xgb, fit[numbers]),
-            rounds_to_float32=True,
-        )
-    if flavor == "lightgbm":
-        import lightgbm
-
-        lgbm = lightgbm.LGBMClassifier(
-            n_estimators=30, num_leaves=15, random_state=0, n_jobs=1, verbose=-1
-        ).fit(training[numbers], training.churned)
-        return Trained(
-            NUMBERS,
-            thresholds.lightgbm_splits(lgbm.booster_),
-            lambda frame: lgbm.predict_proba(frame[numbers])[:, 1],
-            logged("lightgbm", lgbm, training[numbers]),
-        )
-    if flavor == "sklearn":
-        return _histogram_with_categories(training)
-    if flavor == "catboost":
-        import catboost
-
-        cat = catboost.CatBoostClassifier(
-            iterations=30, depth=4, random_seed=0, thread_count=1, verbose=False,
-            allow_writing_files=False,
-        ).fit(training[numbers], training.churned)  # fmt: skip
-        return Trained(
-            NUMBERS,
-            thresholds.catboost_splits(cat),
-            lambda frame: cat.predict_proba(frame[numbers])[:, 1],
-            logged("catboost", cat, training[numbers]),
-            rounds_to_float32=True,
-        )
-    return _pyfunc_with_a_timestamp(training)
+    fit = training[~beyond_float32(training.magnitude)]
+    model = xgboost.XGBClassifier(n_estimators=30, max_depth=4, random_state=0, n_jobs=1)
+    model.fit(fit[numbers], fit.churned)
+    return Trained(
+        NUMBERS,
+        thresholds.xgboost_splits(model.get_booster()),
+        lambda frame: model.predict_proba(frame[numbers])[:, 1],
+        logged("xgboost", model, fit[numbers]),
+        rounds_to_float32=True,
+    )
 
 
-def _histogram_with_categories(training: pd.DataFrame) -> Trained:
+def lightgbm_model(training: pd.DataFrame) -> Trained:
+    """``LGBMClassifier``: float64 thresholds, compared in float64."""
+    import lightgbm
+
+    numbers = list(NUMBERS)
+    model = lightgbm.LGBMClassifier(
+        n_estimators=30, num_leaves=15, random_state=0, n_jobs=1, verbose=-1
+    ).fit(training[numbers], training.churned)
+    return Trained(
+        NUMBERS,
+        thresholds.lightgbm_splits(model.booster_),
+        lambda frame: model.predict_proba(frame[numbers])[:, 1],
+        logged("lightgbm", model, training[numbers]),
+    )
+
+
+def catboost_model(training: pd.DataFrame) -> Trained:
+    """``CatBoostClassifier``: it stores float32 borders and rounds its inputs to float32."""
+    import catboost
+
+    numbers = list(NUMBERS)
+    model = catboost.CatBoostClassifier(
+        iterations=30, depth=4, random_seed=0, thread_count=1, verbose=False,
+        allow_writing_files=False,
+    ).fit(training[numbers], training.churned)  # fmt: skip
+    return Trained(
+        NUMBERS,
+        thresholds.catboost_splits(model),
+        lambda frame: model.predict_proba(frame[numbers])[:, 1],
+        logged("catboost", model, training[numbers]),
+        rounds_to_float32=True,
+    )
+
+
+def sklearn_model(training: pd.DataFrame) -> Trained:
     """``HistGradientBoostingClassifier`` with ``plan`` as a native category (explicit),
     ordinal-encoded from the strings the scorer hands scikit-learn."""
     from sklearn.compose import ColumnTransformer
@@ -156,7 +159,7 @@ def _histogram_with_categories(training: pd.DataFrame) -> Trained:
     )
 
 
-def _pyfunc_with_a_timestamp(training: pd.DataFrame) -> Trained:
+def pyfunc_model(training: pd.DataFrame) -> Trained:
     """A ``PythonModel`` whose signature declares ``last_seen: datetime``; it scores a
     ``HistGradientBoostingClassifier`` on that timestamp in epoch microseconds."""
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -189,6 +192,15 @@ def _pyfunc_with_a_timestamp(training: pd.DataFrame) -> Trained:
         lambda frame: np.asarray(python_model.predict(None, frame[inputs])),
         log,
     )
+
+
+TRAIN: dict[str, Callable[[pd.DataFrame], Trained]] = {
+    "xgboost": xgboost_model,
+    "lightgbm": lightgbm_model,
+    "sklearn": sklearn_model,
+    "catboost": catboost_model,
+    "pyfunc": pyfunc_model,
+}
 
 
 def micros_as_timestamps(micros: pd.Series[float]) -> pd.Series[Any]:
@@ -257,12 +269,12 @@ def differences(published: pd.Series[float], expected: pd.Series[float]) -> str:
     return "; ".join(problems)
 
 
-@pytest.mark.parametrize("flavor", FLAVORS)
+@pytest.mark.parametrize("flavor", TRAIN)
 def test_published_scores_are_the_librarys_own_on_the_tables_values(
     mlflow_uri: str, postgres_url: str, target_schema: str, flavor: str
 ) -> None:
     training = thresholds.accounts(2_000, seed=41)
-    model = train(flavor, training)
+    model = TRAIN[flavor](training)
     name = f"exact-{flavor}"
     fixtures.register(mlflow_uri, name, model.log)
     built = table_on_thresholds(model, training, seed=43)

@@ -6,6 +6,7 @@ import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,13 +20,22 @@ from scorer.sink import partition_name
 HEADER = wire.COPY_SIGNATURE + struct.pack(">ii", 0, 0)
 
 
-def numeric_plan(names: tuple[str, ...]) -> FeaturePlan:
+Float = type[np.floating[Any]]
+
+
+def with_dtype(plan: FeaturePlan, dtype: Float | None) -> FeaturePlan:
+    """``plan`` parsing its numbers into ``dtype`` (the model's), or the default."""
+    return plan if dtype is None else replace(plan, dtype=dtype)
+
+
+def numeric_plan(names: tuple[str, ...], dtype: Float | None = None) -> FeaturePlan:
     fixed = (("id", ">i8"), ("null_id", "u1"), *((f"f{i}", ">f8") for i in range(len(names))))
     inputs = tuple(ModelInput(name, "number", "double") for name in names)
-    return FeaturePlan(
+    plan = FeaturePlan(
         Relation(None, "t"), "id", "bigint", inputs, Snapshot("", ""),
         wire.RowLayout(fixed), "", (), names, (),
     )  # fmt: skip
+    return with_dtype(plan, dtype)
 
 
 def numeric_row(entity: int, null_id: bool, values: list[float]) -> bytes:
@@ -35,14 +45,15 @@ def numeric_row(entity: int, null_id: bool, values: list[float]) -> bytes:
     return row
 
 
-def text_plan() -> FeaturePlan:
+def text_plan(dtype: Float | None = None) -> FeaturePlan:
     """A text id and one string feature in the tail, one number in the fixed part."""
-    inputs = (ModelInput("contract", "string", "string"), ModelInput("tenure", "number", "long"))
+    inputs = (ModelInput("contract", "string", "string"), ModelInput("tenure", "number", "double"))
     layout = wire.RowLayout((("tail", ">i4"), ("null_id", "u1"), ("f0", ">f8")), 2)
-    return FeaturePlan(
+    plan = FeaturePlan(
         Relation(None, "t"), "customer_id", "text", inputs, Snapshot("", ""), layout, "",
         (), ("tenure",), ("contract",),
     )  # fmt: skip
+    return with_dtype(plan, dtype)
 
 
 def text_row(entity: bytes | None, contract: bytes | None, tenure: float) -> bytes:
@@ -56,12 +67,13 @@ def text_row(entity: bytes | None, contract: bytes | None, tenure: float) -> byt
     return fixed + struct.pack(">id", 8, tenure) + payload
 
 
+TENURES = (1.0, 34.1, 2.0, 1_800_000_000.5)  # float32 rounds the second and the last
 TEXT_STREAM = (
     HEADER
-    + text_row(b"7590-VHVEG", b"Month-to-month", 1.0)
-    + text_row(b"", None, 34.0)
-    + text_row(None, b"One year", 2.0)
-    + text_row("Zoë-1".encode(), b"Two year", 45.0)
+    + text_row(b"7590-VHVEG", b"Month-to-month", TENURES[0])
+    + text_row(b"", None, TENURES[1])
+    + text_row(None, b"One year", TENURES[2])
+    + text_row("Zoë-1".encode(), b"Two year", TENURES[3])
     + wire.TRAILER
 )
 
@@ -169,9 +181,12 @@ def test_a_sql_type_that_guarantees_the_declared_type_is_not_checked(
     assert declared_types.checks(0, "t", declared, typname) == ()
 
 
+@pytest.mark.parametrize("dtype", [None, np.float32, np.float64])
 @pytest.mark.parametrize("split", range(len(TEXT_STREAM) + 1))
-def test_text_rows_parse_the_same_wherever_the_stream_is_split(split: int) -> None:
-    plan = text_plan()
+def test_text_rows_parse_the_same_wherever_the_stream_is_split(
+    split: int, dtype: Float | None
+) -> None:
+    plan = text_plan(dtype)
     chunks = read_all(plan, [TEXT_STREAM[:split], TEXT_STREAM[split:]])
     parsed = [features.to_chunk(rows, plan) for rows in chunks]
     assert sum(chunk.read for chunk in parsed) == 4
@@ -186,8 +201,51 @@ def test_text_rows_parse_the_same_wherever_the_stream_is_split(split: int) -> No
         None,
         "Two year",
     ]
-    assert [float(x) for chunk in parsed for x in chunk.numbers[:, 0]] == [1.0, 34.0, 45.0]
+    numbers = np.concatenate([chunk.numbers[:, 0] for chunk in parsed])
+    assert numbers.dtype == (dtype or np.float64)
+    kept = np.array(TENURES)[[0, 1, 3]]  # the third row's id is NULL
+    np.testing.assert_array_equal(numbers, kept.astype(dtype or np.float64))
     assert sum(chunk.rejected_by["customer_id: id is NULL"] for chunk in parsed) == 1
+
+
+# Each value is one that float32 rounds (or cannot hold: 1e39), so that a parse into the
+# wrong dtype, or through float32 on the way to float64, cannot pass.
+PRECISE = np.array(
+    [
+        [0.1, 1_800_000_000.5],  # two-decimal-like, and epoch seconds (float32 steps by 128)
+        [float(np.nextafter(1.0, 2.0)), np.nan],  # the next float64 after 1; NULL
+        [-65.13, 1e39],  # money; beyond float32
+        [16_777_217.0, 1_799_999_999_999_999.0],  # 2**24 + 1; epoch microseconds
+    ]
+)
+PRECISE_STREAM = (
+    HEADER
+    + b"".join(numeric_row(i + 1, False, row.tolist()) for i, row in enumerate(PRECISE))
+    + wire.TRAILER
+)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("split", range(len(PRECISE_STREAM) + 1))
+def test_numbers_parse_exactly_into_the_plans_dtype_wherever_the_stream_is_split(
+    split: int, dtype: Float
+) -> None:
+    """float64 holds every value as the table sent it; float32 rounds them, and rejects the
+    row it cannot hold (naming the column) rather than score infinity."""
+    plan = numeric_plan(("a", "b"), dtype)
+    chunks = read_all(plan, [PRECISE_STREAM[:split], PRECISE_STREAM[split:]])
+    parsed = [features.to_chunk(rows, plan) for rows in chunks]
+    assert all(chunk.numbers.dtype == dtype for chunk in parsed)
+    with np.errstate(over="ignore"):
+        expected = PRECISE.astype(dtype)
+    fits = ~np.isinf(expected).any(axis=1)
+    np.testing.assert_array_equal(
+        np.concatenate([chunk.numbers for chunk in parsed]), expected[fits]
+    )
+    assert [int(i) for chunk in parsed for i in chunk.ids] == (np.flatnonzero(fits) + 1).tolist()
+    reasons = [reason for chunk in parsed for reason in chunk.rejected_by]
+    assert sum(chunk.rejected for chunk in parsed) == int((~fits).sum())
+    assert all(reason.startswith("b: ") for reason in reasons)
 
 
 @pytest.mark.parametrize("split", range(len(HEADER) + 1))

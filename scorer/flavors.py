@@ -128,6 +128,8 @@ def load(
             data = _coded(chunk, plan, codes, method)
         try:
             out = np.asarray(scoring.output(data))
+        except ModelOutputError:
+            raise  # the scorer's own refusal of what the model returned
         except Exception as exc:
             raise ModelOutputError(
                 f"the model's {method} failed on a chunk of {chunk.ids.size} rows: "

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg2
 
-from scorer import db, declared, wire, workers
+from scorer import db, declared, newest_snapshot, wire, workers
 from scorer.errors import ConfigError, EmptyRelationError, SchemaMismatchError
 from scorer.identifiers import Relation, quote_any
 
@@ -208,12 +208,12 @@ def _check_snapshot_column(column: Column | None, name: str, problems: list[str]
 def _pick_snapshot(
     conn: db.Connection, relation: Relation, column: Column, wanted: str | None
 ) -> Snapshot:
-    """The requested snapshot in the column's own text form, or the newest in the table."""
-    quoted = quote_any(column.name)
+    """The requested snapshot in the column's own text form, or the newest in the table
+    (through an index or the partition bounds where it has them: ``scorer.newest_snapshot``)."""
     with conn.cursor() as cur:
         cur.execute("SET TIME ZONE 'UTC'")  # timestamptz snapshots render the same everywhere
         if wanted is None:
-            cur.execute(f"SELECT max({quoted})::text FROM {relation.sql}")
+            label = newest_snapshot.newest(cur, relation, column.name, column.sql_type)
         else:
             try:
                 cur.execute(f"SELECT (%s::{column.sql_type})::text", (wanted,))
@@ -222,8 +222,7 @@ def _pick_snapshot(
                     f"SCORER_SNAPSHOT={wanted!r} is not a valid {column.sql_type} for snapshot "
                     f"column {column.name!r}"
                 ) from None
-        row = cur.fetchone()
-    label = None if row is None else row[0]
+            label = db.one_value(cur)
     if label is None:
         raise EmptyRelationError(
             f"feature relation {relation} has no rows with a snapshot in {column.name!r}; "

@@ -11,7 +11,9 @@ its booster stored at training, matched byte for byte (one float32 matrix, as nu
 lightgbm as pandas categoricals, and every other model as Python strings. Other flavors go
 through pyfunc, whose output must be a probability: labels, regressors' values and NaN are
 refused (``ModelOutputError``, exit 2) unless ``SCORER_SCORE_KIND=raw`` asks for raw scores.
-Errors from a model library are summarised by type and column, never by data.
+A pyfunc's DataFrame output is read by column name (``SCORER_POSITIVE_CLASS``, else
+``probability``), never by position. Errors from a model library are summarised by type and
+the columns it names, else the dtypes the model was handed; never by data.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ _KINDS: dict[str, InputKind] = {
 _PROBABILITY_OBJECTIVES = ("binary:logistic", "multi:softprob")
 _NATIVE = ("xgboost", "lightgbm", "catboost", "sklearn")
 _COLUMN_INDEX = re.compile(r"(\d+)(?:st|nd|rd|th) \(0-based\) column")
+_LISTED = 30  # columns a message lists before it says how many more
+_PROBABILITY_COLUMN = "probability"
+_LOG_SIGNATURE = (
+    "log it with one: mlflow.<flavor>.log_model(model, name=..., signature="
+    "mlflow.models.infer_signature(training_features, model_output)), where training_features "
+    "is a DataFrame with the feature relation's column names"
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,7 @@ class _Scoring:
     classes: tuple[str, ...] | None  # None: the output is already one score per row
     frame: bool  # the model takes a DataFrame (else one float32 matrix, if all numeric)
     categories: bool  # strings as pandas categoricals (else Python strings)
+    named: bool = False  # the output names its own columns: the score is read by name
 
 
 def load(
@@ -103,9 +113,13 @@ def load(
         ) from exc
     inputs = _inputs(meta, model if flavor == "xgboost" else None)
     if not inputs:
-        raise SchemaMismatchError("the model has no input signature with column names")
-    scoring = _scoring(flavor, model, score_kind, threads)
-    index, chosen = _positive(scoring.classes, positive_class)
+        raise SchemaMismatchError(
+            f"the model has no input signature with column names; {_LOG_SIGNATURE}"
+        )
+    scoring = _scoring(flavor, model, score_kind, threads, positive_class)
+    index, chosen = (
+        (None, positive_class) if scoring.named else _positive(scoring.classes, positive_class)
+    )
     codes = _training_codes(model, inputs) if flavor == "xgboost" else {}
     numeric = all(item.kind == "number" for item in inputs)
     as_frame = not codes and (scoring.frame or not numeric)
@@ -119,10 +133,12 @@ def load(
             data = _coded(chunk, plan, codes, method)
         try:
             out = np.asarray(scoring.output(data))
+        except ModelOutputError:
+            raise  # the scorer's own refusal of what the model returned
         except Exception as exc:
             raise ModelOutputError(
                 f"the model's {method} failed on a chunk of {chunk.ids.size} rows: "
-                + _summary(exc, inputs)
+                + _summary(exc, inputs, data)
             ) from None  # the library's message may quote feature values
         return _scores(out, index, score_kind, method)
 
@@ -184,8 +200,11 @@ def _booster_categorical(booster: Any, name: str) -> bool:
     return any(n == name and t == "c" for n, t in zip(names, types, strict=False))
 
 
-def _scoring(flavor: str, model: Any, score_kind: ScoreKind, threads: int) -> _Scoring:
-    """How this flavor's model gives a probability (or, for raw, its own prediction)."""
+def _scoring(
+    flavor: str, model: Any, score_kind: ScoreKind, threads: int, positive_class: str | None
+) -> _Scoring:
+    """How this flavor's model gives a probability (or, for raw, its own prediction); a
+    pyfunc's output is read by column name when it names its columns (``_by_name``)."""
     if flavor == "xgboost":
         objective = json.loads(model.save_config())["learner"]["objective"]["name"]
         if objective in _PROBABILITY_OBJECTIVES or score_kind == "raw":
@@ -220,10 +239,18 @@ def _scoring(flavor: str, model: Any, score_kind: ScoreKind, threads: int) -> _S
                 True,
                 True,
             )
+    if flavor == "python_function":
+        method = "pyfunc predict"
+        return _Scoring(
+            method,
+            lambda data: _by_name(model.predict(data), positive_class, method),
+            None,
+            True,
+            False,
+            named=True,
+        )
     if score_kind == "raw":
         return _Scoring(f"{flavor} predict", model.predict, None, True, flavor == "lightgbm")
-    if flavor == "python_function":
-        return _Scoring("pyfunc predict", model.predict, None, True, False)
     raise ModelOutputError(
         f"the {flavor} model has no predict_proba (is it a regressor?); {_LOG_PROBABILITIES}, "
         "or score its raw predictions with SCORER_SCORE_KIND=raw"
@@ -440,8 +467,9 @@ def _scores(out: npt.NDArray[Any], index: int | None, kind: ScoreKind, method: s
     return scores
 
 
-def _summary(exc: Exception, inputs: tuple[ModelInput, ...]) -> str:
-    """The error's type and the input columns it names; none of its data."""
+def _summary(exc: Exception, inputs: tuple[ModelInput, ...], data: Any) -> str:
+    """The error's type and the input columns it names, else the dtypes the model was handed
+    (``inputs: tenure int64, contract category``); none of its data."""
     text = str(exc)
     named = [item.name for item in inputs if re.search(rf"\b{re.escape(item.name)}\b", text)]
     found = _COLUMN_INDEX.search(text)
@@ -452,8 +480,80 @@ def _summary(exc: Exception, inputs: tuple[ModelInput, ...]) -> str:
         hint = " (a category the model never saw; the model's library refuses it)"
     elif "schema" in text.lower() or "convert" in text.lower():
         hint = " (the input does not match the model's signature)"
-    columns = f" on column {', '.join(dict.fromkeys(named))}" if named else ""
-    return f"{type(exc).__name__}{columns}{hint}"
+    handed = _handed(data, inputs)
+    if named:
+        columns = ", ".join(
+            f"{name} ({handed[name]})" if name in handed else name for name in dict.fromkeys(named)
+        )
+        return f"{type(exc).__name__} on column {columns}{hint}"
+    listed = _listed([f"{name} {dtype}" for name, dtype in handed.items()])
+    return f"{type(exc).__name__}{hint}; inputs: {listed}"
+
+
+def _handed(data: Any, inputs: tuple[ModelInput, ...]) -> dict[str, str]:
+    """Each input column's dtype as the model was handed it, with its count of missing
+    values if any: ``{"tenure": "float64 with 3 missing"}``."""
+    import pandas as pd  # noqa: PLC0415 - only a failed prediction needs it
+
+    if isinstance(data, pd.DataFrame):
+        missing = data.isna().sum().tolist()
+        pairs = zip(data.columns, data.dtypes, missing, strict=True)
+        return {str(name): _dtype(str(dtype), int(n)) for name, dtype, n in pairs}
+    matrix = np.asarray(data)
+    if matrix.ndim != 2 or matrix.shape[1] != len(inputs):
+        return {}
+    holes = np.isnan(matrix).sum(axis=0) if matrix.dtype.kind == "f" else np.zeros(len(inputs))
+    return {
+        item.name: _dtype(str(matrix.dtype), int(n))
+        for item, n in zip(inputs, holes.tolist(), strict=True)
+    }
+
+
+def _dtype(dtype: str, missing: int) -> str:
+    return f"{dtype} with {missing} missing" if missing else dtype
+
+
+def _listed(parts: list[str]) -> str:
+    """Up to ``_LISTED`` parts, then how many more."""
+    more = len(parts) - _LISTED
+    return ", ".join(parts[:_LISTED]) + (f" and {more} more" if more > 0 else "")
+
+
+def _by_name(out: Any, wanted: str | None, method: str) -> Any:
+    """A pyfunc's output: from a DataFrame, the column named ``wanted`` (the positive class),
+    else the one named ``probability``, else its only column; any other output as it is.
+    ``ModelOutputError`` for a DataFrame where that column is missing or named twice, and
+    for unnamed output when ``wanted`` is set, saying what was returned (never values)."""
+    import pandas as pd  # noqa: PLC0415 - pyfunc models bring pandas
+
+    if not isinstance(out, pd.DataFrame):
+        if wanted is not None:
+            raise ModelOutputError(
+                f"SCORER_POSITIVE_CLASS={wanted!r} names the column to score, but the model's "
+                f"{method} returned {type(out).__name__} {_shape(out)}, which names no columns: "
+                f"return a DataFrame with a column named {wanted!r}, or unset "
+                "SCORER_POSITIVE_CLASS"
+            )
+        return out
+    names = [str(name) for name in out.columns]
+    if wanted is None and len(names) == 1:
+        return out.iloc[:, 0].to_numpy()
+    target = _PROBABILITY_COLUMN if wanted is None else wanted
+    at = [index for index, name in enumerate(names) if name == target]
+    if len(at) == 1:
+        return out.iloc[:, at[0]].to_numpy()
+    returned = _listed([f"{name} {dtype}" for name, dtype in zip(names, out.dtypes, strict=True)])
+    problem = f"no column named {target!r}" if not at else f"{len(at)} columns named {target!r}"
+    raise ModelOutputError(
+        f"the model's {method} returned a DataFrame of {len(names)} columns ({returned}) with "
+        f"{problem}: the score is read by name, from the column named for the positive class "
+        f"(SCORER_POSITIVE_CLASS) or, when it is unset, {_PROBABILITY_COLUMN!r}"
+    )
+
+
+def _shape(out: Any) -> str:
+    shape = getattr(out, "shape", None)
+    return "" if shape is None else f"of shape {tuple(shape)}"
 
 
 def _signature(meta: mlmodel.ModelMeta, inputs: tuple[ModelInput, ...]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Any
 from scorer import db, sink
 from scorer.errors import RunNotFoundError
 from scorer.identifiers import quote_identifier
-from scorer.quality import HISTOGRAM_BINS
+from scorer.quality import FIRST_RUN, HISTOGRAM_BINS
 
 _BAR_WIDTH = 28
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -247,7 +247,7 @@ def _quality(r: Record) -> list[tuple[str, str]]:
     verdict = "passed" if quality.get("passed") else "failed"
     ref = r["reference"]
     if ref is None:
-        against = "no reference run (the first published run of this model and relation)"
+        against = f"no reference run ({quality.get('no_reference') or FIRST_RUN})"
     elif "status" not in ref:
         against = f"against run {ref['run_id']} (its row is gone)"
     else:

@@ -306,13 +306,13 @@ class _RunState:
         probabilities = prepared.model.score_kind == "probability"
         histogram = quality.coarse_histogram(self.stats.histogram) if probabilities else None
         stats = self.feature_counts.shares(self.stats.count)
-        reference = quality.previous(
-            writer,
-            settings.target_schema,
+        meaning = quality.Meaning(
             prepared.resolved.name,
             settings.features_table,
-            settings.run_id,
+            prepared.model.score_kind,
+            prepared.model.positive_class,
         )
+        reference = quality.previous(writer, settings.target_schema, meaning, settings.run_id)
         limits = quality.Limits(
             settings.max_score_psi, settings.min_rows_ratio, settings.max_null_share_increase
         )
@@ -327,8 +327,8 @@ class _RunState:
         )
         for check in verdict.warnings:
             log.warning("quality.warning", check=check.check, value=check.value, warn=check.warn)
-        if reference is None:
-            log.info("quality.no_reference", detail="first run of this model and relation")
+        if isinstance(reference, quality.NoReference):
+            log.info("quality.no_reference", detail=reference.reason)
         failed = "; ".join(check.describe() for check in verdict.failed)
         if failed and settings.quality_override is not None:
             log.warning("quality.overridden", failed=failed, reason=settings.quality_override)

@@ -2,16 +2,18 @@
 
 Every run records its evidence: a fixed histogram of its scores over [0, 1], and per feature
 the share of NULL/NaN values (and, for strings, of empty ones). It is compared with the
-previous published run of the same model and feature relation: the population stability
-index of the scores over the reference run's deciles, the row count as a ratio of the
-reference's, and each feature's increase in NULL share. Past a limit the run publishes
-nothing (``QualityGateError``, exit 2) unless ``SCORER_QUALITY_OVERRIDE`` gives a reason;
-past a warning level it logs a warning. A first run has no reference and passes.
+latest published run whose scores mean the same: the same model and feature relation, the
+same score kind and positive class. The checks: the population stability index of the
+scores over the reference run's deciles, the row count as a ratio of the reference's, and
+each feature's increase in NULL share. Past a limit the run publishes nothing
+(``QualityGateError``, exit 2) unless ``SCORER_QUALITY_OVERRIDE`` gives a reason; past a
+warning level it logs a warning. A run with no such reference (a first run, or the first to
+score another class or kind) passes and records why it had none.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -22,6 +24,7 @@ from scorer.identifiers import quote_identifier
 
 HISTOGRAM_BINS = 1000
 """``score_histogram`` counts the run's scores in [i/1000, (i+1)/1000), i = 0..999."""
+FIRST_RUN = "the first published run of this model and relation"
 _FLOOR = 1e-4  # shares below this count as this, so an empty bin does not make PSI infinite
 Status = Literal["passed", "warning", "failed"]
 
@@ -63,13 +66,35 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Meaning:
+    """What a run's scores are: runs are compared only when theirs are the same."""
+
+    model_name: str
+    relation: str  # the feature relation, as configured
+    score_kind: str
+    positive_class: str | None
+
+    def describe(self) -> str:
+        """``probabilities of class '1'``, ``raw scores``."""
+        kind = "raw scores" if self.score_kind == "raw" else "probabilities"
+        return kind if self.positive_class is None else f"{kind} of class {self.positive_class!r}"
+
+
+@dataclass(frozen=True)
 class Reference:
-    """The previous published run of the same model and feature relation."""
+    """The latest published run whose scores mean the same as this run's."""
 
     run_id: str
     rows: int
     histogram: npt.NDArray[np.int64] | None
     feature_stats: dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class NoReference:
+    """Why a run has no reference run: it passes unchecked, and records this."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +120,7 @@ class Verdict:
     reference_run_id: str | None
     checks: tuple[Check, ...]
     override: str | None
+    no_reference: str | None = None  # why there was no reference run
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -117,12 +143,15 @@ class Verdict:
 
     def as_json(self) -> dict[str, Any]:
         """The run row's ``quality`` column."""
-        return {
+        recorded: dict[str, Any] = {
             "reference_run_id": self.reference_run_id,
             "checks": [check.__dict__ for check in self.checks],
             "passed": self.passed,
             "override": self.override,
         }
+        if self.no_reference is not None:
+            recorded["no_reference"] = self.no_reference
+        return recorded
 
 
 def coarse_histogram(fine: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -132,20 +161,39 @@ def coarse_histogram(fine: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 
 
 def previous(
-    conn: db.Connection, schema: str, model_name: str, relation: str, run_id: str
-) -> Reference | None:
-    """The latest published (or since pruned) run of ``model_name`` over ``relation``."""
+    conn: db.Connection, schema: str, meaning: Meaning, run_id: str
+) -> Reference | NoReference:
+    """The latest published (or since pruned) run whose scores mean the same as ``meaning``,
+    or why there is none: no published run of the model over the relation, or none that
+    scored the same kind and class (a PSI against another class's scores means nothing)."""
     table = f"{quote_identifier(schema)}.scoring_runs"
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT run_id, rows_scored, score_histogram, feature_stats FROM {table}"
-            " WHERE model_name = %s AND features_relation = %s AND run_id <> %s"
-            " AND status IN ('succeeded', 'pruned') ORDER BY finished_at DESC LIMIT 1",
-            (model_name, relation, run_id),
+            f"SELECT run_id, rows_scored, score_histogram, feature_stats, score_kind,"
+            f" positive_class FROM {table}"
+            " WHERE model_name = %(model)s AND features_relation = %(relation)s"
+            " AND run_id <> %(run_id)s AND status IN ('succeeded', 'pruned')"
+            " ORDER BY (score_kind = %(kind)s"
+            " AND positive_class IS NOT DISTINCT FROM %(positive)s) DESC, finished_at DESC"
+            " LIMIT 1",
+            {
+                "model": meaning.model_name,
+                "relation": meaning.relation,
+                "run_id": run_id,
+                "kind": meaning.score_kind,
+                "positive": meaning.positive_class,
+            },
         )
         row = cur.fetchone()
     if row is None:
-        return None
+        return NoReference(FIRST_RUN)
+    latest = replace(meaning, score_kind=str(row[4]), positive_class=row[5])
+    if latest != meaning:
+        return NoReference(
+            f"no published run of this model and relation scored {meaning.describe()}; the "
+            f"latest, run {row[0]}, scored {latest.describe()}, which a comparison with this "
+            "run's would not mean"
+        )
     histogram = None if row[2] is None else np.asarray(row[2], dtype=np.int64)
     return Reference(str(row[0]), int(row[1] or 0), histogram, dict(row[3] or {}))
 
@@ -160,12 +208,12 @@ class Observed:
 
 
 def evaluate(
-    reference: Reference | None, observed: Observed, limits: Limits, override: str | None
+    reference: Reference | NoReference, observed: Observed, limits: Limits, override: str | None
 ) -> Verdict:
     """Compare this run's evidence with the reference run's."""
     rows, histogram, feature_stats = observed.rows, observed.histogram, observed.feature_stats
-    if reference is None:
-        return Verdict(None, (), override)
+    if isinstance(reference, NoReference):
+        return Verdict(None, (), override, reference.reason)
     checks = []
     if histogram is not None and reference.histogram is not None and reference.histogram.sum():
         value = psi(reference.histogram, histogram)

@@ -76,6 +76,7 @@ def test_a_first_run_publishes_and_records_that_it_had_no_reference(
         "checks": [],
         "passed": True,
         "override": None,
+        "no_reference": "the first published run of this model and relation",
     }
     assert len(record["histogram"]) == 1000
     assert sum(record["histogram"]) == ROWS
@@ -151,3 +152,32 @@ def test_a_shifted_score_distribution_fails_and_an_override_lets_it_through(
     assert checks(record)["score_psi"]["status"] == "failed"  # the evidence stays honest
     assert "quality.overridden" in services.events(allowed.stdout)
     assert latest(postgres_url, target) == [("allowed", ROWS)]
+
+
+def test_a_run_of_another_positive_class_has_no_reference_and_says_why(
+    env: dict[str, str], postgres_url: str, target: str
+) -> None:
+    """Class 0's probabilities are 1 - class 1's: a PSI between them means nothing, so a run
+    is only compared with a run that scored the same class (and kind) of the same relation."""
+    assert score(env, night(1), postgres_url, "class-1").returncode == 0
+    other = score(env, night(2), postgres_url, "class-0", SCORER_POSITIVE_CLASS="0")
+    assert other.returncode == 0, other.stdout + other.stderr
+    record = quality_of(postgres_url, target, "class-0")
+    assert record["quality"]["reference_run_id"] is None
+    assert record["quality"]["checks"] == []
+    reason = record["quality"]["no_reference"]
+    assert "probabilities of class '0'" in reason
+    assert "run class-1, scored probabilities of class '1'" in reason
+    assert "quality.no_reference" in services.events(other.stdout)
+
+    # The next run of each class is compared with the latest run of its own class.
+    again = score(env, night(3), postgres_url, "class-0-again", SCORER_POSITIVE_CLASS="0")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert quality_of(postgres_url, target, "class-0-again")["quality"]["reference_run_id"] == (
+        "class-0"
+    )
+    back = score(env, night(4), postgres_url, "class-1-again")
+    assert back.returncode == 0, back.stdout + back.stderr
+    found = quality_of(postgres_url, target, "class-1-again")
+    assert found["quality"]["reference_run_id"] == "class-1"
+    assert checks(found)["score_psi"]["value"] < 0.05

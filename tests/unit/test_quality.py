@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scorer import quality
-from scorer.quality import Limits, Observed, Reference
+from scorer.quality import Limits, Meaning, NoReference, Observed, Reference
 
 LIMITS = Limits(max_score_psi=0.25, min_rows_ratio=0.8, max_null_share_increase=0.2)
 
@@ -38,15 +38,21 @@ def test_psi_matches_the_textbook_formula_on_decile_bins() -> None:
     assert got == pytest.approx(textbook, abs=2e-3)  # edges fall on 1/1000 bins
 
 
-def test_a_first_run_has_no_checks_and_passes() -> None:
-    verdict = quality.evaluate(None, Observed(10, None, {}), LIMITS, None)
+def test_a_first_run_has_no_checks_passes_and_says_why() -> None:
+    verdict = quality.evaluate(NoReference(quality.FIRST_RUN), Observed(10, None, {}), LIMITS, None)
     assert verdict.passed
     assert verdict.as_json() == {
         "reference_run_id": None,
         "checks": [],
         "passed": True,
         "override": None,
+        "no_reference": quality.FIRST_RUN,
     }
+
+
+def test_what_scores_mean_is_described_by_kind_and_class() -> None:
+    assert Meaning("m", "t", "probability", "0").describe() == "probabilities of class '0'"
+    assert Meaning("m", "t", "raw", None).describe() == "raw scores"
 
 
 def test_each_check_fails_warns_or_passes_by_its_own_limit() -> None:

@@ -76,6 +76,13 @@ class RegistryAuthError(PermanentError):
     kind = "registry_auth"
 
 
+class RegistryTlsError(PermanentError):
+    """The registry's TLS certificate failed verification (an unknown CA, a host-name mismatch),
+    or the CA bundle configured for it cannot be read."""
+
+    kind = "registry_tls"
+
+
 class RegistryUnavailableError(RetryableError):
     """The registry is unreachable or failed on its side."""
 

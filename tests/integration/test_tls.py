@@ -139,3 +139,62 @@ def test_an_invalid_sslmode_is_a_configuration_error(setup: TlsSetup) -> None:
 def _handshakes_refused(cluster: tls.Cluster) -> int:
     """TLS handshakes the server saw a client abort (one per connection attempt)."""
     return cluster.log.read_text().count("could not accept SSL connection")
+
+
+@pytest.fixture(scope="module")
+def tls_registry(setup: TlsSetup) -> Iterator[str]:
+    """A real ``mlflow server`` serving HTTPS only, its certificate signed by the test's CA."""
+    certificate = tls.issue(setup.ca, setup.directory / "registry", ["127.0.0.1"])
+    with services.mlflow_server(
+        setup.directory / "mlflow", tls=(certificate.cert, certificate.key, setup.ca.cert)
+    ) as uri:
+        yield uri
+
+
+def check_against(registry_uri: str, **env: str) -> tuple[int, dict[str, object], str]:
+    """``python -m scorer check`` resolving a model from ``registry_uri``: code, last line, all."""
+    settings = {
+        "MLFLOW_TRACKING_URI": registry_uri,
+        # MLflow's own retries would take minutes here (about 250 s); no retry cures these.
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "SCORER_DATABASE_URL": services.admin_url(),
+        "SCORER_MODEL_NAME": "tls-probe-never-registered",
+        "SCORER_MODEL_ALIAS": "champion",
+        "SCORER_FEATURES_TABLE": "features.customers",
+        "SCORER_ENTITY_COLUMN": "customer_id",
+        **env,
+    }
+    result = services.run_scorer(settings, "check")
+    return result.returncode, services.json_lines(result.stdout)[-1], result.stdout + result.stderr
+
+
+def test_the_registry_over_tls_with_its_ca_answers(setup: TlsSetup, tls_registry: str) -> None:
+    code, last, output = check_against(
+        tls_registry, MLFLOW_TRACKING_SERVER_CERT_PATH=str(setup.ca.cert)
+    )
+    assert (code, last["kind"]) == (2, "model_not_found"), output  # it answered, over TLS
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("unknown CA", "unable to get local issuer certificate"),
+        ("host-name mismatch", "Hostname mismatch"),
+        ("missing CA bundle", "the CA bundle cannot be read"),
+    ],
+)
+def test_a_registry_certificate_failure_is_exit_2_registry_tls(
+    setup: TlsSetup, tls_registry: str, name: str, says: str
+) -> None:
+    uri, bundle = tls_registry, str(setup.ca.cert)
+    if name == "unknown CA":
+        bundle = str(setup.other_ca.cert)
+    elif name == "host-name mismatch":  # the certificate names 127.0.0.1 only
+        uri = uri.replace("127.0.0.1", "localhost")
+    else:
+        bundle = str(setup.directory / "no-such-bundle.pem")
+    code, last, output = check_against(uri, MLFLOW_TRACKING_SERVER_CERT_PATH=bundle)
+    assert code == 2, output
+    assert (last["kind"], last["exit_code"]) == ("registry_tls", 2)
+    assert says in str(last["error"])
+    assert "MLFLOW_TRACKING_SERVER_CERT_PATH" in str(last["error"])

@@ -39,8 +39,11 @@ def ca_mounts(spec: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]
     return found
 
 
+BACKFILL = {"backfill": {"enabled": True, "from": "2026-10-01", "to": "2026-10-02"}}
+
+
 def test_every_pod_kind_mounts_the_ca_read_only_at_one_path(helm: Helm) -> None:
-    specs = pod_specs(helm.template(TLS_VALUES))
+    specs = pod_specs(helm.template(TLS_VALUES, values=BACKFILL))
     # The scenario renders every pod kind: scoring, prune, backfill and the `helm test` pod.
     assert sorted(name.split("/")[0] for name in specs) == ["CronJob", "CronJob", "Job", "Pod"]
     for name, spec in specs.items():

@@ -70,10 +70,8 @@ def test_the_key_and_sslmode_are_configurable(helm: Helm) -> None:
 
 
 def test_off_by_default(helm: Helm) -> None:
-    values = merged(BASE_VALUES, {"retention": {"keepRuns": 3}})
-    values = merged(
-        values, {"backfill": {"enabled": True, "from": "2026-10-01", "to": "2026-10-02"}}
-    )
+    values = merged(BASE_VALUES, {"retention": {"keepRuns": 3}, **BACKFILL})
+    values = merged(values, {"features": {"snapshotColumn": "snapshot_date"}})
     specs = pod_specs(helm.template(values=values))
     assert len(specs) == 4
     for name, spec in specs.items():

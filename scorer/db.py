@@ -54,6 +54,11 @@ _AUTH = re.compile(
     r'authentication failed|no password supplied|role "[^"]*" does not exist|pg_hba\.conf',
     re.IGNORECASE,
 )
+_NO_HBA_ENTRY = re.compile(r"no pg_hba\.conf entry", re.IGNORECASE)
+_NO_TLS_HINT = (
+    " without TLS: if the server requires TLS, set sslmode=verify-full (and sslrootcert) in"
+    " SCORER_DATABASE_URL"
+)
 _MISSING = re.compile(r'database "[^"]*" does not exist', re.IGNORECASE)
 _LOST = re.compile(
     r"server closed the connection|connection already closed|terminating connection"
@@ -266,6 +271,11 @@ def classify(  # noqa: PLR0911 - one return per kind reads as the table it is
         )
     if code == "42501":
         return DatabasePrivilegeError(f"{prefix}insufficient privilege: {message}")
+    if (code.startswith("28") or not code) and _NO_HBA_ENTRY.search(message):
+        return DatabaseAuthError(
+            f"{prefix}the server's pg_hba.conf admits no connection for this host, role and"
+            f" database{_NO_TLS_HINT if 'no encryption' in message else ''} ({message})"
+        )
     if code.startswith("28") or (not code and _AUTH.search(message)):
         return DatabaseAuthError(
             f"{prefix}database authentication failed: the password or role in "

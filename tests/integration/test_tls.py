@@ -128,6 +128,14 @@ def test_tls_required_but_not_offered_is_exit_2(setup: TlsSetup, sslmode: str) -
     assert tls.PASSWORD not in output
 
 
+def test_no_tls_where_the_server_requires_it_says_so(setup: TlsSetup) -> None:
+    code, last, output = migrate(with_query(setup.server.url, sslmode="disable"))
+    assert code == 2, output
+    assert (last["kind"], last["exit_code"]) == ("database_auth", 2)
+    assert "if the server requires TLS, set sslmode=verify-full" in str(last["error"])
+    assert tls.PASSWORD not in output
+
+
 def test_an_invalid_sslmode_is_a_configuration_error(setup: TlsSetup) -> None:
     code, last, output = migrate(with_query(setup.server.url, sslmode="verify_full"))
     assert code == 2, output

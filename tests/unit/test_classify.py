@@ -122,6 +122,15 @@ PK_VIOLATION = (
             "the password or role in SCORER_DATABASE_URL is wrong",
         ),
         (
+            psycopg2.OperationalError(
+                f'{AT}FATAL:  no pg_hba.conf entry for host "10.0.0.2", user "scorer", database'
+                ' "w", no encryption\n'
+            ),
+            "database_auth",
+            2,
+            "if the server requires TLS, set sslmode=verify-full",
+        ),
+        (
             psycopg2.OperationalError('FATAL:  role "nobody" does not exist\n'),
             "database_auth",
             2,

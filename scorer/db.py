@@ -28,6 +28,7 @@ from scorer.errors import (
     DatabaseLostError,
     DatabaseMissingError,
     DatabasePrivilegeError,
+    DatabaseTlsError,
     DatabaseTransientError,
     DatabaseUnreachableError,
     DuplicateEntityError,
@@ -53,12 +54,69 @@ _AUTH = re.compile(
     r'authentication failed|no password supplied|role "[^"]*" does not exist|pg_hba\.conf',
     re.IGNORECASE,
 )
+_NO_HBA_ENTRY = re.compile(r"no pg_hba\.conf entry", re.IGNORECASE)
+_NO_TLS_HINT = (
+    " without TLS: if the server requires TLS, set sslmode=verify-full (and sslrootcert) in"
+    " SCORER_DATABASE_URL"
+)
 _MISSING = re.compile(r'database "[^"]*" does not exist', re.IGNORECASE)
 _LOST = re.compile(
     r"server closed the connection|connection already closed|terminating connection"
     r"|ssl connection has been closed|could not receive data from server"
     r"|could not send data to server|no connection to the server|connection to server was lost",
     re.IGNORECASE,
+)
+# libpq refuses an option before connecting ("invalid sslmode value", "invalid port number"):
+# the URL itself is wrong.
+_INVALID_OPTION = re.compile(r"^invalid |^GSSAPI encryption required but", re.IGNORECASE)
+# TLS failures at connection time (libpq's text): which one, and what to do about it.
+_CA_HINT = "set sslrootcert to the CA that signed the server's certificate"
+_TLS_FAILURES = (
+    (
+        re.compile(r"certificate verify failed", re.IGNORECASE),
+        "the server's certificate is not signed by the CA in sslrootcert (an unknown CA), or it"
+        f" has expired or is not yet valid: {_CA_HINT}",
+    ),
+    (
+        re.compile(
+            r"server certificate for .* does not match host name"
+            r"|could not get server's host name from server certificate",
+            re.IGNORECASE,
+        ),
+        "host-name mismatch: the server's certificate does not name the host in"
+        " SCORER_DATABASE_URL: connect by a host name the certificate carries",
+    ),
+    (
+        re.compile(
+            r"root certificate file .* does not exist|could not read root certificate file"
+            r"|could not load SSL certificate revocation",
+            re.IGNORECASE,
+        ),
+        "the sslrootcert file is missing or unreadable: mount the CA certificate at that path"
+        " (chart: database.tls.caSecret) or fix sslrootcert in SCORER_DATABASE_URL",
+    ),
+    (
+        re.compile(r"server does not support SSL, but SSL was required", re.IGNORECASE),
+        "the server offers no TLS, but sslmode requires it: enable TLS on the server (ssl = on)",
+    ),
+    (
+        re.compile(
+            r"certificate present, but not private key|could not (open|read|load) "
+            r"(certificate|private key)|private key file .* has group or world access",
+            re.IGNORECASE,
+        ),
+        "the client certificate or key (sslcert, sslkey) is missing or unusable",
+    ),
+    (
+        re.compile(
+            r"alert (unknown ca|bad certificate|certificate required|certificate "
+            r"expired|certificate revoked|protocol version)|unsupported protocol"
+            r"|no protocols available",
+            re.IGNORECASE,
+        ),
+        "the server refused the TLS handshake (a client certificate it does not accept, or no"
+        " TLS version both sides allow)",
+    ),
 )
 _LOST_CODES = frozenset({"57P01", "57P02", "57P03"})  # admin/crash shutdown, cannot connect now
 _TRANSIENT_CLASSES = ("40", "53", "57", "58", "08")  # rollback, resources, operator, system
@@ -100,9 +158,11 @@ def password_of(url: str) -> str | None:
 
 
 def _worth_retrying(exc: Exception) -> bool:
-    """stamina's hook: retry a refused or dropped connection, never refused credentials."""
-    return isinstance(exc, psycopg2.OperationalError) and not isinstance(
-        classify(exc), DatabaseAuthError | DatabaseMissingError
+    """stamina's hook: retry a refused or dropped connection, never what no retry cures
+    (refused credentials, a missing database, a TLS failure, an invalid option)."""
+    return (
+        isinstance(exc, psycopg2.OperationalError)
+        and classify(exc).exit_code == DatabaseUnreachableError.exit_code
     )
 
 
@@ -115,9 +175,10 @@ def _connect(kwargs: dict[str, Any]) -> Connection:
 def connect(url: str) -> Connection:
     """Open a connection, retrying transient failures.
 
-    Raises ``DatabaseAuthError`` or ``DatabaseMissingError`` (exit 2) when the server refuses
-    the role or does not have the database, ``DatabaseUnreachableError`` (exit 1) when it
-    stays unreachable.
+    Raises ``DatabaseAuthError``, ``DatabaseMissingError`` or ``DatabaseTlsError`` (exit 2) when
+    the server refuses the role, does not have the database or TLS fails (``_TLS_FAILURES``),
+    ``ConfigError`` (exit 2) for an option libpq refuses, ``DatabaseUnreachableError`` (exit 1)
+    when it stays unreachable.
     """
     kwargs = connect_kwargs(url)
     try:
@@ -202,12 +263,19 @@ def classify(  # noqa: PLR0911 - one return per kind reads as the table it is
     prefix = f"{what}: " if what else ""
     message = _message(exc)
     code = exc.pgcode or _codes_by_class().get(type(exc), "")
+    if not code and (failure := _connection_failure(message, prefix)):
+        return failure
     if code == "23505":
         return DuplicateEntityError(
             f"{prefix}duplicate entity ids in the feature relation ({message})"
         )
     if code == "42501":
         return DatabasePrivilegeError(f"{prefix}insufficient privilege: {message}")
+    if (code.startswith("28") or not code) and _NO_HBA_ENTRY.search(message):
+        return DatabaseAuthError(
+            f"{prefix}the server's pg_hba.conf admits no connection for this host, role and"
+            f" database{_NO_TLS_HINT if 'no encryption' in message else ''} ({message})"
+        )
     if code.startswith("28") or (not code and _AUTH.search(message)):
         return DatabaseAuthError(
             f"{prefix}database authentication failed: the password or role in "
@@ -236,6 +304,16 @@ def classify(  # noqa: PLR0911 - one return per kind reads as the table it is
     ):
         return DatabaseTransientError(f"{prefix}{message}{_name(code)}")
     return InternalError(f"{prefix}unexpected database error: {type(exc).__name__}: {message}")
+
+
+def _connection_failure(message: str, prefix: str) -> ScorerError | None:
+    """A TLS failure or an invalid option, from libpq's text (they carry no SQLSTATE)."""
+    for pattern, reason in _TLS_FAILURES:
+        if pattern.search(message):
+            return DatabaseTlsError(f"{prefix}TLS failed: {reason} ({message})")
+    if _INVALID_OPTION.search(message):
+        return ConfigError(f"{prefix}SCORER_DATABASE_URL has an invalid option: {message}")
+    return None
 
 
 @functools.cache

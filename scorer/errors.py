@@ -5,10 +5,11 @@ exit code (``pipeline.run`` returns it, having written its summary line):
 
 - ``RetryableError`` (exit 1): a retry may cure it (database or registry unreachable, the
   database connection lost, timeout, terminated, another run holds the lock).
-- ``PermanentError`` (exit 2): no retry can cure it (bad settings, no registry configured,
-  model not found, registry or database credentials refused, database missing, promotion gate
-  not met, schema mismatch, no probabilities from the model, an empty relation, bad data,
-  duplicate entity ids, too many rejected rows, schema not migrated, insufficient privilege).
+- ``PermanentError`` (exit 2): no retry can cure it (bad settings, an invalid connection
+  option, no registry configured, model not found, registry or database credentials refused,
+  database missing, a TLS or certificate failure, promotion gate not met, schema mismatch, no
+  probabilities from the model, an empty relation, bad data, duplicate entity ids, too many
+  rejected rows, schema not migrated, insufficient privilege).
 - ``InternalError`` (exit 2, kind ``internal``): an exception that is none of the known kinds,
   that is, a bug. A retry of a bug only repeats it, so it is permanent: the Job fails at once
   instead of being retried ``backoffLimit`` times in silence, and the traceback (passwords
@@ -75,6 +76,13 @@ class RegistryAuthError(PermanentError):
     kind = "registry_auth"
 
 
+class RegistryTlsError(PermanentError):
+    """The registry's TLS certificate failed verification (an unknown CA, a host-name mismatch),
+    or the CA bundle configured for it cannot be read."""
+
+    kind = "registry_tls"
+
+
 class RegistryUnavailableError(RetryableError):
     """The registry is unreachable or failed on its side."""
 
@@ -127,6 +135,13 @@ class DatabaseAuthError(PermanentError):
     """The server refused the password or the role."""
 
     kind = "database_auth"
+
+
+class DatabaseTlsError(PermanentError):
+    """TLS to the database failed: an unknown CA, a host-name mismatch, an unreadable
+    ``sslrootcert`` or client certificate, or a server without TLS where ``sslmode`` needs it."""
+
+    kind = "database_tls"
 
 
 class DatabaseMissingError(PermanentError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from scorer.errors import (
     ModelNotFoundError,
     PromotionGateError,
     RegistryAuthError,
+    RegistryTlsError,
     RegistryUnavailableError,
 )
 from scorer.flavors import LoadedModel
@@ -31,6 +33,13 @@ _PERMANENT_CODES = frozenset(
 # The registry refused the credentials (HTTP 401/403): a retry cannot cure it, and it is not
 # the model that is missing.
 _AUTH_CODES = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED"})
+
+# requests' OSError when the CA bundle it was given (MLFLOW_TRACKING_SERVER_CERT_PATH,
+# REQUESTS_CA_BUNDLE) is not a file it can read.
+_NO_CA_BUNDLE = "Could not find a suitable TLS CA certificate bundle"
+_CA_HINT = (
+    "set MLFLOW_TRACKING_SERVER_CERT_PATH to the CA bundle that signed the registry's certificate"
+)
 
 _KEPT_DOWNLOADS: list[tempfile.TemporaryDirectory[str]] = []
 
@@ -62,7 +71,12 @@ def registry_errors(what: str) -> Iterator[None]:
 
     try:
         yield
-    except MlflowException as exc:
+    except (MlflowException, OSError) as exc:
+        tls_failure = _tls_failure(exc)
+        if tls_failure is not None:
+            raise RegistryTlsError(f"{what}: TLS to the registry failed: {tls_failure}") from exc
+        if isinstance(exc, OSError):  # requests' ConnectionError and timeouts derive from it
+            raise RegistryUnavailableError(f"{what}: registry unreachable: {exc}") from exc
         message = f"{what}: {exc.message}"
         if exc.error_code in _AUTH_CODES:
             raise RegistryAuthError(
@@ -72,8 +86,19 @@ def registry_errors(what: str) -> Iterator[None]:
         if exc.error_code in _PERMANENT_CODES:
             raise ModelNotFoundError(message) from exc
         raise RegistryUnavailableError(message) from exc
-    except OSError as exc:  # requests' ConnectionError and timeouts derive from OSError
-        raise RegistryUnavailableError(f"{what}: registry unreachable: {exc}") from exc
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """What failed, when a certificate check is behind ``exc`` (MLflow chains requests' error,
+    which chains urllib3's and the ``ssl`` module's); None otherwise. No retry cures these."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"{seen.verify_message or 'certificate verify failed'}: {_CA_HINT}"
+        if _NO_CA_BUNDLE in str(seen) and not isinstance(seen, ssl.SSLError):
+            return f"the CA bundle cannot be read ({seen}): {_CA_HINT}"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def resolve(settings: RunSettings) -> ResolvedModel:

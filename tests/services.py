@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -67,12 +68,22 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def mlflow_server(workdir: Path, host: str = "127.0.0.1") -> Iterator[str]:
-    """Run ``mlflow server`` (sqlite registry, proxied artifacts); yield its URI."""
+def mlflow_server(
+    workdir: Path, host: str = "127.0.0.1", tls: tuple[Path, Path, Path] | None = None
+) -> Iterator[str]:
+    """Run ``mlflow server`` (sqlite registry, proxied artifacts); yield its URI.
+
+    With ``tls`` (server certificate, its key, the CA that signed it) it serves HTTPS only.
+    """
     port = free_port(host)
     workdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     log = (workdir / "server.log").open("w")
+    https: list[str] = []
+    context = None
+    if tls is not None:
+        https = ["--uvicorn-opts", f"--ssl-certfile {tls[0]} --ssl-keyfile {tls[1]}"]
+        context = ssl.create_default_context(cafile=str(tls[2]))
     process = subprocess.Popen(
         [
             sys.executable,
@@ -90,19 +101,22 @@ def mlflow_server(workdir: Path, host: str = "127.0.0.1") -> Iterator[str]:
             "--artifacts-destination",
             str(workdir / "artifacts"),
             "--serve-artifacts",
+            *https,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
     )
-    uri = f"http://{host}:{port}"
+    uri = f"{'https' if tls else 'http'}://{host}:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"mlflow server exited: {(workdir / 'server.log').read_text()}")
             try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as reply:  # noqa: S310
+                with urllib.request.urlopen(  # noqa: S310
+                    f"{uri}/health", timeout=2, context=context
+                ) as reply:
                     if reply.status == 200:
                         break
             except OSError:

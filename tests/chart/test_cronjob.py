@@ -81,12 +81,18 @@ def test_invariants(renders: dict[str, Rendered], scenario: str) -> None:
     assert csc["capabilities"] == {"drop": ["ALL"]}
     assert pod["spec"]["automountServiceAccountToken"] is False
 
-    # A writable /tmp on a read-only root.
+    # A writable /tmp on a read-only root; nothing else but the database's CA when one is set
+    # (tests/chart/test_tls.py).
     mounts = container["volumeMounts"]
-    assert mounts == [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - a path in the pod
-    (volume,) = pod["spec"]["volumes"]
+    assert mounts[0] == {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108 - a path in the pod
+    volume, *others = pod["spec"]["volumes"]
     assert volume["name"] == "tmp"
     assert "emptyDir" in volume
+    assert (
+        [v["name"] for v in others]
+        == [m["name"] for m in mounts[1:]]
+        == (["database-ca"] if scenario == "ci-tls" else [])
+    )
 
     # Exactly one model selector reaches the scorer; the database URL only from a Secret.
     env = r.env

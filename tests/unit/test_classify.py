@@ -26,6 +26,7 @@ from scorer.errors import (
 )
 from scorer.pipeline import classify
 
+AT = 'connection to server at "db" (10.0.0.1), port 5432 failed: '
 PK_VIOLATION = (
     'could not create unique index "predictions_it_1_pkey"\n'
     "DETAIL:  Key (entity_id)=(4242) is duplicated.\n"
@@ -121,6 +122,15 @@ PK_VIOLATION = (
             "the password or role in SCORER_DATABASE_URL is wrong",
         ),
         (
+            psycopg2.OperationalError(
+                f'{AT}FATAL:  no pg_hba.conf entry for host "10.0.0.2", user "scorer", database'
+                ' "w", no encryption\n'
+            ),
+            "database_auth",
+            2,
+            "if the server requires TLS, set sslmode=verify-full",
+        ),
+        (
             psycopg2.OperationalError('FATAL:  role "nobody" does not exist\n'),
             "database_auth",
             2,
@@ -137,6 +147,76 @@ PK_VIOLATION = (
             "database_missing",
             2,
             "does not exist",
+        ),
+        # libpq's own texts (libpq 17), as tests/integration/test_tls.py meets them for real.
+        (
+            psycopg2.OperationalError(f"{AT}SSL error: certificate verify failed\n"),
+            "database_tls",
+            2,
+            "an unknown CA",
+        ),
+        (
+            psycopg2.OperationalError(
+                f'{AT}server certificate for "db.example" (and 1 other name) does not match'
+                ' host name "10.0.0.1"\n'
+            ),
+            "database_tls",
+            2,
+            "host-name mismatch",
+        ),
+        (
+            psycopg2.OperationalError(
+                f'{AT}root certificate file "/etc/scorer/tls/ca.crt" does not exist\nEither'
+                " provide the file, use the system's trusted roots with sslrootcert=system, or"
+                " change sslmode to disable server certificate verification.\n"
+            ),
+            "database_tls",
+            2,
+            "the sslrootcert file is missing or unreadable",
+        ),
+        (
+            psycopg2.OperationalError(
+                f'{AT}could not read root certificate file "/x": no certificate or crl found\n'
+            ),
+            "database_tls",
+            2,
+            "the sslrootcert file is missing or unreadable",
+        ),
+        (
+            psycopg2.OperationalError(f"{AT}server does not support SSL, but SSL was required\n"),
+            "database_tls",
+            2,
+            "the server offers no TLS, but sslmode requires it",
+        ),
+        (
+            psycopg2.OperationalError(f'{AT}certificate present, but not private key file "/k"\n'),
+            "database_tls",
+            2,
+            "the client certificate or key",
+        ),
+        (
+            psycopg2.OperationalError(f"{AT}SSL error: tlsv1 alert unknown ca\n"),
+            "database_tls",
+            2,
+            "the server refused the TLS handshake",
+        ),
+        (
+            psycopg2.OperationalError('invalid sslmode value: "verify_full"\n'),
+            "config",
+            2,
+            "SCORER_DATABASE_URL has an invalid option",
+        ),
+        (
+            psycopg2.OperationalError("invalid SSL protocol version range\n"),
+            "config",
+            2,
+            "SCORER_DATABASE_URL has an invalid option",
+        ),
+        (
+            psycopg2.OperationalError(f"{AT}SSL SYSCALL error: EOF detected\n"),
+            "database_transient",
+            1,
+            "EOF detected",
         ),
         (
             psycopg2.errors.SyntaxError('syntax error at or near "SELEC"\nLINE 1: SELEC 1\n'),

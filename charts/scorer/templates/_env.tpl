@@ -74,6 +74,14 @@ own defaults apply.
     secretKeyRef:
       name: {{ include "scorer.databaseSecretName" . | quote }}
       key: {{ $v.database.urlKey | quote }}
+{{- if $v.database.tls.caSecret }}
+# TLS: verify the server against the CA that "scorer.volumes" mounts (the URL's own sslmode and
+# sslrootcert win over these).
+- name: PGSSLROOTCERT
+  value: {{ include "scorer.databaseCaPath" . | quote }}
+- name: PGSSLMODE
+  value: {{ $v.database.tls.sslmode | quote }}
+{{- end }}
 - name: SCORER_FEATURES_TABLE
   value: {{ $v.features.table | quote }}
 - name: SCORER_ENTITY_COLUMN

@@ -101,6 +101,49 @@ Name of the Secret holding the database URL.
 {{- end }}
 
 {{/*
+Where every pod finds the database's CA certificate when `database.tls.caSecret` is set.
+*/}}
+{{- define "scorer.databaseCaPath" -}}
+/etc/scorer/tls/ca.crt
+{{- end }}
+
+{{/*
+The volumes every pod the chart renders carries, and their mounts in its container (a list
+each, for `volumes:` and `volumeMounts:`): a writable `/tmp` (the root filesystem is
+read-only) and, with `database.tls.caSecret`, the database's CA read-only at
+"scorer.databaseCaPath". A pod spec uses both:
+  volumeMounts: {{ include "scorer.volumeMounts" . | nindent N }}
+  volumes: {{ include "scorer.volumes" . | nindent N }}
+*/}}
+{{- define "scorer.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.database.tls.caSecret }}
+- name: database-ca
+  mountPath: {{ include "scorer.databaseCaPath" . | dir }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "scorer.volumes" -}}
+{{- $v := .Values -}}
+- name: tmp
+  {{- $emptyDir := dict }}
+  {{- with $v.tmpVolume.medium }}{{ $_ := set $emptyDir "medium" . }}{{ end }}
+  {{- with $v.tmpVolume.sizeLimit }}{{ $_ := set $emptyDir "sizeLimit" (toString .) }}{{ end }}
+  emptyDir: {{- if $emptyDir }}{{ toYaml $emptyDir | nindent 4 }}{{ else }} {}{{ end }}
+{{- with $v.database.tls.caSecret }}
+- name: database-ca
+  secret:
+    secretName: {{ . | quote }}
+    defaultMode: 0444
+    items:
+      - key: {{ $v.database.tls.caKey | quote }}
+        path: {{ include "scorer.databaseCaPath" $ | base }}
+{{- end }}
+{{- end }}
+
+{{/*
 Prefix of the Job name used by the one-off run printed in NOTES.txt: Job names feed the
 63-character `batch.kubernetes.io/job-name` label and "-manual-<10 digits>" takes 18.
 */}}
@@ -270,14 +313,9 @@ template:
           {{- toYaml . | nindent 10 }}
         {{- end }}
         volumeMounts:
-          - name: tmp
-            mountPath: /tmp
+          {{- include "scorer.volumeMounts" $root | nindent 10 }}
     volumes:
-      - name: tmp
-        {{- $emptyDir := dict }}
-        {{- with $v.tmpVolume.medium }}{{ $_ := set $emptyDir "medium" . }}{{ end }}
-        {{- with $v.tmpVolume.sizeLimit }}{{ $_ := set $emptyDir "sizeLimit" (toString .) }}{{ end }}
-        emptyDir: {{- if $emptyDir }}{{ toYaml $emptyDir | nindent 10 }}{{ else }} {}{{ end }}
+      {{- include "scorer.volumes" $root | nindent 6 }}
     {{- with $v.nodeSelector }}
     nodeSelector:
       {{- toYaml . | nindent 6 }}

@@ -1,0 +1,125 @@
+"""TLS on a real kind cluster: the test PostgreSQL with TLS on and a CA made by the test, the CA
+mounted by the chart (`database.tls.caSecret`). The database URL in the Secret has no TLS
+options, as CloudNativePG's `uri` has none: the chart's `PGSSLMODE=verify-full` and
+`PGSSLROOTCERT` make the pod verify the server. `verify-full` passes; a wrong CA fails the Job
+at once, without retries (exit 2, `database_tls`, the podFailurePolicy's FailJob).
+
+The pods run `scorer migrate` (the chart's `args`): it needs the database only, so what passes
+or fails is the connection itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests import services, tls
+from tests.chart.helm import find_helm
+from tests.e2e.kube import (
+    CRONJOB,
+    DATABASE_SECRET,
+    IMAGE_REPOSITORY,
+    IMAGE_TAG,
+    RELEASE,
+    Kube,
+    build_and_load_image,
+)
+
+pytestmark = pytest.mark.e2e
+
+NAMESPACE = "scorer-e2e-tls"
+CA_SECRET = "database-ca"
+WRONG_CA_SECRET = "another-ca"
+
+
+@dataclass
+class TlsInstall:
+    kube: Kube
+    server: tls.Cluster
+    ca: tls.Certificate
+    values: Path
+
+    def install(self, ca_secret: str) -> None:
+        """`helm upgrade --install`, suspended, its pods running `migrate` with this CA."""
+        values = {
+            "suspend": True,
+            "args": ["migrate"],
+            "backoffLimit": 3,
+            "model": {"name": "churn-e2e-tls", "alias": "champion"},
+            "features": {"table": "features.customers", "entityColumn": "customer_id"},
+            "mlflow": {"trackingUri": "http://mlflow.invalid:5000"},
+            "database": {"existingSecret": DATABASE_SECRET, "tls": {"caSecret": ca_secret}},
+            "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
+        }
+        self.values.write_text(yaml.safe_dump(values))
+        self.kube.helm(
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(services.REPO / "charts" / "scorer"),
+            "-f",
+            str(self.values),
+            "--wait",
+        )
+
+    def run_job(self, name: str, outcome: str) -> dict[str, Any]:
+        self.kube.kubectl("create", "job", f"--from=cronjob/{CRONJOB}", name)
+        return self.kube.wait_job(name, outcome)
+
+
+@pytest.fixture(scope="module")
+def setup(
+    kind_cluster: Any, host_address_for_pods: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TlsInstall]:
+    helm = find_helm()
+    if helm is None:
+        pytest.fail("helm is not built: run hack/helm.sh")
+    work = tmp_path_factory.mktemp("e2e-tls")
+    build_and_load_image(kind_cluster, f"{IMAGE_REPOSITORY}:{IMAGE_TAG}")
+    ca = tls.make_ca(work / "ca")
+    another_ca = tls.make_ca(work / "another-ca", "another CA")
+    # The certificate names the address pods reach the host by, as a real server's names its host.
+    certificate = tls.issue(ca, work / "server", [host_address_for_pods])
+    kube = Kube(kind_cluster.kubectl_path, helm, kind_cluster.kubeconfig_path, NAMESPACE)
+    with tls.postgres_cluster(certificate, listen=host_address_for_pods) as server:
+        kube.kubectl("create", "namespace", NAMESPACE)
+        try:
+            kube.kubectl(
+                "create", "secret", "generic", DATABASE_SECRET, f"--from-literal=url={server.url}"
+            )
+            for name, cert in ((CA_SECRET, ca.cert), (WRONG_CA_SECRET, another_ca.cert)):
+                kube.kubectl("create", "secret", "generic", name, f"--from-file=ca.crt={cert}")
+            yield TlsInstall(kube, server, ca, work / "values.yaml")
+        finally:
+            kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+
+
+def test_verify_full_with_the_mounted_ca_passes(setup: TlsInstall) -> None:
+    setup.install(CA_SECRET)
+    setup.run_job("tls-verify-full", "complete")
+    (pod,) = setup.kube.pods_of("tls-verify-full")
+    assert setup.kube.pod_log_lines(pod)[-1]["event"] == "migrate.done"
+    # The server admits TLS connections only (hostssl): the pod made the schema over TLS.
+    url = f"{setup.server.url}?sslmode=verify-full&sslrootcert={setup.ca.cert}"
+    assert services.query(url, "SELECT to_regclass('scoring.scoring_runs') IS NOT NULL") == [
+        (True,)
+    ]
+
+
+def test_a_wrong_ca_fails_the_job_at_once(setup: TlsInstall) -> None:
+    setup.install(WRONG_CA_SECRET)
+    job = setup.run_job("tls-wrong-ca", "failed")
+    pods = setup.kube.pods_of("tls-wrong-ca")
+    assert len(pods) == 1, "exit 2 must not be retried"
+    reasons = {c["reason"] for c in job["status"]["conditions"] if c["type"] == "Failed"}
+    assert reasons == {"PodFailurePolicy"}
+    last = setup.kube.pod_log_lines(pods[0])[-1]
+    assert (last["kind"], last["exit_code"]) == ("database_tls", 2)
+    assert "an unknown CA" in last["error"]
+    assert tls.PASSWORD not in setup.kube.logs("tls-wrong-ca")
+    terminated = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 2

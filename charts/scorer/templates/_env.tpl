@@ -15,6 +15,7 @@ own defaults apply.
   (list "SCORER_POSITIVE_CLASS" $v.model.positiveClass)
   (list "SCORER_SNAPSHOT_COLUMN" $v.features.snapshotColumn)
   (list "SCORER_SNAPSHOT" $v.features.snapshot)
+  (list "SCORER_MAX_SNAPSHOT_AGE" $v.features.maxSnapshotAge)
   (list "SCORER_THRESHOLD" $v.scoring.threshold)
   (list "SCORER_CHUNK_ROWS" $v.scoring.chunkRows)
   (list "SCORER_MAX_REJECTED_RATIO" $v.scoring.maxRejectedRatio)

@@ -366,7 +366,7 @@ The migration Job's environment: the database URL of its role, the target schema
 `python -m scorer migrate` reads nothing else.
 */}}
 {{- define "scorer.migrateEnv" -}}
-{{- $v := .Values }}
+{{- $v := .Values -}}
 - name: SCORER_DATABASE_URL
   valueFrom:
     secretKeyRef:

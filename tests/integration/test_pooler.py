@@ -7,6 +7,7 @@ lock would not hold: every command that relies on it is refused before any write
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import psycopg2
 import pytest
 
 from scorer.identifiers import quote_identifier
+from scorer.schema import SCHEMA_VERSION
 from tests import services
 from tests.conftest import CUSTOMERS
 
@@ -27,8 +29,9 @@ def bouncers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     with (
         services.pgbouncer(work / "session", "session") as session,
         services.pgbouncer(work / "transaction", "transaction") as transaction,
+        services.pgbouncer(work / "statement", "statement") as statement,
     ):
-        yield {"session": session, "transaction": transaction}
+        yield {"session": session, "transaction": transaction, "statement": statement}
 
 
 def through(bouncers: dict[str, str], mode: str, postgres_url: str) -> str:
@@ -112,3 +115,34 @@ def test_the_pgbouncer_fixture_really_pools_by_transaction(
     finally:
         first.close()
         second.close()
+
+
+def test_migrate_works_through_a_transaction_pool(
+    bouncers: dict[str, str], postgres_url: str
+) -> None:
+    """``migrate`` is one transaction: no session state, so any pool will do."""
+    target = f"pooled_{secrets.token_hex(4)}"
+    env = {
+        "SCORER_DATABASE_URL": through(bouncers, "transaction", postgres_url),
+        "SCORER_TARGET_SCHEMA": target,
+    }
+    try:
+        result = services.run_scorer(env, "migrate")
+        assert result.returncode == 0, result.stdout + result.stderr
+        ((version,),) = services.query(
+            postgres_url, f"SELECT max(version) FROM {quote_identifier(target)}.schema_migrations"
+        )
+        assert version == SCHEMA_VERSION
+    finally:
+        services.execute(postgres_url, f"DROP SCHEMA IF EXISTS {quote_identifier(target)} CASCADE")
+
+
+def test_a_statement_pool_loses_the_connection_at_the_first_transaction(
+    bouncers: dict[str, str], scorer_env: dict[str, str], postgres_url: str, target_schema: str
+) -> None:
+    """Statement pooling cannot pass unnoticed either: PgBouncer drops the connection."""
+    env = {**scorer_env, "SCORER_DATABASE_URL": through(bouncers, "statement", postgres_url)}
+    result = services.run_scorer(env, "run")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert services.json_lines(result.stdout)[-1]["kind"] == "database_lost"
+    assert written(postgres_url, target_schema) == (0, 0, written(postgres_url, target_schema)[2])

@@ -206,6 +206,9 @@ def test_helm_install_migrates_the_empty_database(release: Release) -> None:
     for kind in ("job", "serviceaccount"):
         assert not release.exists(kind, HOOK_JOB), kind
     assert release.exists("serviceaccount", CRONJOB)
+    # `helm test`: `scorer check` in the release's pod, the schema version included.
+    checked = release.kube.helm("test", RELEASE, "--logs")
+    assert "check.passed" in checked.stdout, checked.stdout
 
 
 def test_the_first_scheduled_run_publishes(release: Release) -> None:

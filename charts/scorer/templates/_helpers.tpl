@@ -362,6 +362,31 @@ The name of the migration hook Job and of the objects it needs before the releas
 {{- end }}
 
 {{/*
+The migration Job's spec: the CronJob's pod running `migrate`, with the migration's own
+environment and (as a hook) the hook's ServiceAccount when the chart makes one.
+*/}}
+{{- define "scorer.migrateJobSpec" -}}
+{{- $m := .Values.migrate }}
+{{- $account := and $m.useHelmHooks .Values.serviceAccount.create (include "scorer.migrateHookName" .) }}
+{{- include "scorer.jobSpec" (dict "root" . "args" (list "migrate") "activeDeadlineSeconds" $m.activeDeadlineSeconds "env" (include "scorer.migrateEnv" .) "serviceAccountName" $account "component" "migrate") }}
+{{- end }}
+
+{{/*
+The migration Job's name: "<fullname>-migrate" as a hook (replaced at each upgrade); as a plain
+Job "<fullname>-migrate-<8 hex digits>", a hash of the chart version and the Job's whole spec,
+so that any change is another Job (a Job's pod template is immutable), with the full name cut
+to 44 characters so that the name fits the 63-character `batch.kubernetes.io/job-name` label.
+*/}}
+{{- define "scorer.migrateJobName" -}}
+{{- if .Values.migrate.useHelmHooks }}
+{{- include "scorer.migrateHookName" . }}
+{{- else }}
+{{- $hash := printf "%s\n%s" .Chart.Version (include "scorer.migrateJobSpec" .) | sha256sum | trunc 8 }}
+{{- printf "%s-migrate-%s" (include "scorer.fullname" . | trunc 44 | trimSuffix "-") $hash }}
+{{- end }}
+{{- end }}
+
+{{/*
 The migration Job's environment: the database URL of its role, the target schema and logging;
 `python -m scorer migrate` reads nothing else.
 */}}

@@ -63,7 +63,10 @@ _GROUPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
             "require_stage",
         ),
     ),
-    "features": (None, ("features_table", "entity_column", "snapshot_column", "snapshot")),
+    "features": (
+        None,
+        ("features_table", "entity_column", "snapshot_column", "snapshot", "max_snapshot_age"),
+    ),
     "scores": (
         None,
         (
@@ -125,8 +128,9 @@ exit codes:
      model/alias/stage/version not found, registry or database credentials refused,
      database missing, promotion gate not met, feature relation vs signature mismatch,
      bad data or duplicate entity ids, rejected rows above the ratio, schema not migrated,
-     insufficient privilege, an unknown run id (show), an internal error (a bug: its
-     traceback is logged)"""
+     insufficient privilege, a transaction pooler (database_pooler), a snapshot older
+     than SCORER_MAX_SNAPSHOT_AGE (stale_snapshot), an unknown run id (show), an internal
+     error (a bug: its traceback is logged)"""
 _EPILOG = f"""\
 Each flag sets the variable shown in brackets; a flag wins over its variable.
 

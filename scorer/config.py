@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -34,6 +34,9 @@ MAX_SHARDS = 64
 _MAX_EXPERIMENT_NAME = 500  # MLflow's limit (mlflow.utils.validation)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NO_REGISTRY = "no model registry configured: set MLFLOW_TRACKING_URI or pass --tracking-uri"
+_DURATION = re.compile(r"(?:[0-9]+[dhms])+")
+_DURATION_PART = re.compile(r"([0-9]+)([dhms])")
+_UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 
 
 class LogSettings(BaseSettings):
@@ -153,6 +156,12 @@ class RunSettings(DatabaseSettings):
         description="Snapshot to score: the snapshot column's value (default: the newest), "
         "or a label when no snapshot column is set (default: today, UTC)",
     )
+    max_snapshot_age: timedelta | None = Field(
+        None,
+        description="Freshness limit, e.g. 36h, 2d, 1d12h (units d, h, m, s): a snapshot the run"
+        " picks (the newest) older than this exits 2 (stale_snapshot); needs a date or timestamp"
+        " snapshot column (off by default)",
+    )
     score_kind: Literal["probability", "raw"] = Field(
         "probability", description="probability (refuse anything else) or raw (regressors)"
     )
@@ -247,6 +256,21 @@ class RunSettings(DatabaseSettings):
         if not value.strip():
             raise ValueError(_NO_REGISTRY)
         return value.strip()
+
+    @field_validator("max_snapshot_age", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower()
+        if not text:
+            return None
+        if not _DURATION.fullmatch(text):
+            raise ValueError("a duration such as 36h, 2d or 1d12h (units d, h, m, s)")
+        seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+        if seconds == 0:
+            raise ValueError("a duration longer than zero")
+        return timedelta(seconds=seconds)
 
     @field_validator("mlflow_experiment")
     @classmethod

@@ -9,7 +9,8 @@ exit code (``pipeline.run`` returns it, having written its summary line):
   option, no registry configured, model not found, registry or database credentials refused,
   database missing, a TLS or certificate failure, promotion gate not met, schema mismatch, no
   probabilities from the model, an empty relation, bad data, duplicate entity ids, too many
-  rejected rows, schema not migrated, insufficient privilege).
+  rejected rows, schema not migrated, insufficient privilege, a transaction pooler between the
+  scorer and PostgreSQL, a stale snapshot).
 - ``InternalError`` (exit 2, kind ``internal``): an exception that is none of the known kinds,
   that is, a bug. A retry of a bug only repeats it, so it is permanent: the Job fails at once
   instead of being retried ``backoffLimit`` times in silence, and the traceback (passwords
@@ -175,6 +176,19 @@ class TerminationSignal(BaseException):
     model library's, e.g. around a predict call) can turn a termination into another failure;
     ``pipeline.classify`` makes it a ``TerminatedError`` (exit 1).
     """
+
+
+class DatabasePoolerError(PermanentError):
+    """A pooler between the scorer and PostgreSQL does not keep one server session per
+    connection (transaction or statement pooling): the session's advisory locks cannot hold."""
+
+    kind = "database_pooler"
+
+
+class StaleSnapshotError(PermanentError):
+    """The snapshot to score is older than ``SCORER_MAX_SNAPSHOT_AGE``: nothing is published."""
+
+    kind = "stale_snapshot"
 
 
 class LockBusyError(RetryableError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy.typing as npt
 import psycopg2
 
 from scorer import db, declared, newest_snapshot, wire, workers
-from scorer.errors import ConfigError, EmptyRelationError, SchemaMismatchError
+from scorer.errors import ConfigError, EmptyRelationError, SchemaMismatchError, StaleSnapshotError
 from scorer.identifiers import Relation, quote_any
 
 InputKind = Literal["number", "string", "datetime"]
@@ -33,6 +34,7 @@ Precision = type[np.float32] | type[np.float64]
 
 _NUMBER = "'^[[:space:]]*[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?[[:space:]]*$'"
 _INTEGERS = frozenset({"int2", "int4", "int8"})
+_TEMPORAL = frozenset({"date", "timestamp", "timestamptz"})
 _TEXTS = frozenset({"text", "varchar", "bpchar", "name"})
 _NULL_UUID = "'00000000-0000-0000-0000-000000000000'::uuid"
 
@@ -134,6 +136,7 @@ class Source:
     entity: str
     snapshot_column: str | None = None
     snapshot: str | None = None
+    max_age: timedelta | None = None  # SCORER_MAX_SNAPSHOT_AGE
 
 
 def plan(
@@ -168,6 +171,8 @@ def plan(
         if snapshot_column is not None
         else Snapshot(label, label)
     )
+    if source.max_age is not None:
+        _check_fresh(conn, source, columns.get(snapshot_column or ""), chosen, source.max_age)
     return replace(_build(conn, source, inputs, columns, chosen), dtype=dtype)
 
 
@@ -211,7 +216,7 @@ def _pick_snapshot(
     """The requested snapshot in the column's own text form, or the newest in the table
     (through an index or the partition bounds where it has them: ``scorer.newest_snapshot``)."""
     with conn.cursor() as cur:
-        cur.execute("SET TIME ZONE 'UTC'")  # timestamptz snapshots render the same everywhere
+        cur.execute("SET LOCAL TIME ZONE 'UTC'")  # timestamptz snapshots render the same everywhere
         if wanted is None:
             label = newest_snapshot.newest(cur, relation, column.name, column.sql_type)
         else:
@@ -230,6 +235,50 @@ def _pick_snapshot(
         )
     order = f"{int(label) + 2**63:020d}" if column.typname in _INTEGERS else str(label)
     return Snapshot(str(label), order, column.name)
+
+
+def _check_fresh(
+    conn: db.Connection,
+    source: Source,
+    column: Column | None,
+    snapshot: Snapshot,
+    max_age: timedelta,
+) -> None:
+    """Refuse a snapshot the run picked (the newest) older than ``max_age``.
+
+    The age is the server's ``now()`` minus the snapshot as a UTC instant: a ``date`` from its
+    midnight UTC, a ``timestamp`` read as UTC, a ``timestamptz`` as it is. Text and integer
+    snapshots carry no time, so the limit cannot apply to them: ``ConfigError``. A snapshot
+    asked for by name (``SCORER_SNAPSHOT``, a backfill, a shard joining its run) is scored
+    whatever its age.
+    """
+    if column is None or column.typname not in _TEMPORAL:
+        what = (
+            "no SCORER_SNAPSHOT_COLUMN is set"
+            if column is None
+            else f"snapshot column {column.name!r} is {column.sql_type}"
+        )
+        raise ConfigError(
+            "SCORER_MAX_SNAPSHOT_AGE needs a date or timestamp snapshot column to tell a"
+            f" snapshot's age, and {what}: unset it, or name a date or timestamp column (a view"
+            " can cast one)"
+        )
+    if source.snapshot is not None:
+        return
+    with conn.cursor() as cur:
+        cur.execute("SET LOCAL TIME ZONE 'UTC'")  # a date or timestamp is read as UTC
+        cur.execute(
+            f"SELECT extract(epoch FROM now() - (%s::{column.sql_type})::timestamptz)::float8",
+            (snapshot.label,),
+        )
+        age = timedelta(seconds=float(db.one_value(cur)))
+    if age > max_age:
+        raise StaleSnapshotError(
+            f"the newest snapshot of {source.relation}, {snapshot.label}, is"
+            f" {age.total_seconds() / 3600:.1f} h old, older than SCORER_MAX_SNAPSHOT_AGE"
+            f" ({max_age.total_seconds() / 3600:g} h); nothing published. The upstream load is"
+            " late or failed: check it, then run again"
+        )
 
 
 def _build(
@@ -437,7 +486,7 @@ def snapshots(
         raise SchemaMismatchError(f"feature relation {source.relation}: " + "; ".join(problems))
     quoted, kind = quote_any(column.name), column.sql_type
     with conn.cursor() as cur:
-        cur.execute("SET TIME ZONE 'UTC'")
+        cur.execute("SET LOCAL TIME ZONE 'UTC'")
         try:
             if between is not None:
                 cur.execute(

@@ -20,6 +20,7 @@ from scorer import (
     registry,
     run_model,
     schema,
+    sessions,
     shards,
     sink,
     wire,
@@ -115,7 +116,11 @@ def prepare(
     )
     with timer.step("check"), db.transaction(writer):
         source = features.Source(
-            settings.features, settings.entity_column, settings.snapshot_column, settings.snapshot
+            settings.features,
+            settings.entity_column,
+            settings.snapshot_column,
+            settings.snapshot,
+            settings.max_snapshot_age,
         )
         plan = features.plan(writer, source, model.inputs, model.dtype)
     log.info(
@@ -136,7 +141,9 @@ def check(settings: RunSettings) -> int:
     """Everything ``run`` verifies; writes nothing."""
     timer = Timer()
     Lineage.configure(settings).ready()  # lineage: the OpenLineage configuration
-    with closing(db.connect(settings.database_url.get_secret_value())) as writer:
+    url = settings.database_url.get_secret_value()
+    with closing(db.connect(url)) as writer, closing(db.connect(url)) as other:
+        sessions.require_session(writer, other)  # a run would refuse this pooler: so does check
         prepare(settings, writer, timer)
     log.info("check.passed", timings=timer.timings)
     return 0
@@ -188,6 +195,7 @@ class _RunState:
         url = settings.database_url.get_secret_value()
         self.lineage = Lineage.configure(settings)  # lineage: checked before any write
         with closing(db.connect(url)) as writer, closing(db.connect(url)) as reader:
+            sessions.require_session(writer, reader)  # the lock below must hold: no pooler
             prepared = prepare(settings, writer, timer)
             self.lineage.ready()  # lineage: a bad OpenLineage configuration is exit 2 here
             self.snapshot = prepared.plan.snapshot.label

@@ -44,7 +44,7 @@ from datetime import datetime
 import psycopg2.errors
 import structlog
 
-from scorer import db, runs, schema, sink
+from scorer import db, runs, schema, sessions, sink
 from scorer.config import PruneSettings
 from scorer.errors import EXIT_OK, LockBusyError
 from scorer.identifiers import quote_any, quote_identifier
@@ -142,6 +142,8 @@ def main(settings: PruneSettings, dry_run: bool) -> int:
     target = settings.target_schema
     url = settings.database_url.get_secret_value()
     with closing(db.connect(url)) as conn, db.database_errors("pruning"):
+        with closing(db.connect(url)) as other:  # prune's lock, and the runs', need sessions
+            sessions.require_session(conn, other)
         with db.autocommit(conn), conn.cursor() as cur:  # session work: its name and its lock
             cur.execute("SELECT set_config('application_name', %s, false)", (_APPLICATION,))
             _lock_schema(cur, target)

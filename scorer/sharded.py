@@ -44,7 +44,7 @@ from typing import Any
 import psycopg2
 import structlog
 
-from scorer import db, features, quality, run_model, schema, shards, sink
+from scorer import db, features, quality, run_model, schema, sessions, shards, sink
 from scorer.errors import ScorerError
 from scorer.identifiers import quote_identifier
 from scorer.lineage import Lineage
@@ -96,6 +96,9 @@ class ShardState(_RunState):
             closing(db.connect(url)) as reader,
         ):
             self._control = control
+            # The shards' locks must hold (no pooler); refused, nothing is written, not even
+            # the failure.
+            sessions.require_session(control, writer)
             try:
                 self._execute(control, writer, reader)
             except BaseException as exc:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -108,21 +108,15 @@ def mlflow_server(
         env=env,
     )
     uri = f"{'https' if tls else 'http'}://{host}:{port}"
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(  # noqa: S310
+            f"{uri}/health", timeout=2, context=context
+        ) as reply:
+            return bool(reply.status == 200)
+
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(workdir / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(  # noqa: S310
-                    f"{uri}/health", timeout=2, context=context
-                ) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        wait_until_up(process, healthy, workdir / "server.log", 120)
         yield uri
     finally:
         process.terminate()
@@ -132,6 +126,26 @@ def mlflow_server(
             process.kill()
             process.wait()
         log.close()
+
+
+def wait_until_up(
+    process: subprocess.Popen[bytes], up: Callable[[], bool], log: Path, timeout: float
+) -> None:
+    """Wait until ``up()`` (an ``OSError`` counts as not yet); fail with ``log`` if the
+    process exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited: {log.read_text()}")
+        try:
+            if up():
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{process.args!r} not up after {timeout:g} s: {log.read_text()}")
+        time.sleep(0.3)
 
 
 def run_scorer(
@@ -221,3 +235,42 @@ def shard_rows(url: str, target: str, run_id: str) -> list[tuple[Any, ...]]:
         f" FROM {quote_identifier(target)}.scoring_run_shards WHERE run_id = %s ORDER BY shard",
         (run_id,),
     )
+
+
+@contextmanager
+def pgbouncer(workdir: Path, pool_mode: str) -> Iterator[str]:
+    """Run a real PgBouncer (Debian's package) on loopback in front of the test server, in
+    ``pool_mode`` (session, transaction or statement); yield ``admin_url()`` through it."""
+    parts = urlsplit(admin_url())
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    users = workdir / "userlist.txt"
+    users.write_text(f'"{parts.username}" "{parts.password}"\n')
+    config = workdir / "pgbouncer.ini"
+    config.write_text(
+        "[databases]\n"
+        f"* = host={parts.hostname} port={parts.port or 5432}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = scram-sha-256\nauth_file = {users}\npool_mode = {pool_mode}\n"
+    )
+    users.chmod(0o600)
+    # PgBouncer refuses to run as root: as root, it reads its files and then becomes postgres.
+    as_user = ["-u", "postgres"] if os.geteuid() == 0 else []
+    log = (workdir / "pgbouncer.log").open("w")
+    process = subprocess.Popen(
+        ["pgbouncer", *as_user, str(config)], stdout=log, stderr=subprocess.STDOUT
+    )
+    url = urlunsplit(parts._replace(netloc=f"{parts.netloc.rpartition('@')[0]}@127.0.0.1:{port}"))
+
+    def listening() -> bool:
+        with closing(socket.create_connection(("127.0.0.1", port), timeout=1)):
+            return True
+
+    try:
+        wait_until_up(process, listening, workdir / "pgbouncer.log", 30)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()

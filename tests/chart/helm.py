@@ -79,7 +79,19 @@ class Rendered:
         return sorted(doc["kind"] for doc in self.docs)
 
     def all(self, kind: str) -> list[dict[str, Any]]:
-        return [doc for doc in self.docs if doc["kind"] == kind]
+        """The release's own objects of ``kind`` (the `helm test` pod too), not the migration's
+        ``pre-install,pre-upgrade`` hooks (``hooks``)."""
+        return [doc for doc in self.docs if doc["kind"] == kind and not _migration_hook(doc)]
+
+    def hooks(self, kind: str) -> list[dict[str, Any]]:
+        """The ``pre-install,pre-upgrade`` hooks of ``kind``: the migration and what it needs."""
+        return [doc for doc in self.docs if doc["kind"] == kind and _migration_hook(doc)]
+
+    @property
+    def migrate_job(self) -> dict[str, Any]:
+        """The migration Job, hook or plain."""
+        (job,) = [job for job in self.docs if job["kind"] == "Job" and _component(job) == "migrate"]
+        return job
 
     def one(self, kind: str) -> dict[str, Any]:
         found = self.all(kind)
@@ -102,7 +114,8 @@ class Rendered:
     @property
     def backfill(self) -> dict[str, Any]:
         """The one-off backfill Job."""
-        return self.one("Job")
+        (job,) = [job for job in self.all("Job") if _component(job) != "migrate"]
+        return job
 
     @property
     def job_spec(self) -> dict[str, Any]:
@@ -330,3 +343,8 @@ def fake_discovery_server(directory: Path) -> Iterator[Path]:
 
 def _component(doc: dict[str, Any]) -> str | None:
     return doc["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+
+
+def _migration_hook(doc: dict[str, Any]) -> bool:
+    hook = doc["metadata"].get("annotations", {}).get("helm.sh/hook", "")
+    return "pre-install" in hook.split(",")

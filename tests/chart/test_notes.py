@@ -96,3 +96,14 @@ def test_notes_follow_a_running_backfill(helm: Helm, kubeconfig: Path) -> None:
         " --set backfill.enabled=false"
     ) in lines
     assert "backfill.enabled=true" not in notes
+
+
+def test_notes_name_the_migration_job(helm: Helm, kubeconfig: Path) -> None:
+    hook = helm.notes(kubeconfig, values=BASE_VALUES, release="nightly", namespace="ml")
+    assert "migrated by the hook Job nightly-scorer-migrate before" in hook
+    assert "kubectl logs -n ml job/nightly-scorer-migrate)" in hook
+    plain = helm.template(CI["migrate-plain"]).migrate_job["metadata"]["name"]
+    notes = helm.notes(kubeconfig, CI["migrate-plain"], release="scorer", namespace="ml")
+    assert f"  kubectl wait -n ml --for=condition=complete job/{plain} --timeout=5m" in notes
+    off = merged(BASE_VALUES, {"migrate": {"enabled": False}})
+    assert "Schema:" not in helm.notes(kubeconfig, values=off, release="nightly")

@@ -138,6 +138,19 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "bad-digest": ({"image": {"digest": "latest"}}, "at '/image/digest'"),
     "annotation-not-string": ({"podAnnotations": {"a": 1}}, "at '/podAnnotations/a'"),
     "long-fullname-override": ({"fullnameOverride": "x" * 53}, "at '/fullnameOverride'"),
+    "typo-migrate": ({"migrate": {"useHelmHook": False}}, "additional properties 'useHelmHook'"),
+    "migrate-hooks-not-boolean": (
+        {"migrate": {"useHelmHooks": "no"}},
+        "at '/migrate/useHelmHooks': got string, want boolean",
+    ),
+    "migrate-url-key-empty": (
+        {"migrate": {"database": {"urlKey": ""}}},
+        "at '/migrate/database/urlKey'",
+    ),
+    "snapshot-age-in-words": (
+        {"features": {"maxSnapshotAge": "36 hours"}},
+        "at '/features/maxSnapshotAge'",
+    ),
 }
 
 

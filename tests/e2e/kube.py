@@ -69,8 +69,8 @@ class Kube:
     def kubectl(self, *args: str, check: bool = True) -> CompletedProcess[str]:
         return self._run(self.kubectl_path, args, check)
 
-    def helm(self, *args: str) -> CompletedProcess[str]:
-        return self._run(self.helm_path, args, True)
+    def helm(self, *args: str, check: bool = True) -> CompletedProcess[str]:
+        return self._run(self.helm_path, args, check)
 
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)

@@ -11,7 +11,6 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +20,6 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from scorer import db, schema
 from tests import services
 from tests.chart.helm import ENV_VALUES, find_helm
 from tests.e2e.kube import (
@@ -115,8 +113,6 @@ def install(
         services.mlflow_server(work / "mlflow", host=host_address_for_pods) as mlflow_uri,
         services.fresh_database("scorer_e2e_lineage") as database_url,
     ):
-        with closing(db.connect(database_url)) as conn:
-            schema.migrate(conn, "scoring")
         load_features(database_url, "features.customers", synthetic_customers(CUSTOMERS, seed=8))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -14,7 +14,6 @@ import subprocess
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from scorer import db, schema, sink
+from scorer import sink
 from tests import fixtures, services
 from tests.chart.helm import ENV_VALUES, find_helm
 from tests.e2e.kube import (
@@ -241,8 +240,6 @@ def deployment(
         services.mlflow_server(work / "mlflow", host=host_address_for_pods) as mlflow_uri,
         services.fresh_database("scorer_e2e") as database_url,
     ):
-        with closing(db.connect(database_url)) as conn:
-            schema.migrate(conn, "scoring")
         load_features(database_url, "features.customers", synthetic_customers(CUSTOMERS, seed=21))
         with warnings.catch_warnings():  # MLflow's own notes while logging a model
             warnings.simplefilter("ignore")

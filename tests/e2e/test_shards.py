@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 import yaml
 
-from scorer import db, schema, shards
+from scorer import shards
 from tests import services
 from tests.chart.helm import ENV_VALUES, find_helm
 from tests.e2e.kube import (
@@ -141,8 +141,6 @@ def release(
         services.mlflow_server(work / "mlflow", host=host_address_for_pods) as mlflow_uri,
         services.fresh_database("scorer_e2e_shards") as database_url,
     ):
-        with closing(db.connect(database_url)) as conn:
-            schema.migrate(conn, "scoring")
         customers = synthetic_customers(CUSTOMERS, seed=13)
         load_features(database_url, TABLE, customers)
         services.execute(

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ FLAG_VALUES: dict[str, tuple[str, object]] = {
     "shards": ("64", 64),  # with SCORER_SHARD_INDEX set (a shard count needs an index)
     "shard_index": ("0", 0),
     "shard_timeout_seconds": ("60", 60.0),
+    "max_snapshot_age": ("1d12h", timedelta(hours=36)),
 }
 # A malformed value for every setting that can be malformed.
 BAD_VALUES: dict[str, str] = {
@@ -106,6 +108,7 @@ BAD_VALUES: dict[str, str] = {
     "shards": "65",
     "shard_index": "-1",
     "shard_timeout_seconds": "0",
+    "max_snapshot_age": "36 hours",
 }
 FREE_TEXT = {
     "snapshot",

@@ -15,6 +15,7 @@ own defaults apply.
   (list "SCORER_POSITIVE_CLASS" $v.model.positiveClass)
   (list "SCORER_SNAPSHOT_COLUMN" $v.features.snapshotColumn)
   (list "SCORER_SNAPSHOT" $v.features.snapshot)
+  (list "SCORER_MAX_SNAPSHOT_AGE" $v.features.maxSnapshotAge)
   (list "SCORER_THRESHOLD" $v.scoring.threshold)
   (list "SCORER_CHUNK_ROWS" $v.scoring.chunkRows)
   (list "SCORER_MAX_REJECTED_RATIO" $v.scoring.maxRejectedRatio)
@@ -74,14 +75,7 @@ own defaults apply.
     secretKeyRef:
       name: {{ include "scorer.databaseSecretName" . | quote }}
       key: {{ $v.database.urlKey | quote }}
-{{- if $v.database.tls.caSecret }}
-# TLS: verify the server against the CA that "scorer.volumes" mounts (the URL's own sslmode and
-# sslrootcert win over these).
-- name: PGSSLROOTCERT
-  value: {{ include "scorer.databaseCaPath" . | quote }}
-- name: PGSSLMODE
-  value: {{ $v.database.tls.sslmode | quote }}
-{{- end }}
+{{- include "scorer.tlsEnv" . }}
 - name: SCORER_FEATURES_TABLE
   value: {{ $v.features.table | quote }}
 - name: SCORER_ENTITY_COLUMN
@@ -118,4 +112,17 @@ own defaults apply.
   value: {{ include "scorer.fullname" . | quote }}
 - name: SCORER_IMAGE
   value: {{ include "scorer.image" . | quote }}
+{{- end }}
+
+{{/*
+TLS: verify the server against the CA that "scorer.volumes" mounts (the URL's own sslmode and
+sslrootcert win over these). In every pod that connects to the database.
+*/}}
+{{- define "scorer.tlsEnv" -}}
+{{- if .Values.database.tls.caSecret }}
+- name: PGSSLROOTCERT
+  value: {{ include "scorer.databaseCaPath" . | quote }}
+- name: PGSSLMODE
+  value: {{ .Values.database.tls.sslmode | quote }}
+{{- end }}
 {{- end }}

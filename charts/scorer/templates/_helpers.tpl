@@ -198,6 +198,12 @@ with a dict:
   args                   the container's args (empty: the image's default command, `run`)
   activeDeadlineSeconds  the Job's wall-clock limit in seconds (nil: unset)
   shards                 the run's shards (nil or 1: one pod; more: an Indexed Job, SCORER_SHARDS)
+  env                    the container's own env, rendered (nil: "scorer.env", the run's)
+  serviceAccountName     the pod's service account (nil: "scorer.serviceAccountName")
+  component              the pods' app.kubernetes.io/component label (nil: none)
+Every pod the chart renders that runs the scorer (scoring, prune, backfill, migrate) comes from
+here, so a volume or mount every pod needs (a database CA, say) goes into this one place; the
+`helm test` pod (tests/check-pod.yaml) is the only other.
 */}}
 {{- define "scorer.jobSpec" -}}
 {{- $root := .root }}
@@ -248,6 +254,9 @@ template:
     labels:
       {{- include "scorer.labels" $root | nindent 6 }}
       {{- include "scorer.modelLabels" $root | nindent 6 }}
+      {{- with .component }}
+      app.kubernetes.io/component: {{ . }}
+      {{- end }}
       {{- with $v.podLabels }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
@@ -258,7 +267,7 @@ template:
   spec:
     # Required by podFailurePolicy; retries are new pods counted by backoffLimit.
     restartPolicy: Never
-    serviceAccountName: {{ include "scorer.serviceAccountName" $root }}
+    serviceAccountName: {{ .serviceAccountName | default (include "scorer.serviceAccountName" $root) }}
     automountServiceAccountToken: {{ $v.serviceAccount.automountServiceAccountToken }}
     {{- with $v.priorityClassName }}
     priorityClassName: {{ . | quote }}
@@ -282,7 +291,7 @@ template:
           {{- end }}
         {{- end }}
         env:
-          {{- include "scorer.env" $root | nindent 10 }}
+          {{- .env | default (include "scorer.env" $root) | nindent 10 }}
           {{- if gt $shards 1 }}
           - name: SCORER_SHARDS
             value: {{ $shards | quote }}
@@ -353,4 +362,123 @@ rather than a failed upgrade. The full name is cut to 44 characters so that the 
 */}}
 {{- define "scorer.backfillJobName" -}}
 {{- printf "%s-backfill-%s" (include "scorer.fullname" . | trunc 44 | trimSuffix "-") (include "scorer.backfillArgs" . | sha256sum | trunc 8) }}
+{{- end }}
+
+{{/*
+The migration Job's Secret: migrate.database.existingSecret when set; else, when the chart makes
+the development Secret and the Job is a hook, the hook copy of it (templates/migrate-hook.yaml:
+a pre-install hook runs before the release's own Secret exists); else the runtime Secret.
+*/}}
+{{- define "scorer.migrateSecretName" -}}
+{{- $m := .Values.migrate }}
+{{- if $m.database.existingSecret }}
+{{- $m.database.existingSecret }}
+{{- else if and .Values.database.createSecret $m.useHelmHooks }}
+{{- include "scorer.migrateHookName" . }}
+{{- else }}
+{{- include "scorer.databaseSecretName" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The key of the URL in the migration Job's Secret.
+*/}}
+{{- define "scorer.migrateUrlKey" -}}
+{{- if .Values.migrate.database.existingSecret }}
+{{- .Values.migrate.database.urlKey }}
+{{- else }}
+{{- .Values.database.urlKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+The name of the migration hook Job and of the objects it needs before the release's own exist
+(the development Secret, the ServiceAccount, the NetworkPolicy): "<fullname>-migrate".
+*/}}
+{{- define "scorer.migrateHookName" -}}
+{{- printf "%s-migrate" (include "scorer.fullname" .) }}
+{{- end }}
+
+{{/*
+The migration Job's spec: the CronJob's pod running `migrate`, with the migration's own
+environment and (as a hook) the hook's ServiceAccount when the chart makes one.
+*/}}
+{{- define "scorer.migrateJobSpec" -}}
+{{- $m := .Values.migrate }}
+{{- $account := and $m.useHelmHooks .Values.serviceAccount.create (include "scorer.migrateHookName" .) }}
+{{- include "scorer.jobSpec" (dict "root" . "args" (list "migrate") "activeDeadlineSeconds" $m.activeDeadlineSeconds "env" (include "scorer.migrateEnv" .) "serviceAccountName" $account "component" "migrate") }}
+{{- end }}
+
+{{/*
+The migration Job's name: "<fullname>-migrate" as a hook (replaced at each upgrade); as a plain
+Job "<fullname>-migrate-<8 hex digits>", a hash of the chart version and the Job's whole spec,
+so that any change is another Job (a Job's pod template is immutable), with the full name cut
+to 44 characters so that the name fits the 63-character `batch.kubernetes.io/job-name` label.
+*/}}
+{{- define "scorer.migrateJobName" -}}
+{{- if .Values.migrate.useHelmHooks }}
+{{- include "scorer.migrateHookName" . }}
+{{- else }}
+{{- $hash := printf "%s\n%s" .Chart.Version (include "scorer.migrateJobSpec" .) | sha256sum | trunc 8 }}
+{{- printf "%s-migrate-%s" (include "scorer.fullname" . | trunc 44 | trimSuffix "-") $hash }}
+{{- end }}
+{{- end }}
+
+{{/*
+The migration Job's environment: the database URL of its role, its TLS settings, the target
+schema and logging; `python -m scorer migrate` reads nothing else.
+*/}}
+{{- define "scorer.migrateEnv" -}}
+{{- $v := .Values -}}
+- name: SCORER_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "scorer.migrateSecretName" . | quote }}
+      key: {{ include "scorer.migrateUrlKey" . | quote }}
+{{- include "scorer.tlsEnv" . }}
+{{- range $pair := list (list "SCORER_TARGET_SCHEMA" $v.scoring.targetSchema) (list "SCORER_LOG_FORMAT" $v.log.format) (list "SCORER_LOG_LEVEL" $v.log.level) }}
+{{- with index $pair 1 }}
+- name: {{ index $pair 0 }}
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The hook annotations of the migration Job (weight 0) and of what it needs first (weight -5).
+before-hook-creation,hook-succeeded: a failed Job stays for its logs, and the next upgrade
+replaces it.
+*/}}
+{{- define "scorer.migrateHookAnnotations" -}}
+helm.sh/hook: pre-install,pre-upgrade
+helm.sh/hook-weight: {{ .weight | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end }}
+
+{{/*
+The NetworkPolicy's spec (templates/networkpolicy.yaml, and the migration hook's copy).
+*/}}
+{{- define "scorer.networkPolicySpec" -}}
+# Every pod of the release: scoring, prune, backfill, migrate and the helm test.
+podSelector:
+  matchLabels:
+    {{- include "scorer.selectorLabels" . | nindent 4 }}
+policyTypes:
+  - Ingress
+  - Egress
+# No ingress rule: nothing connects to a batch job.
+egress:
+  {{- range $name := list "database" "mlflow" "dns" }}
+  {{- $rule := index $.Values.networkPolicy $name }}
+  # {{ $name }}
+  - ports:
+      {{- toYaml $rule.ports | nindent 6 }}
+    {{- with $rule.to }}
+    to:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  {{- end }}
+  {{- with .Values.networkPolicy.extraEgress }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}

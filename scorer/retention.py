@@ -46,7 +46,7 @@ from datetime import datetime
 import psycopg2.errors
 import structlog
 
-from scorer import db, runs, schema, sink
+from scorer import db, privileges, runs, schema, sink
 from scorer.config import PruneSettings
 from scorer.errors import EXIT_OK, LockBusyError
 from scorer.identifiers import quote_identifier
@@ -148,6 +148,7 @@ def main(settings: PruneSettings, dry_run: bool) -> int:
             cur.execute("SELECT set_config('application_name', %s, false)", (_APPLICATION,))
             _lock_schema(cur, target)
         with db.transaction(conn):
+            privileges.require(conn, target, "prune")
             schema.require_migrated(conn, target)
         outcome = prune(conn, target, rules, settings.prune_lock_timeout_seconds, dry_run)
     log.info(

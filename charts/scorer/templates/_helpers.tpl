@@ -155,6 +155,7 @@ with a dict:
   args                   the container's args (empty: the image's default command, `run`)
   activeDeadlineSeconds  the Job's wall-clock limit in seconds (nil: unset)
   shards                 the run's shards (nil or 1: one pod; more: an Indexed Job, SCORER_SHARDS)
+  database               the Job's own database Secret (existingSecret, urlKey; nil: the release's)
 */}}
 {{- define "scorer.jobSpec" -}}
 {{- $root := .root }}
@@ -239,7 +240,7 @@ template:
           {{- end }}
         {{- end }}
         env:
-          {{- include "scorer.env" $root | nindent 10 }}
+          {{- include "scorer.env" (dict "root" $root "database" .database) | nindent 10 }}
           {{- if gt $shards 1 }}
           - name: SCORER_SHARDS
             value: {{ $shards | quote }}

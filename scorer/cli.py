@@ -321,7 +321,8 @@ def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace)
 
         return demo.main(rows=args.rows)
     if command in ("migrate", "grant"):  # the migration role's commands
-        return _grant(overrides, args) if command == "grant" else _migrate(overrides)
+        grant = command == "grant"
+        return _grant(overrides, args) if grant else _migrate(load(DatabaseSettings, **overrides))
     if command == "prune":
         return _prune(load(PruneSettings, **overrides), dry_run=args.dry_run)
     if command in _HISTORY:
@@ -393,10 +394,9 @@ def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace)
     return EXIT_OK
 
 
-def _migrate(overrides: dict[str, str]) -> int:
+def _migrate(settings: DatabaseSettings) -> int:
     from scorer import db, privileges, schema  # noqa: PLC0415
 
-    settings = load(DatabaseSettings, **overrides)
     logs.register_secret(_password(settings))
     url = settings.database_url.get_secret_value()
     with closing(db.connect(url)) as conn, db.database_errors("migrating"):

@@ -437,6 +437,7 @@ _MIGRATIONS: tuple[str, ...] = (
         target regclass;
         bound text;
         unpruned text;
+        newest text;
     BEGIN
         SELECT c.oid, pg_get_expr(c.relpartbound, c.oid) INTO target, bound
         FROM pg_class AS c
@@ -458,6 +459,21 @@ _MIGRATIONS: tuple[str, ...] = (
         IF unpruned IS NOT NULL THEN
             RAISE EXCEPTION 'partition %.% holds run %, which is not marked pruned',
                 {n}, table_name, unpruned USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        -- Whatever the statuses say, a model's newest run (as latest_predictions ranks them)
+        -- keeps its partition: only a newer published run lets it go.
+        SELECT r.run_id INTO newest
+        FROM regexp_matches(bound, '''((?:[^'']|'''')*)''', 'g') AS m
+        JOIN {s}.scoring_runs AS r ON r.run_id = replace(m[1], '''''', '''')
+        WHERE r.run_id = (SELECT l.run_id FROM {s}.scoring_runs AS l
+                          WHERE l.model_name = r.model_name
+                            AND l.status IN ('succeeded', 'pruned')
+                          ORDER BY l.snapshot_order DESC, l.finished_at DESC, l.run_id DESC
+                          LIMIT 1)
+        LIMIT 1;
+        IF newest IS NOT NULL THEN
+            RAISE EXCEPTION 'partition %.% holds run %, the newest run of its model',
+                {n}, table_name, newest USING ERRCODE = 'insufficient_privilege';
         END IF;
         EXECUTE format('DROP TABLE %s', target);
     END

@@ -177,10 +177,9 @@ def test_each_command_runs_as_the_role_it_needs(
     assert _query(roles.admin_url, "SELECT to_regclass(%s)", (first,)) == [(None,)]
 
 
-def _latest_partition(roles: Roles) -> str:
+def _latest_run(roles: Roles) -> str:
     s = q(roles.schema)
-    run_id = _query(roles.admin_url, f"SELECT run_id FROM {s}.latest_predictions LIMIT 1")[0][0]
-    return sink.partition_name(str(run_id))
+    return str(_query(roles.admin_url, f"SELECT run_id FROM {s}.latest_predictions LIMIT 1")[0][0])
 
 
 FORBIDDEN = [
@@ -201,6 +200,9 @@ FORBIDDEN = [
     "DROP SCHEMA {s} CASCADE",
     "CREATE TABLE {s}.mine (x integer)",
     "SELECT {s}.run_partition_drop('{partition}')",  # its run is not marked pruned
+    # Marked pruned, the model's newest run still keeps its partition.
+    "UPDATE {s}.scoring_runs SET status = 'pruned' WHERE run_id = '{run_id}';"
+    " SELECT {s}.run_partition_drop('{partition}')",
     "SELECT {s}.run_table_drop('{partition}')",  # published: not an unpublished run table
     "SELECT {s}.run_table_add_key('predictions_text')",  # a parent, not a run table
 ]
@@ -210,10 +212,11 @@ FORBIDDEN = [
 def test_the_runtime_role_cannot_destroy_or_alter_what_is_published(
     migrated: Roles, published: str, statement: str
 ) -> None:
-    s, partition = q(migrated.schema), _latest_partition(migrated)
+    s, run_id = q(migrated.schema), _latest_run(migrated)
+    partition = sink.partition_name(run_id)
     table = f"{s}.{q(partition)}"
     before = _query(migrated.admin_url, f"SELECT count(*) FROM {table}")
-    sql = statement.format(s=s, partition=partition)
+    sql = statement.format(s=s, partition=partition, run_id=run_id)
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
         services.execute(migrated.url("runtime"), sql)
     assert _query(migrated.admin_url, f"SELECT count(*) FROM {table}") == before

@@ -391,3 +391,24 @@ def test_the_grant_command_and_its_dry_run_sql_give_the_same_privileges(
     assert {kind for kind, _, _ in reader} == {"schema", "v"}
     assert {p for kind, _, p in reader if kind == "v"} == {"SELECT"}
     assert len([name for kind, name, _ in reader if kind == "v"]) == 6
+
+
+def test_grant_refuses_what_would_defeat_it(migrated: Roles) -> None:
+    roles = migrated
+    as_owner = {"SCORER_DATABASE_URL": roles.url("migration"), "SCORER_TARGET_SCHEMA": roles.schema}
+    reader = roles.names["reader"]
+    cases = [
+        # (whose URL, the runtime role named, the kind, what the message says)
+        (as_owner, "scorer_it_no_such_role", "config", "does not exist"),
+        (as_owner, roles.names["migration"], "config", "could drop every table"),
+        (
+            {**as_owner, "SCORER_DATABASE_URL": roles.url("runtime")},
+            roles.names["runtime"],
+            "database_privilege",
+            f"ownership of schema {roles.schema!r}",
+        ),
+    ]
+    for env, runtime, kind, said in cases:
+        code, last, output = _scorer(env, "grant", "--runtime", runtime, "--reader", reader)
+        assert (code, last.get("kind")) == (2, kind), output
+        assert said in last["error"]

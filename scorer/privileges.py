@@ -138,12 +138,10 @@ def _lacks(cur: db.Cursor, privilege: str, kind: str, namespace: str, name: str)
     return row is not None and row[0] is False
 
 
-def missing(cur: db.Cursor, target: str, use: Use, features: Relation | None = None) -> list[str]:
-    """What the current role lacks for ``use`` in ``target`` (and SELECT on ``features``):
-    ``INSERT on table scoring.scoring_runs``, …; reads the catalog only."""
+def _missing_in_schema(cur: db.Cursor, target: str, use: Use) -> list[str]:
+    """What the current role lacks for ``use`` in ``target``: ``INSERT on table
+    scoring.scoring_runs``, …"""
     lacking = []
-    if features is not None:
-        lacking += _missing_on_features(cur, features)
     for grant in RUNTIME:
         if use not in grant.uses:
             continue
@@ -168,24 +166,27 @@ def _missing_on_features(cur: db.Cursor, features: Relation) -> list[str]:
 
 def require(conn: db.Connection, target: str, use: Use, features: Relation | None = None) -> None:
     """Raise ``DatabasePrivilegeError`` (exit 2) naming every privilege the current role
-    lacks for ``use``, before anything is written; reads the catalog only."""
+    lacks for ``use`` in ``target`` (and SELECT on ``features``), before anything is written;
+    reads the catalog only."""
     with conn.cursor() as cur:
-        lacking = missing(cur, target, use, features)
-        if not lacking:
+        on_features = [] if features is None else _missing_on_features(cur, features)
+        in_schema = _missing_in_schema(cur, target, use)
+        if not on_features and not in_schema:
             return
         cur.execute("SELECT current_user")
         role = str(db.one_value(cur))
     hints = []
-    if features is not None and any(str(features) in item for item in lacking):
-        hints.append(f"the relation's owner: GRANT SELECT ON {features.sql} TO {quote_role(role)}")
-    if any(str(features) not in item for item in lacking):
+    if on_features:
+        hints.append(f"the owner of {features}: GRANT SELECT ON {features} TO {quote_role(role)}")
+    if in_schema:
         hints.append(
-            f"the schema's owner (the migration role): python -m scorer grant --runtime {role}"
-            " --reader <reader role>"
+            f"the owner of schema {target} (the migration role): python -m scorer grant"
+            f" --runtime {role} --reader <reader role>"
         )
     raise DatabasePrivilegeError(
-        f"role {role!r} lacks {', '.join(lacking)}, which {_COMMANDS[use]} needs; nothing "
-        f"was written. Grant them as {' and as '.join(hints)} (see deploy/README.md)"
+        f"role {role!r} lacks {', '.join(on_features + in_schema)}, which {_COMMANDS[use]}"
+        f" needs; nothing was written. Grant them as {', and as '.join(hints)}"
+        " (see deploy/README.md)"
     )
 
 

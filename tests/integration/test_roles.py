@@ -413,3 +413,19 @@ def test_grant_refuses_what_would_defeat_it(migrated: Roles) -> None:
         code, last, output = _scorer(env, "grant", "--runtime", runtime, "--reader", reader)
         assert (code, last.get("kind")) == (2, kind), output
         assert said in last["error"]
+
+
+def test_grant_again_changes_nothing(migrated: Roles) -> None:
+    roles = migrated
+    env = {"SCORER_DATABASE_URL": roles.url("migration"), "SCORER_TARGET_SCHEMA": roles.schema}
+    before = {
+        kind: _privileges(roles.admin_url, roles.schema, roles.names[kind]) for kind in roles.names
+    }
+    code, last, output = _scorer(
+        env, "grant", "--runtime", roles.names["runtime"], "--reader", roles.names["reader"]
+    )
+    assert (code, last["event"]) == (0, "grant.done"), output
+    after = {
+        kind: _privileges(roles.admin_url, roles.schema, roles.names[kind]) for kind in roles.names
+    }
+    assert after == before

@@ -13,7 +13,7 @@ from contextlib import closing
 
 import structlog
 
-from scorer import db, features, pipeline, registry
+from scorer import db, features, pipeline, privileges, registry
 from scorer.config import RunSettings
 from scorer.errors import ConfigError
 from scorer.identifiers import quote_identifier
@@ -42,6 +42,7 @@ def main(settings: RunSettings, between: tuple[str, str] | None, listed: Sequenc
     url = settings.database_url.get_secret_value()
     resolved = registry.resolve(settings)
     with closing(db.connect(url)) as conn, db.transaction(conn):
+        privileges.require(conn, settings.target_schema, "run", settings.features)
         labels = features.snapshots(conn, source, between, listed)
         published = _published(conn, settings, resolved.version)
     log.info("backfill.planned", snapshots=labels, model_version=resolved.version)

@@ -1,4 +1,5 @@
-"""Command line: ``python -m scorer {migrate,check,run,backfill,prune,runs,show,explain,demo}``.
+"""Command line: ``python -m scorer {migrate,grant,check,run,backfill,prune,runs,show,explain,
+demo}``.
 
 ``main`` is the one place where a failure becomes an exit code: ``pipeline.run`` returns its
 own (having written its summary line); every other command's ``ScorerError`` is logged here
@@ -26,6 +27,7 @@ from scorer.config import (
     LogSettings,
     PruneSettings,
     RunSettings,
+    SchemaSettings,
     env_name,
     flag_name,
     load,
@@ -36,6 +38,7 @@ log = structlog.get_logger("scorer")
 
 _COMMANDS = {
     "migrate": "create or upgrade the tables and the latest_predictions view (idempotent)",
+    "grant": "grant the runtime and reader roles what they need (run as the migration role)",
     "check": "verify settings, model, schema and feature relation; write nothing",
     "run": "score the feature relation and publish the predictions atomically",
     "backfill": "score older snapshots, each as its own run (resumable)",
@@ -107,10 +110,11 @@ _PRUNE_GROUPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "logging": _GROUPS["logging"],
 }
 _HISTORY = {"runs": "", "show": " RUN_ID", "explain": " ENTITY_ID"}  # read-only commands
+_ARGUMENTS = {**_HISTORY, "grant": " --runtime ROLE --reader ROLE"}  # for the usage lines
 # Arguments, not settings.
 _NOT_SETTINGS = (
     "command", "rows", "start", "end", "snapshots", "dry_run", "model", "limit", "json",
-    "show_run_id", "entity_id", "bins",
+    "show_run_id", "entity_id", "bins", "runtime", "reader",
 )  # fmt: skip
 _DEFAULT_TEXT = {
     "run_id": "default run-<UTC time>-<hex>",
@@ -128,9 +132,10 @@ exit codes:
      model/alias/stage/version not found, registry or database credentials refused,
      database missing, promotion gate not met, feature relation vs signature mismatch,
      bad data or duplicate entity ids, rejected rows above the ratio, schema not migrated,
-     insufficient privilege, a transaction pooler (database_pooler), a snapshot older
-     than SCORER_MAX_SNAPSHOT_AGE (stale_snapshot), an unknown run id (show), an internal
-     error (a bug: its traceback is logged)"""
+     a privilege the role lacks (database_privilege: named, nothing written), a
+     transaction pooler (database_pooler), a snapshot older than SCORER_MAX_SNAPSHOT_AGE
+     (stale_snapshot), an unknown run id (show), an internal error (a bug: its traceback
+     is logged)"""
 _EPILOG = f"""\
 Each flag sets the variable shown in brackets; a flag wins over its variable.
 
@@ -157,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
             help=text,
             description=text,
             epilog=_EPILOG,
-            usage=f"scorer {name}{_HISTORY.get(name, '')} [options]",
+            usage=f"scorer {name}{_ARGUMENTS.get(name, '')} [options]",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         if name == "prune":
@@ -165,6 +170,9 @@ def _parser() -> argparse.ArgumentParser:
                 "--dry-run", action="store_true", help="list what would go; change nothing"
             )
             _add_setting_flags(sub, PruneSettings, _PRUNE_GROUPS)
+            continue
+        if name == "grant":
+            _add_grant_arguments(sub)
             continue
         if name in _HISTORY:
             _add_history_arguments(sub, name)
@@ -178,6 +186,19 @@ def _parser() -> argparse.ArgumentParser:
             span.add_argument("--to", dest="end", help="last snapshot (inclusive), with --from")
         _add_setting_flags(sub, DatabaseSettings if name == "migrate" else RunSettings)
     return parser
+
+
+def _add_grant_arguments(sub: argparse.ArgumentParser) -> None:
+    """The arguments of ``grant``: the two roles, ``--dry-run`` and the database flags."""
+    roles = sub.add_argument_group("roles", "both must exist (CREATE ROLE ... LOGIN)")
+    roles.add_argument("--runtime", required=True, metavar="ROLE", help="the runtime role")
+    roles.add_argument("--reader", required=True, metavar="ROLE", help="the reader role")
+    sub.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the SQL (for a DBA to apply) and connect to nothing; needs no database URL",
+    )
+    _add_setting_flags(sub, DatabaseSettings)
 
 
 def _add_history_arguments(sub: argparse.ArgumentParser, name: str) -> None:
@@ -304,8 +325,9 @@ def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace)
         from scorer import demo  # noqa: PLC0415
 
         return demo.main(rows=args.rows)
-    if command == "migrate":
-        return _migrate(load(DatabaseSettings, **overrides))
+    if command in ("migrate", "grant"):  # the migration role's commands
+        grant = command == "grant"
+        return _grant(overrides, args) if grant else _migrate(load(DatabaseSettings, **overrides))
     if command == "prune":
         return _prune(load(PruneSettings, **overrides), dry_run=args.dry_run)
     if command in _HISTORY:
@@ -353,7 +375,7 @@ def _prune(settings: PruneSettings, dry_run: bool) -> int:
 
 def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace) -> int:
     """``runs``, ``show``, ``explain``: read the history, print a table or ``--json``."""
-    from scorer import db, history, schema  # noqa: PLC0415
+    from scorer import db, history, privileges, schema  # noqa: PLC0415
 
     if command == "runs" and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1 (given {args.limit})")
@@ -362,6 +384,7 @@ def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace)
     url = settings.database_url.get_secret_value()
     with closing(db.connect(url)) as conn, db.database_errors(f"reading {target}"):
         with db.transaction(conn):
+            privileges.require(conn, target, "history")
             schema.require_migrated(conn, target)
         if command == "runs":
             listed = history.runs(conn, target, args.model, args.limit)
@@ -377,11 +400,13 @@ def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace)
 
 
 def _migrate(settings: DatabaseSettings) -> int:
-    from scorer import db, schema  # noqa: PLC0415
+    from scorer import db, privileges, schema  # noqa: PLC0415
 
     logs.register_secret(_password(settings))
     url = settings.database_url.get_secret_value()
     with closing(db.connect(url)) as conn, db.database_errors("migrating"):
+        with db.transaction(conn), conn.cursor() as cur:
+            privileges.require_owner(cur, settings.target_schema, "migrate", create=True)
         applied = schema.migrate(conn, settings.target_schema)
     log.info(
         "migrate.done",
@@ -389,5 +414,29 @@ def _migrate(settings: DatabaseSettings) -> int:
         applied=applied,
         version=schema.SCHEMA_VERSION,
         database=logs.redact(url),
+    )
+    return EXIT_OK
+
+
+def _grant(overrides: dict[str, str], args: argparse.Namespace) -> int:
+    """``grant``: issue the runtime and reader roles' grants, or (``--dry-run``) print them."""
+    from scorer import db, privileges  # noqa: PLC0415
+
+    if args.dry_run:
+        target = load(SchemaSettings, **overrides).target_schema
+        for statement in privileges.grant_sql(target, args.runtime, args.reader):
+            print(statement)  # the command's output (stdout), not a log line
+        return EXIT_OK
+    settings = load(DatabaseSettings, **overrides)
+    logs.register_secret(_password(settings))
+    url = settings.database_url.get_secret_value()
+    with closing(db.connect(url)) as conn, db.database_errors("granting"):
+        statements = privileges.grant(conn, settings.target_schema, args.runtime, args.reader)
+    log.info(
+        "grant.done",
+        schema=settings.target_schema,
+        runtime=args.runtime,
+        reader=args.reader,
+        statements=len(statements),
     )
     return EXIT_OK

@@ -60,19 +60,24 @@ class LogSettings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
 
-class DatabaseSettings(LogSettings):
-    """What every database command needs: where the tables live."""
+class SchemaSettings(LogSettings):
+    """Which schema holds the tables (``grant --dry-run`` needs no more)."""
 
-    database_url: SecretStr = Field(
-        description="PostgreSQL URL, postgresql://user:password@host:port/db[?sslmode=...];"
-        " percent-encode reserved characters in the password; never logged with it"
-    )
     target_schema: str = Field("scoring", description="Schema holding scoring_runs/predictions")
 
     @field_validator("target_schema")
     @classmethod
     def _schema_is_identifier(cls, value: str) -> str:
         return validate_identifier(value)
+
+
+class DatabaseSettings(SchemaSettings):
+    """What every database command needs: where the tables live."""
+
+    database_url: SecretStr = Field(
+        description="PostgreSQL URL, postgresql://user:password@host:port/db[?sslmode=...];"
+        " percent-encode reserved characters in the password; never logged with it"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -152,7 +152,8 @@ class DatabaseMissingError(PermanentError):
 
 
 class DatabasePrivilegeError(PermanentError):
-    """The role lacks a privilege the command needs (e.g. it does not own ``predictions``)."""
+    """The role lacks a privilege the command needs (``scorer.privileges`` names each one
+    before anything is written; PostgreSQL's own 42501 otherwise)."""
 
     kind = "database_privilege"
 

@@ -16,6 +16,7 @@ import structlog
 from scorer import (
     db,
     features,
+    privileges,
     quality,
     registry,
     run_model,
@@ -80,7 +81,8 @@ def prepare(
     recorded: registry.ResolvedModel | None = None,
     share: bool = False,
 ) -> Prepared:
-    """Resolve and load the model, check the schema and the feature relation. Writes nothing.
+    """Resolve and load the model, check the role's privileges, the schema and the feature
+    relation. Writes nothing.
 
     ``recorded``: the version a sharded run recorded, scored as it is (no resolution), from
     the run's copy of its files when it has one (without MLflow); ``share``: keep the
@@ -99,6 +101,7 @@ def prepare(
         stage=resolved.stage,
     )
     with timer.step("schema"), db.transaction(writer):
+        privileges.require(writer, settings.target_schema, "run", settings.features)
         schema.require_migrated(writer, settings.target_schema)
     with timer.step("load"):
         model, files = registry.load(resolved, settings, share)

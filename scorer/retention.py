@@ -6,7 +6,9 @@ snapshot first, then latest finished), or it was published in the last ``SCORER_
 days. Whatever the rules say, the run ``latest_predictions`` shows stays, and so does the
 newest published run of every snapshot that keeps a run, so neither ``latest_predictions``
 nor ``published_predictions`` ever switches to an older run. A pruned run loses its partition
-to one ``DROP TABLE``, in the transaction that marks its row ``pruned`` (with ``pruned_at``).
+to one ``DROP TABLE``, in the transaction that marks its row ``pruned`` (with ``pruned_at``);
+the schema's function ``run_partition_drop`` drops it, and only a partition whose runs are all
+marked ``pruned`` (``scorer.privileges``).
 
 **Beside a scoring run.** Dropping a partition takes an ACCESS EXCLUSIVE lock on its parent;
 a run holds a share lock on the parent for its whole publishing transaction (from its
@@ -44,10 +46,10 @@ from datetime import datetime
 import psycopg2.errors
 import structlog
 
-from scorer import db, runs, schema, sessions, sink
+from scorer import db, privileges, runs, schema, sessions, sink
 from scorer.config import PruneSettings
 from scorer.errors import EXIT_OK, LockBusyError
-from scorer.identifiers import quote_any, quote_identifier
+from scorer.identifiers import quote_identifier
 
 log = structlog.get_logger("scorer")
 
@@ -148,6 +150,7 @@ def main(settings: PruneSettings, dry_run: bool) -> int:
             cur.execute("SELECT set_config('application_name', %s, false)", (_APPLICATION,))
             _lock_schema(cur, target)
         with db.transaction(conn):
+            privileges.require(conn, target, "prune")
             schema.require_migrated(conn, target)
         outcome = prune(conn, target, rules, settings.prune_lock_timeout_seconds, dry_run)
     log.info(
@@ -432,7 +435,9 @@ class _Pruner:
             )
             if cur.rowcount != len(part.run_ids):
                 raise _StatusChangedError(part.table)
-            cur.execute(f"DROP TABLE {quote_identifier(self.target)}.{quote_any(part.table)}")
+            cur.execute(
+                f"SELECT {quote_identifier(self.target)}.run_partition_drop(%s)", (part.table,)
+            )
 
     def live_runs_locking(self, parent: str) -> list[str]:
         """Live runs whose session holds a lock on ``parent`` (a DROP would wait for them)."""
@@ -468,10 +473,7 @@ class _Pruner:
                 try:
                     with db.transaction(self.conn), self.conn.cursor() as cur:
                         _set_lock_timeout(cur, self.lock_timeout)
-                        cur.execute(
-                            f"DROP TABLE IF EXISTS {quote_identifier(self.target)}."
-                            f"{quote_any(orphan.table)}"
-                        )
+                        sink.drop_unpublished(cur, self.target, orphan.table)
                 except psycopg2.errors.LockNotAvailable:
                     log.warning("prune.busy", table=table, run_id=orphan.run_id)
                     continue

@@ -306,16 +306,16 @@ class ShardState(_RunState):
         kind = prepared.plan.entity_kind
         with writer.cursor() as cur:
             part = shards.condition(cur, split, self.shard, prepared.plan)
-            check = shards.range_check(cur, split, self.shard, kind)
         prepared = replace(prepared, plan=features.restrict(prepared.plan, part))
         lineage = _partition(settings, prepared, found.started_at).lineage
-        has_range = split.range_of(self.shard) is not None
+        bounds = split.range_of(self.shard)
+        has_range = bounds is not None
         table = sink.ShardTable(
             settings.target_schema,
             lineage,
             kind,
             settings.label_threshold is not None,
-            (self.shard, check),
+            (self.shard, bounds),
         )
         with db.transaction(writer):
             if has_range:
@@ -419,9 +419,9 @@ class ShardState(_RunState):
                 self._gate(writer, prepared)
             kind = prepared.plan.entity_kind
             parts = [
-                (str(row[6]), shards.bound_sql(cur, split, int(row[0]), kind))
+                (str(row[6]), bounds)
                 for row in done
-                if row[6] is not None
+                if row[6] is not None and (bounds := split.range_of(int(row[0]))) is not None
             ]
             with timer.step("attach"):
                 sink.publish_shards(cur, settings.target_schema, settings.run_id, kind, parts)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scorer import db, registry, run_model, runs
+from scorer import db, registry, run_model, runs, sink
 from scorer.errors import ConfigError, LockBusyError, PermanentError
 from scorer.identifiers import quote_any, quote_identifier
 
@@ -146,30 +146,6 @@ def condition(cur: db.Cursor, split: Split, shard: int, plan: FeaturePlan) -> st
     if shard == 0 and parts:  # NULL ids are rejected rows: counted once, by shard 0
         where = f"{quote_any(plan.entity)} IS NULL OR ({where})"
     return where
-
-
-def range_check(cur: db.Cursor, split: Split, shard: int, kind: str) -> str | None:
-    """The CHECK on a shard's table that its range partition bound is implied by."""
-    found = split.range_of(shard)
-    if found is None:
-        return None
-    lower, upper = found
-    parts = []
-    if lower is not None:
-        parts.append(f"entity_id >= {_literal(cur, lower, kind)}")
-    if upper is not None:
-        parts.append(f"entity_id < {_literal(cur, upper, kind)}")
-    return " AND ".join(parts) or None
-
-
-def bound_sql(cur: db.Cursor, split: Split, shard: int, kind: str) -> str:
-    """``FROM (...) TO (...)`` of a shard's range partition."""
-    found = split.range_of(shard)
-    assert found is not None  # only shards with a range have a table
-    lower, upper = found
-    low = "MINVALUE" if lower is None else _literal(cur, lower, kind)
-    high = "MAXVALUE" if upper is None else _literal(cur, upper, kind)
-    return f"FROM ({low}) TO ({high})"
 
 
 def compute_split(cur: db.Cursor, plan: FeaturePlan, shards: int) -> Split:
@@ -397,7 +373,7 @@ def fail_run(cur: db.Cursor, schema: str, run_id: str, error: str, shard: int | 
         (run_id,),
     )
     for (table,) in cur.fetchall():
-        cur.execute(f"DROP TABLE IF EXISTS {quoted}.{quote_any(table)}")
+        sink.drop_unpublished(cur, schema, table)
     cur.execute(
         f"UPDATE {quoted}.scoring_run_shards SET staging_table = NULL WHERE run_id = %s",
         (run_id,),

@@ -6,7 +6,8 @@ run's lineage constants, so the client sends only narrow binary COPY rows
 sorted, after the load (cheaper than maintaining it row by row: see ``KEY_BUILD``), and the
 table is attached as the run's partition in the transaction that publishes the run. A failed
 or killed run rolls the table back with everything else; a CHECK on ``run_id`` lets the
-attach skip scanning the rows.
+attach skip scanning the rows. The schema's owner makes, keys, attaches and drops the table,
+through the schema's functions (``scorer.privileges``): the run's role never owns it.
 """
 
 from __future__ import annotations
@@ -76,25 +77,46 @@ key stays the duplicate-id check.
 
 
 class RunPartition:
-    """The table one run loads and publishes as its partition of the id type's parent."""
+    """The table one run loads and publishes as its partition of the id type's parent.
+
+    The table is made, keyed and attached by the schema's functions (migration 8, see
+    ``scorer.privileges``): it belongs to the schema's owner, and the run's role may only
+    COPY into it until it is published.
+    """
 
     def __init__(self, schema: str, lineage: Lineage, entity_kind: str, labels: bool) -> None:
         self.lineage = lineage
-        quoted = quote_identifier(schema)
-        self.parent = f"{quoted}.{PARENTS[entity_kind]}"
+        self.entity_kind = entity_kind
+        self.schema = quote_identifier(schema)
+        self.parent = f"{self.schema}.{PARENTS[entity_kind]}"
         self.key_build = KEY_BUILD.get(entity_kind, ())
-        self.table = f"{quoted}.{quote_identifier(partition_name(lineage.run_id))}"
+        self.name = partition_name(lineage.run_id)
+        self.table = f"{self.schema}.{quote_identifier(self.name)}"
         columns = "entity_id, score, label" if labels else "entity_id, score"
         self.copy_statement = f"COPY {self.table} ({columns}) FROM STDIN (FORMAT binary)"
 
     def create(self, cur: db.Cursor) -> None:
         """Create the empty table with its lineage defaults and run id CHECK (not yet committed)."""
+        self._create(cur, shard=False, bounds=(None, None))
+
+    def _create(
+        self, cur: db.Cursor, *, shard: bool, bounds: tuple[str | None, str | None]
+    ) -> None:
         lineage = self.lineage
         cur.execute(
-            f"CREATE TABLE {self.table} (LIKE {self.parent}, CHECK (run_id = %s))",
-            (lineage.run_id,),
+            f"SELECT {self.schema}.run_table_create(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                self.name,
+                self.entity_kind,
+                lineage.run_id,
+                lineage.model_name,
+                lineage.model_version,
+                lineage.snapshot,
+                lineage.scored_at,
+                shard,
+                *bounds,
+            ),
         )
-        self._set_defaults(cur)
 
     def add_key(self, cur: db.Cursor, settings: Sequence[tuple[str, str]] | None = None) -> None:
         """Build the primary key once, after the load, with ``settings`` (default: the id
@@ -105,39 +127,17 @@ class RunPartition:
         for name, value in self.key_build if settings is None else settings:
             cur.execute("SELECT set_config(%s, %s, true)", (name, value))
         try:
-            cur.execute(f"ALTER TABLE {self.table} ADD PRIMARY KEY (run_id, entity_id)")
+            cur.execute(f"SELECT {self.schema}.run_table_add_key(%s)", (self.name,))
         except psycopg2.errors.UniqueViolation as exc:
             raise DuplicateEntityError(_duplicate_message(exc, self.lineage)) from None
-
-    def _set_defaults(self, cur: db.Cursor) -> None:
-        lineage = self.lineage
-        cur.execute(
-            f"ALTER TABLE {self.table}"
-            " ALTER COLUMN run_id SET DEFAULT %s,"
-            " ALTER COLUMN model_name SET DEFAULT %s,"
-            " ALTER COLUMN model_version SET DEFAULT %s,"
-            " ALTER COLUMN snapshot SET DEFAULT %s,"
-            " ALTER COLUMN scored_at SET DEFAULT %s",
-            (
-                lineage.run_id,
-                lineage.model_name,
-                lineage.model_version,
-                lineage.snapshot,
-                lineage.scored_at,
-            ),
-        )
 
     def attach(self, cur: db.Cursor) -> None:
         """Build the primary key, then attach the table as the run's partition."""
         self.add_key(cur)
         cur.execute(
-            f"ALTER TABLE {self.parent} ATTACH PARTITION {self.table} FOR VALUES IN (%s)",
-            (self.lineage.run_id,),
+            f"SELECT {self.schema}.run_table_publish(%s, %s, %s)",
+            (self.name, self.entity_kind, self.lineage.run_id),
         )
-
-
-RUN_CHECK = "scorer_run_id"
-"""The run id CHECK a sharded run's table and each of its shards' tables share by name."""
 
 
 def shard_table_name(run_id: str, shard: int) -> str:
@@ -146,6 +146,10 @@ def shard_table_name(run_id: str, shard: int) -> str:
     readable = _UNSAFE.sub("_", run_id.lower())[:34].strip("_")
     base = f"predictions_{readable}_{digest}" if readable else f"predictions_{digest}"
     return f"{base}_s{shard}"
+
+
+Bounds = tuple[str | None, str | None]
+"""A shard's range of entity ids: (lower inclusive, upper exclusive), ``None`` meaning open."""
 
 
 class ShardTable(RunPartition):
@@ -158,54 +162,58 @@ class ShardTable(RunPartition):
         lineage: Lineage,
         entity_kind: str,
         labels: bool,
-        part: tuple[int, str | None],
+        part: tuple[int, Bounds | None],
     ) -> None:
-        """``part``: the shard's index and the CHECK of its id range (``None``: every id)."""
+        """``part``: the shard's index and its id range (``None``: the shard has none)."""
         super().__init__(schema, lineage, entity_kind, labels)
-        shard, range_check = part
+        shard, bounds = part
         self.shard = shard
         self.name = shard_table_name(lineage.run_id, shard)
-        self.table = f"{quote_identifier(schema)}.{quote_identifier(self.name)}"
+        self.table = f"{self.schema}.{quote_identifier(self.name)}"
         columns = "entity_id, score, label" if labels else "entity_id, score"
         self.copy_statement = f"COPY {self.table} ({columns}) FROM STDIN (FORMAT binary)"
-        self._range_check = range_check
+        self._bounds = bounds or (None, None)
 
     def create(self, cur: db.Cursor) -> None:
-        """Create the empty table (in the shard's transaction); a retry's replaces nothing
-        committed, since a shard's table commits only with its success."""
-        cur.execute(f"DROP TABLE IF EXISTS {self.table}")
-        checks = f", CONSTRAINT {RUN_CHECK} CHECK (run_id = %s)"
-        if self._range_check is not None:
-            checks += f", CONSTRAINT scorer_shard_range CHECK ({self._range_check})"
-        cur.execute(
-            f"CREATE TABLE {self.table} (LIKE {self.parent}{checks})", (self.lineage.run_id,)
-        )
-        self._set_defaults(cur)
+        """Create the empty table (in the shard's transaction), with the CHECKs
+        ``scorer_run_id`` and ``scorer_shard_range``; a retry's replaces nothing committed,
+        since a shard's table commits only with its success."""
+        self._create(cur, shard=True, bounds=self._bounds)
 
 
 def publish_shards(
-    cur: db.Cursor, schema: str, run_id: str, entity_kind: str, parts: list[tuple[str, str]]
+    cur: db.Cursor,
+    schema: str,
+    run_id: str,
+    entity_kind: str,
+    parts: list[tuple[str, Bounds]],
 ) -> None:
     """Make a sharded run's table of its shards' tables and attach it as the run's partition.
 
-    ``parts`` are (shard table, ``FROM (...) TO (...)``). Every shard table's CHECKs imply its
-    bound and the run's, and its primary key becomes the run table's: nothing is scanned or
-    copied, and the key (run id, entity id) holds across shards.
+    ``parts`` are (shard table, its range). Every shard table's CHECKs imply its bound and the
+    run's, and its primary key becomes the run table's: nothing is scanned or copied, and the
+    key (run id, entity id) holds across shards.
     """
-    quoted = quote_identifier(schema)
-    parent = f"{quoted}.{PARENTS[entity_kind]}"
-    table = f"{quoted}.{quote_identifier(partition_name(run_id))}"
     cur.execute(
-        f"CREATE TABLE {table} (LIKE {parent}, CONSTRAINT {RUN_CHECK} CHECK (run_id = %s),"
-        " PRIMARY KEY (run_id, entity_id)) PARTITION BY RANGE (entity_id)",
-        (run_id,),
+        f"SELECT {quote_identifier(schema)}.run_table_publish_shards(%s, %s, %s, %s, %s, %s)",
+        (
+            partition_name(run_id),
+            entity_kind,
+            run_id,
+            [name for name, _ in parts],
+            [lower for _, (lower, _) in parts],
+            [upper for _, (_, upper) in parts],
+        ),
     )
-    for name, bound in parts:
-        cur.execute(
-            f"ALTER TABLE {table} ATTACH PARTITION {quoted}.{quote_identifier(name)}"
-            f" FOR VALUES {bound}"
-        )
-    cur.execute(f"ALTER TABLE {parent} ATTACH PARTITION {table} FOR VALUES IN (%s)", (run_id,))
+
+
+def drop_unpublished(cur: db.Cursor, schema: str, table: str) -> bool:
+    """Drop an unpublished run table (a failed run's shard, an orphan); False if it is gone.
+
+    The schema's function refuses anything else: a published run's table, a partition.
+    """
+    cur.execute(f"SELECT {quote_identifier(schema)}.run_table_drop(%s)", (table,))
+    return bool(db.one_value(cur))
 
 
 def _duplicate_message(exc: psycopg2.errors.UniqueViolation, lineage: Lineage) -> str:

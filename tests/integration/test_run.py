@@ -452,7 +452,7 @@ def test_duplicate_entity_ids_fail_permanently_and_leave_no_table(
     assert partition_bound(postgres_url, target_schema, run_id) is None
 
 
-def test_a_role_that_does_not_own_predictions_fails_permanently(
+def test_a_role_with_the_tables_but_not_the_publishing_functions_fails_before_writing(
     scorer_env: dict[str, str], postgres_url: str, target_schema: str
 ) -> None:
     role = f"scorer_writer_{uuid.uuid4().hex[:8]}"
@@ -475,10 +475,11 @@ def test_a_role_that_does_not_own_predictions_fails_permanently(
         )
         assert result.returncode == 2, result.stdout
         last = services.json_lines(result.stdout)[-1]
-        assert "must be owner of table predictions" in last["error"]
-        row = run_row(postgres_url, target_schema, run_id)
-        assert row is not None
-        assert row["status"] == "failed"
+        assert last["kind"] == "database_privilege"
+        # Every table privilege does not make a publisher: the schema's functions do (see
+        # tests/integration/test_roles.py for the three roles).
+        assert f"EXECUTE on function {target_schema}.run_table_publish" in last["error"]
+        assert run_row(postgres_url, target_schema, run_id) is None  # nothing written
         assert partition_bound(postgres_url, target_schema, run_id) is None
     finally:
         services.execute(postgres_url, f"DROP OWNED BY {role}; DROP ROLE {role}")

@@ -1,10 +1,14 @@
 {{/*
 The container's environment: the contract with the scorer (see the README's "Environment"
 section). Optional SCORER_* variables are only set when their value is set, so the scorer's
-own defaults apply.
+own defaults apply. Takes a dict:
+  root      the chart's root context
+  database  a Job's own database Secret (existingSecret, urlKey; empty: the release's)
 */}}
 {{- define "scorer.env" -}}
-{{- $v := .Values }}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $own := .database | default dict }}
 {{- $optional := list
   (list "SCORER_MODEL_ALIAS" $v.model.alias)
   (list "SCORER_MODEL_STAGE" $v.model.stage)
@@ -73,9 +77,9 @@ own defaults apply.
 - name: SCORER_DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ include "scorer.databaseSecretName" . | quote }}
-      key: {{ $v.database.urlKey | quote }}
-{{- include "scorer.tlsEnv" . }}
+      name: {{ default (include "scorer.databaseSecretName" $root) $own.existingSecret | quote }}
+      key: {{ default $v.database.urlKey $own.urlKey | quote }}
+{{- include "scorer.tlsEnv" $root }}
 - name: SCORER_FEATURES_TABLE
   value: {{ $v.features.table | quote }}
 - name: SCORER_ENTITY_COLUMN
@@ -109,9 +113,9 @@ own defaults apply.
     fieldRef:
       fieldPath: spec.nodeName
 - name: SCORER_K8S_CRONJOB
-  value: {{ include "scorer.fullname" . | quote }}
+  value: {{ include "scorer.fullname" $root | quote }}
 - name: SCORER_IMAGE
-  value: {{ include "scorer.image" . | quote }}
+  value: {{ include "scorer.image" $root | quote }}
 {{- end }}
 
 {{/*

@@ -201,6 +201,7 @@ with a dict:
   env                    the container's own env, rendered (nil: "scorer.env", the run's)
   serviceAccountName     the pod's service account (nil: "scorer.serviceAccountName")
   component              the pods' app.kubernetes.io/component label (nil: none)
+  database               the Job's own database Secret (existingSecret, urlKey; nil: the release's)
 Every pod the chart renders that runs the scorer (scoring, prune, backfill, migrate) comes from
 here, so a volume or mount every pod needs (a database CA, say) goes into this one place; the
 `helm test` pod (tests/check-pod.yaml) is the only other.
@@ -291,7 +292,7 @@ template:
           {{- end }}
         {{- end }}
         env:
-          {{- .env | default (include "scorer.env" $root) | nindent 10 }}
+          {{- .env | default (include "scorer.env" (dict "root" $root "database" .database)) | nindent 10 }}
           {{- if gt $shards 1 }}
           - name: SCORER_SHARDS
             value: {{ $shards | quote }}

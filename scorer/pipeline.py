@@ -16,6 +16,7 @@ import structlog
 from scorer import (
     db,
     features,
+    metrics,
     quality,
     registry,
     run_model,
@@ -161,8 +162,10 @@ def run(settings: RunSettings) -> int:
         if isinstance(failure, InternalError):
             log.exception("run.internal_error", error=str(failure), exc_info=exc)
         state.summary("run.failed", failure)
+        metrics.push(state, failure)  # metrics: best effort, never changes the exit code
         return failure.exit_code
     state.summary("run.succeeded")
+    metrics.push(state)
     return 0
 
 
@@ -179,6 +182,7 @@ class _RunState:
     verdict: quality.Verdict | None = None
     started: float = field(default_factory=time.perf_counter)
     snapshot: str | None = None
+    model_version: int | None = None
     outcome: str = "published"  # or "already_published": a rerun of a run id that succeeded
     lineage: Lineage | None = None  # MLflow record and OpenLineage events (best effort)
 
@@ -191,6 +195,7 @@ class _RunState:
             prepared = prepare(settings, writer, timer)
             self.lineage.ready()  # lineage: a bad OpenLineage configuration is exit 2 here
             self.snapshot = prepared.plan.snapshot.label
+            self.model_version = prepared.resolved.version
             record = RunRecord(writer, settings, prepared.resolved, prepared.plan)
             with db.autocommit(writer):
                 record.lock()
@@ -338,6 +343,15 @@ class _RunState:
                 "published. If the change is deliberate (e.g. a new model version), let this "
                 "run through with SCORER_QUALITY_OVERRIDE=<reason>"
             )
+
+    @property
+    def ends_run(self) -> bool:
+        """This process published or failed the run (what ``metrics.push`` reports)."""
+        return self.outcome != "already_published"
+
+    def seconds(self) -> float:
+        """Wall time of the run so far."""
+        return time.perf_counter() - self.started
 
     def figures(self) -> dict[str, float | None]:
         """The score statistics recorded on the run row and in the summary line."""

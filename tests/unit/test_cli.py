@@ -72,6 +72,9 @@ FLAG_VALUES: dict[str, tuple[str, object]] = {
     "shards": ("64", 64),  # with SCORER_SHARD_INDEX set (a shard count needs an index)
     "shard_index": ("0", 0),
     "shard_timeout_seconds": ("60", 60.0),
+    "pushgateway_url": ("http://pushgateway.monitoring:9091", "http://pushgateway.monitoring:9091"),
+    "pushgateway_timeout_seconds": ("2.5", 2.5),
+    "release": ("churn", "churn"),
 }
 # A malformed value for every setting that can be malformed.
 BAD_VALUES: dict[str, str] = {
@@ -106,6 +109,8 @@ BAD_VALUES: dict[str, str] = {
     "shards": "65",
     "shard_index": "-1",
     "shard_timeout_seconds": "0",
+    "pushgateway_url": "pushgateway:9091",
+    "pushgateway_timeout_seconds": "61",
 }
 FREE_TEXT = {
     "snapshot",
@@ -116,6 +121,7 @@ FREE_TEXT = {
     "k8s_job",
     "k8s_cronjob",
     "image",
+    "release",
 }
 REQUIRED = [name for name, info in RunSettings.model_fields.items() if info.is_required()]
 

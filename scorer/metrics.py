@@ -1,9 +1,10 @@
 """A run's outcome, rows and drift, pushed to a Prometheus Pushgateway when the run ends.
 
 Off unless ``SCORER_PUSHGATEWAY_URL`` is set. ``scorer.pipeline.run`` calls ``push`` once,
-after the summary line, for a run this process ended: published, refused by the quality gate,
-or failed (a sharded run: only the shard that publishes or fails the run; an attempt that finds
-its run already published pushes nothing, the attempt that published it did).
+just before the summary line (which says how the push went), for a run this process ended:
+published, refused by the quality gate, or failed. A sharded run pushes from the shard that
+publishes or fails it; an attempt that finds its run already published pushes nothing (the
+attempt that published it did).
 
 One group per model: grouping key ``job="scorer"``, ``model``, ``namespace``, ``release``, and
 no ``instance`` (Prometheus's advice for batch jobs). Every push is a POST (``pushadd``): the
@@ -192,14 +193,18 @@ def collect(report: Report) -> CollectorRegistry:
     return registry
 
 
-def push(run: RunEnd, failure: ScorerError | None = None) -> None:
+def push(run: RunEnd, failure: ScorerError | None = None) -> dict[str, object]:
     """Push the run's metrics if a Pushgateway is configured and this process ended the run.
 
-    Never raises: a failed or timed-out push is the warning ``metrics.push_failed``.
+    Returns what the summary line says of it: ``pushgateway`` is ``off`` (no URL), ``skipped``
+    (another attempt or shard ends the run), ``pushed`` or ``failed``, with the ``seconds`` it
+    took. Never raises: a failed or timed-out push is the warning ``metrics.push_failed``.
     """
     settings = run.settings
-    if settings.pushgateway_url is None or not run.ends_run:
-        return
+    if settings.pushgateway_url is None:
+        return {"pushgateway": "off"}
+    if not run.ends_run:
+        return {"pushgateway": "skipped"}
     begin = time.perf_counter()
     errors: list[BaseException] = []
     timeout = settings.pushgateway_timeout_seconds
@@ -208,12 +213,12 @@ def push(run: RunEnd, failure: ScorerError | None = None) -> None:
         try:
             from prometheus_client import pushadd_to_gateway  # noqa: PLC0415
 
-            key = report(run, failure)
+            ended = report(run, failure)
             pushadd_to_gateway(
                 settings.pushgateway_url or "",
                 job=JOB,
-                registry=collect(key),
-                grouping_key=key.grouping_key,
+                registry=collect(ended),
+                grouping_key=ended.grouping_key,
                 timeout=timeout,
             )
         except Exception as exc:  # any failure of the push is the warning below
@@ -229,12 +234,11 @@ def push(run: RunEnd, failure: ScorerError | None = None) -> None:
     if not errors and sender.is_alive():
         errors.append(TimeoutError(f"no answer within {timeout:g} s"))
     if errors:
-        error = errors[0]
         log.warning(
             "metrics.push_failed",
-            error=logs.redact(f"{type(error).__name__}: {error}"),
+            error=logs.redact(f"{type(errors[0]).__name__}: {errors[0]}"),
             seconds=seconds,
             detail="the run's metrics are not in the Pushgateway; its outcome and exit code stand",
         )
-        return
-    log.info("metrics.pushed", seconds=seconds)
+        return {"pushgateway": "failed", "seconds": seconds}
+    return {"pushgateway": "pushed", "seconds": seconds}

@@ -161,11 +161,11 @@ def run(settings: RunSettings) -> int:
         failure = classify(exc)
         if isinstance(failure, InternalError):
             log.exception("run.internal_error", error=str(failure), exc_info=exc)
+        state.pushed = metrics.push(state, failure)  # best effort: the exit code stands
         state.summary("run.failed", failure)
-        metrics.push(state, failure)  # metrics: best effort, never changes the exit code
         return failure.exit_code
+    state.pushed = metrics.push(state)
     state.summary("run.succeeded")
-    metrics.push(state)
     return 0
 
 
@@ -185,6 +185,7 @@ class _RunState:
     model_version: int | None = None
     outcome: str = "published"  # or "already_published": a rerun of a run id that succeeded
     lineage: Lineage | None = None  # MLflow record and OpenLineage events (best effort)
+    pushed: dict[str, object] | None = None  # how the metrics push went (scorer.metrics)
 
     def execute(self) -> None:
         """Prepare, lock, open the run row, score in one transaction, publish."""
@@ -378,6 +379,7 @@ class _RunState:
             "timings": self.timer.timings,
             "quality": None if self.verdict is None else self.verdict.as_json(),
             "lineage": None if self.lineage is None else self.lineage.summary(),
+            "metrics": self.pushed,
         }
         if failure is None:
             log.info(event, **fields)

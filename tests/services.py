@@ -1,4 +1,5 @@
-"""Real services for the tests: PostgreSQL databases, an MLflow tracking server, the CLI."""
+"""Real services for the tests: PostgreSQL databases, an MLflow tracking server, a Pushgateway,
+the CLI."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from scorer.identifiers import quote_identifier
@@ -66,6 +69,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, seconds: float) -> None:
+    """Wait until ``url`` answers 200; fail with the server's log if it exits first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited: {log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310
+                if reply.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
 @contextmanager
 def mlflow_server(workdir: Path, host: str = "127.0.0.1") -> Iterator[str]:
     """Run ``mlflow server`` (sqlite registry, proxied artifacts); yield its URI."""
@@ -97,18 +116,7 @@ def mlflow_server(workdir: Path, host: str = "127.0.0.1") -> Iterator[str]:
     )
     uri = f"http://{host}:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(workdir / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as reply:  # noqa: S310
-                    if reply.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        wait_ready(process, f"{uri}/health", workdir / "server.log", 120)
         yield uri
     finally:
         process.terminate()
@@ -118,6 +126,41 @@ def mlflow_server(workdir: Path, host: str = "127.0.0.1") -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+
+
+def pushgateway_binary() -> Path:
+    """The Pushgateway ``hack/prometheus.sh`` builds (``$PUSHGATEWAY_BIN`` wins)."""
+    return Path(os.environ.get("PUSHGATEWAY_BIN") or CACHE / "bin" / "pushgateway")
+
+
+@contextmanager
+def pushgateway(workdir: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run the real Pushgateway on loopback; yield its URL."""
+    binary = pushgateway_binary()
+    if not os.access(binary, os.X_OK):
+        raise FileNotFoundError(f"{binary}: run `bash hack/prometheus.sh` (or set PUSHGATEWAY_BIN)")
+    port = free_port(host)
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = (workdir / "pushgateway.log").open("w")
+    process = subprocess.Popen(
+        [str(binary), f"--web.listen-address={host}:{port}", "--log.level=warn"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://{host}:{port}"
+    try:
+        wait_ready(process, f"{url}/-/ready", workdir / "pushgateway.log", 30)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def scrape(url: str) -> list[Metric]:
+    """The metric families a Pushgateway (or any target) exposes on ``/metrics``, parsed."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as reply:  # noqa: S310
+        return list(text_string_to_metric_families(reply.read().decode()))
 
 
 def run_scorer(

@@ -33,6 +33,8 @@ own defaults apply.
   (list "OPENLINEAGE_URL" $v.openlineage.url)
   (list "OPENLINEAGE_ENDPOINT" $v.openlineage.endpoint)
   (list "OPENLINEAGE_NAMESPACE" $v.openlineage.namespace)
+  (list "SCORER_PUSHGATEWAY_URL" $v.metrics.pushgateway.url)
+  (list "SCORER_PUSHGATEWAY_TIMEOUT_SECONDS" $v.metrics.pushgateway.timeoutSeconds)
 -}}
 - name: MLFLOW_TRACKING_URI
   value: {{ $v.mlflow.trackingUri | quote }}
@@ -110,4 +112,7 @@ own defaults apply.
   value: {{ include "scorer.fullname" . | quote }}
 - name: SCORER_IMAGE
   value: {{ include "scorer.image" . | quote }}
+# The release: a label of the pushed metrics (the alerts select on it)
+- name: SCORER_RELEASE
+  value: {{ .Release.Name | quote }}
 {{- end }}

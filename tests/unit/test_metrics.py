@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
@@ -158,3 +159,20 @@ def test_a_run_this_process_did_not_end_is_not_pushed(settings: RunSettings) -> 
     run = Ended(pushing, None, 10)
     run.ends_run = False
     assert metrics.push(run) == {"pushgateway": "skipped"}
+
+
+def test_every_metric_and_label_value_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "monitoring.md").read_text()
+    rows = {
+        line.split("|")[1].strip(" `"): line
+        for line in doc.splitlines()
+        if line.startswith("| `scorer_")
+    }
+    assert set(rows) == set(metrics.METRICS)
+    assert all(f"`{value}`" in rows["scorer_last_run_outcome"] for value in metrics.OUTCOMES)
+    assert all(f"`{value}`" in rows["scorer_last_run_quality_gate"] for value in metrics.VERDICTS)
+    assert f"`{metrics.NO_FAILURE}`" in rows["scorer_last_run_exit_code"]
+    for label in ("run_id", "model_version", "snapshot"):
+        assert f"`{label}`" in rows["scorer_last_run_info"]
+    for key in ("job", "model", "namespace", "release"):  # the grouping key
+        assert f"`{key}`" in doc

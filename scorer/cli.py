@@ -96,7 +96,11 @@ _GROUPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "logging": (None, ("log_format", "log_level")),
     "lineage": (
         "set by the chart from the downward API",
-        ("k8s_namespace", "k8s_pod", "k8s_node", "k8s_job", "k8s_cronjob", "image"),
+        ("k8s_namespace", "k8s_pod", "k8s_node", "k8s_job", "k8s_cronjob", "image", "release"),
+    ),
+    "metrics": (
+        "pushed to a Prometheus Pushgateway when a run ends (best effort)",
+        ("pushgateway_url", "pushgateway_timeout_seconds"),
     ),
 }
 # Flags of prune, in the order its help shows them.

@@ -6,6 +6,7 @@ import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -254,6 +255,37 @@ class RunSettings(DatabaseSettings):
         description="Record each scoring run as an MLflow run after publish (true/false);"
         " best effort: MLflow down then only warns",
     )
+
+    pushgateway_url: str | None = Field(
+        None,
+        description="Prometheus Pushgateway each run pushes its metrics to, http(s)://host:port"
+        " (default: off); best effort: a Pushgateway down only warns",
+    )
+    pushgateway_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Longest wait for the Pushgateway at a run's end (0 < s <= 60)",
+    )
+    release: str | None = Field(
+        None, description="Set by the chart (the Helm release): a label of the pushed metrics"
+    )
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _pushgateway_is_http(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        try:
+            port_ok = parts.port is None or parts.port > 0  # .port raises on a malformed port
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise ValueError("not an http(s) URL: give http(s)://host[:port][/path]")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError("give http(s)://host[:port][/path]: no credentials, query or #")
+        return value.strip()
 
     @field_validator("tracking_uri")
     @classmethod

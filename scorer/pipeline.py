@@ -16,6 +16,7 @@ import structlog
 from scorer import (
     db,
     features,
+    metrics,
     privileges,
     quality,
     registry,
@@ -170,8 +171,10 @@ def run(settings: RunSettings) -> int:
         failure = classify(exc)
         if isinstance(failure, InternalError):
             log.exception("run.internal_error", error=str(failure), exc_info=exc)
+        state.pushed = metrics.push(state, failure)  # best effort: the exit code stands
         state.summary("run.failed", failure)
         return failure.exit_code
+    state.pushed = metrics.push(state)
     state.summary("run.succeeded")
     return 0
 
@@ -189,8 +192,10 @@ class _RunState:
     verdict: quality.Verdict | None = None
     started: float = field(default_factory=time.perf_counter)
     snapshot: str | None = None
+    model_version: int | None = None
     outcome: str = "published"  # or "already_published": a rerun of a run id that succeeded
     lineage: Lineage | None = None  # MLflow record and OpenLineage events (best effort)
+    pushed: dict[str, object] | None = None  # how the metrics push went (scorer.metrics)
 
     def execute(self) -> None:
         """Prepare, lock, open the run row, score in one transaction, publish."""
@@ -202,6 +207,7 @@ class _RunState:
             prepared = prepare(settings, writer, timer)
             self.lineage.ready()  # lineage: a bad OpenLineage configuration is exit 2 here
             self.snapshot = prepared.plan.snapshot.label
+            self.model_version = prepared.resolved.version
             record = RunRecord(writer, settings, prepared.resolved, prepared.plan)
             with db.autocommit(writer):
                 record.lock()
@@ -350,6 +356,15 @@ class _RunState:
                 "run through with SCORER_QUALITY_OVERRIDE=<reason>"
             )
 
+    @property
+    def ends_run(self) -> bool:
+        """This process published or failed the run (what ``metrics.push`` reports)."""
+        return self.outcome != "already_published"
+
+    def seconds(self) -> float:
+        """Wall time of the run so far."""
+        return time.perf_counter() - self.started
+
     def figures(self) -> dict[str, float | None]:
         """The score statistics recorded on the run row and in the summary line."""
         probabilities = self.settings.score_kind == "probability"
@@ -375,6 +390,7 @@ class _RunState:
             "timings": self.timer.timings,
             "quality": None if self.verdict is None else self.verdict.as_json(),
             "lineage": None if self.lineage is None else self.lineage.summary(),
+            "metrics": self.pushed,
         }
         if failure is None:
             log.info(event, **fields)

@@ -68,6 +68,7 @@ class ShardState(_RunState):
     locked: tuple[str, str] | None = None
     failed_run: bool = False
     opened_run: bool = False  # this shard recorded the run (and announces its START)
+    published_run: bool = False  # this shard published the run
     shard_open: bool = False  # this shard's START was sent and its end not yet
     _control: db.Connection | None = None
     _last_poll: float = field(default_factory=time.monotonic)
@@ -200,6 +201,7 @@ class ShardState(_RunState):
         self.lineage.settings = self.settings
         self.lineage.ready()
         self.snapshot = prepared.plan.snapshot.label
+        self.model_version = prepared.resolved.version
         self.prepared = prepared
         return prepared
 
@@ -431,10 +433,21 @@ class ShardState(_RunState):
                 finished = record.publish(
                     self.counts, self.figures(), self._run_timings(done), self.evidence
                 )
-        self.outcome = "published"
+        self.outcome, self.published_run = "published", True
         log.info("run.published", finished_at=finished.isoformat(), shards=settings.shards)
         assert self.lineage is not None
         self.lineage.published(writer, self)
+
+    @property
+    def ends_run(self) -> bool:
+        """This shard published the run, or failed it."""
+        return self.published_run or self.failed_run
+
+    def seconds(self) -> float:
+        """Wall time of the whole run (since its first shard opened it), once joined."""
+        if self.found is None:
+            return super().seconds()
+        return (datetime.now(UTC) - self.found.started_at).total_seconds()
 
     def _merge(self, done: list[tuple[Any, ...]]) -> None:
         """The whole run's counts and statistics: sums of the shards' (exact, not averages)."""

@@ -1,4 +1,5 @@
-"""Real services for the tests: PostgreSQL databases, an MLflow tracking server, the CLI."""
+"""Real services for the tests: PostgreSQL databases, an MLflow tracking server, a Pushgateway,
+the CLI."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from scorer.identifiers import quote_identifier
@@ -146,6 +149,46 @@ def wait_until_up(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{process.args!r} not up after {timeout:g} s: {log.read_text()}")
         time.sleep(0.3)
+
+
+def pushgateway_binary() -> Path:
+    """The Pushgateway ``hack/prometheus.sh`` builds (``$PUSHGATEWAY_BIN`` wins)."""
+    return Path(os.environ.get("PUSHGATEWAY_BIN") or CACHE / "bin" / "pushgateway")
+
+
+@contextmanager
+def pushgateway(workdir: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run the real Pushgateway on loopback; yield its URL."""
+    binary = pushgateway_binary()
+    if not os.access(binary, os.X_OK):
+        raise FileNotFoundError(f"{binary}: run `bash hack/prometheus.sh` (or set PUSHGATEWAY_BIN)")
+    port = free_port(host)
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = (workdir / "pushgateway.log").open("w")
+    process = subprocess.Popen(
+        [str(binary), f"--web.listen-address={host}:{port}", "--log.level=warn"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://{host}:{port}"
+    try:
+
+        def ready() -> bool:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as reply:  # noqa: S310
+                return bool(reply.status == 200)
+
+        wait_until_up(process, ready, workdir / "pushgateway.log", 30)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def scrape(url: str) -> list[Metric]:
+    """The metric families a Pushgateway (or any target) exposes on ``/metrics``, parsed."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as reply:  # noqa: S310
+        return list(text_string_to_metric_families(reply.read().decode()))
 
 
 def run_scorer(

@@ -74,6 +74,9 @@ FLAG_VALUES: dict[str, tuple[str, object]] = {
     "shard_index": ("0", 0),
     "shard_timeout_seconds": ("60", 60.0),
     "max_snapshot_age": ("1d12h", timedelta(hours=36)),
+    "pushgateway_url": ("http://pushgateway.monitoring:9091", "http://pushgateway.monitoring:9091"),
+    "pushgateway_timeout_seconds": ("2.5", 2.5),
+    "release": ("churn", "churn"),
 }
 # A malformed value for every setting that can be malformed.
 BAD_VALUES: dict[str, str] = {
@@ -109,6 +112,8 @@ BAD_VALUES: dict[str, str] = {
     "shard_index": "-1",
     "shard_timeout_seconds": "0",
     "max_snapshot_age": "36 hours",
+    "pushgateway_url": "pushgateway:9091",
+    "pushgateway_timeout_seconds": "61",
 }
 FREE_TEXT = {
     "snapshot",
@@ -119,6 +124,7 @@ FREE_TEXT = {
     "k8s_job",
     "k8s_cronjob",
     "image",
+    "release",
 }
 REQUIRED = [name for name, info in RunSettings.model_fields.items() if info.is_required()]
 

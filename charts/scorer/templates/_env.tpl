@@ -38,6 +38,8 @@ own defaults apply. Takes a dict:
   (list "OPENLINEAGE_URL" $v.openlineage.url)
   (list "OPENLINEAGE_ENDPOINT" $v.openlineage.endpoint)
   (list "OPENLINEAGE_NAMESPACE" $v.openlineage.namespace)
+  (list "SCORER_PUSHGATEWAY_URL" $v.metrics.pushgateway.url)
+  (list "SCORER_PUSHGATEWAY_TIMEOUT_SECONDS" $v.metrics.pushgateway.timeoutSeconds)
 -}}
 - name: MLFLOW_TRACKING_URI
   value: {{ $v.mlflow.trackingUri | quote }}
@@ -116,6 +118,9 @@ own defaults apply. Takes a dict:
   value: {{ include "scorer.fullname" $root | quote }}
 - name: SCORER_IMAGE
   value: {{ include "scorer.image" $root | quote }}
+# The release: a label of the pushed metrics (the alerts select on it)
+- name: SCORER_RELEASE
+  value: {{ $root.Release.Name | quote }}
 {{- end }}
 
 {{/*

@@ -469,7 +469,11 @@ policyTypes:
   - Egress
 # No ingress rule: nothing connects to a batch job.
 egress:
-  {{- range $name := list "database" "mlflow" "dns" }}
+  {{- $rules := list "database" "mlflow" "dns" }}
+  {{- if $.Values.metrics.pushgateway.url }}
+  {{- $rules = append $rules "pushgateway" }}
+  {{- end }}
+  {{- range $name := $rules }}
   {{- $rule := index $.Values.networkPolicy $name }}
   # {{ $name }}
   - ports:

@@ -44,8 +44,16 @@ BACKFILL = {"backfill": {"enabled": True, "from": "2026-10-01", "to": "2026-10-0
 
 def test_every_pod_kind_mounts_the_ca_read_only_at_one_path(helm: Helm) -> None:
     specs = pod_specs(helm.template(TLS_VALUES, values=BACKFILL))
-    # The scenario renders every pod kind: scoring, prune, backfill and the `helm test` pod.
-    assert sorted(name.split("/")[0] for name in specs) == ["CronJob", "CronJob", "Job", "Pod"]
+    # The scenario renders every pod kind: scoring, prune, backfill, the migration Job and the
+    # `helm test` pod.
+    kinds = sorted(name.rsplit("-", 1)[0] if "backfill-" in name else name for name in specs)
+    assert kinds == [
+        "CronJob/scorer",
+        "CronJob/scorer-prune",
+        "Job/scorer-backfill",
+        "Job/scorer-migrate",
+        "Pod/scorer-check",
+    ]
     for name, spec in specs.items():
         ((mount, volume),) = ca_mounts(spec)
         assert mount["readOnly"] is True, name
@@ -73,7 +81,7 @@ def test_off_by_default(helm: Helm) -> None:
     values = merged(BASE_VALUES, {"retention": {"keepRuns": 3}, **BACKFILL})
     values = merged(values, {"features": {"snapshotColumn": "snapshot_date"}})
     specs = pod_specs(helm.template(values=values))
-    assert len(specs) == 4
+    assert len(specs) == 5
     for name, spec in specs.items():
         assert ca_mounts(spec) == [], name
         assert [volume["name"] for volume in spec["volumes"]] == ["tmp"], name

@@ -153,15 +153,17 @@ def _missing_in_schema(cur: db.Cursor, target: str, use: Use) -> list[str]:
 
 
 def _missing_on_features(cur: db.Cursor, features: Relation) -> list[str]:
+    """What the current role lacks to read the feature relation (USAGE, SELECT)."""
     if features.schema is None:  # found through the search_path, as the run will find it
         cur.execute("SELECT has_table_privilege(to_regclass(%s), 'SELECT')", (features.sql,))
         allowed = db.one_value(cur)
         return [f"SELECT on table {features}"] if allowed is False else []
+    lacking = []
     if _lacks(cur, "USAGE", "schema", features.schema, ""):
-        return [f"USAGE on schema {features.schema}", f"SELECT on table {features}"]
+        lacking.append(f"USAGE on schema {features.schema}")
     if _lacks(cur, "SELECT", "table", features.schema, features.name):
-        return [f"SELECT on table {features}"]
-    return []
+        lacking.append(f"SELECT on table {features}")
+    return lacking
 
 
 def require(conn: db.Connection, target: str, use: Use, features: Relation | None = None) -> None:
@@ -177,7 +179,12 @@ def require(conn: db.Connection, target: str, use: Use, features: Relation | Non
         role = str(db.one_value(cur))
     hints = []
     if on_features:
-        hints.append(f"the owner of {features}: GRANT SELECT ON {features} TO {quote_role(role)}")
+        statements = "; ".join(
+            f"GRANT {item.replace(' on schema ', ' ON SCHEMA ').replace(' on table ', ' ON ')}"
+            f" TO {quote_role(role)}"
+            for item in on_features
+        )
+        hints.append(f"the owner of {features} ({statements})")
     if in_schema:
         hints.append(
             f"the owner of schema {target} (the migration role): python -m scorer grant"

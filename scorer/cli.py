@@ -188,8 +188,19 @@ def _parser() -> argparse.ArgumentParser:
             exclusive.add_argument("--from", dest="start", help="first snapshot (inclusive)")
             exclusive.add_argument("--snapshots", help="comma-separated snapshots: A,B,C")
             span.add_argument("--to", dest="end", help="last snapshot (inclusive), with --from")
+        if name == "migrate":
+            _add_migrate_grant_arguments(sub)
         _add_setting_flags(sub, DatabaseSettings if name == "migrate" else RunSettings)
     return parser
+
+
+def _add_migrate_grant_arguments(sub: argparse.ArgumentParser) -> None:
+    """``migrate``'s optional grant: the release's migration Job migrates, then grants."""
+    roles = sub.add_argument_group(
+        "grant", "then grant these roles what they need, as `grant` does (both, or neither)"
+    )
+    roles.add_argument("--grant-runtime", metavar="ROLE", help="the runtime role")
+    roles.add_argument("--grant-reader", metavar="ROLE", help="the reader role")
 
 
 def _add_grant_arguments(sub: argparse.ArgumentParser) -> None:
@@ -330,12 +341,11 @@ def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace)
 
         return demo.main(rows=args.rows)
     if command in ("migrate", "grant"):  # the migration role's commands
-        grant = command == "grant"
-        return _grant(overrides, args) if grant else _migrate(load(DatabaseSettings, **overrides))
-    if command == "prune":
-        return _prune(load(PruneSettings, **overrides), dry_run=args.dry_run)
-    if command in _HISTORY:
-        return _history(command, load(DatabaseSettings, **overrides), args)
+        if command == "grant":
+            return _grant(overrides, args)
+        return _migrate(load(DatabaseSettings, **overrides), _granted_roles(args))
+    if command == "prune" or command in _HISTORY:
+        return _database_command(command, overrides, args)
     settings = _run_settings(overrides)
     if command == "backfill":
         return _backfill(settings, args)
@@ -403,7 +413,22 @@ def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace)
     return EXIT_OK
 
 
-def _migrate(settings: DatabaseSettings) -> int:
+def _database_command(command: str, overrides: dict[str, str], args: argparse.Namespace) -> int:
+    """``prune``, ``runs``, ``show`` and ``explain``: the commands on the scorer's tables."""
+    if command == "prune":
+        return _prune(load(PruneSettings, **overrides), dry_run=args.dry_run)
+    return _history(command, load(DatabaseSettings, **overrides), args)
+
+
+def _granted_roles(args: argparse.Namespace) -> tuple[str, str] | None:
+    """``migrate``'s ``--grant-runtime`` and ``--grant-reader``: both, or neither."""
+    if (args.grant_runtime is None) != (args.grant_reader is None):
+        raise ConfigError("migrate grants with --grant-runtime and --grant-reader together")
+    return (args.grant_runtime, args.grant_reader) if args.grant_runtime else None
+
+
+def _migrate(settings: DatabaseSettings, roles: tuple[str, str] | None) -> int:
+    """``migrate``; with ``roles`` (runtime, reader), then ``grant`` them."""
     from scorer import db, privileges, schema  # noqa: PLC0415
 
     logs.register_secret(_password(settings))
@@ -412,14 +437,23 @@ def _migrate(settings: DatabaseSettings) -> int:
         with db.transaction(conn), conn.cursor() as cur:
             privileges.require_owner(cur, settings.target_schema, "migrate", create=True)
         applied = schema.migrate(conn, settings.target_schema)
-    log.info(
-        "migrate.done",
-        schema=settings.target_schema,
-        applied=applied,
-        version=schema.SCHEMA_VERSION,
-        database=logs.redact(url),
-    )
+        log.info(
+            "migrate.done",
+            schema=settings.target_schema,
+            applied=applied,
+            version=schema.SCHEMA_VERSION,
+            database=logs.redact(url),
+        )
+        if roles is not None:
+            with db.database_errors("granting"):
+                statements = privileges.grant(conn, settings.target_schema, *roles)
+            _log_granted(settings.target_schema, roles, len(statements))
     return EXIT_OK
+
+
+def _log_granted(target: str, roles: tuple[str, str], statements: int) -> None:
+    runtime, reader = roles
+    log.info("grant.done", schema=target, runtime=runtime, reader=reader, statements=statements)
 
 
 def _grant(overrides: dict[str, str], args: argparse.Namespace) -> int:
@@ -436,11 +470,5 @@ def _grant(overrides: dict[str, str], args: argparse.Namespace) -> int:
     url = settings.database_url.get_secret_value()
     with closing(db.connect(url)) as conn, db.database_errors("granting"):
         statements = privileges.grant(conn, settings.target_schema, args.runtime, args.reader)
-    log.info(
-        "grant.done",
-        schema=settings.target_schema,
-        runtime=args.runtime,
-        reader=args.reader,
-        statements=len(statements),
-    )
+    _log_granted(settings.target_schema, (args.runtime, args.reader), len(statements))
     return EXIT_OK

@@ -8,9 +8,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from tests.chart.helm import BASE_VALUES, CHART, Helm, Rendered, merged
+from tests.chart.helm import BASE_VALUES, CHART, Helm, HelmError, Rendered, merged
 
 HOOK = "pre-install,pre-upgrade"
 DEV_SECRET = {"database": {"createSecret": True, "urlKey": "dsn", "url": "postgresql://u:p@db/x"}}
@@ -109,6 +110,16 @@ def test_the_migration_role_has_a_secret_of_its_own(helm: Helm) -> None:
     assert r.hooks("Secret") == []  # no copy of the dev Secret: the Job does not use it
     (runtime,) = [e for e in r.env.values() if e["name"] == "SCORER_DATABASE_URL"]
     assert runtime["valueFrom"]["secretKeyRef"]["name"] == "nightly-scorer-database"
+
+
+def test_the_migration_job_grants_the_runtime_and_reader_roles_when_named(helm: Helm) -> None:
+    grant = {"runtimeRole": "scorer_nightly", "readerRole": "churn_readers"}
+    r = render(helm, migrate={"grant": grant})
+    args = ["migrate", "--grant-runtime", "scorer_nightly", "--grant-reader", "churn_readers"]
+    assert container(r.migrate_job)["args"] == args
+    assert container(render(helm).migrate_job)["args"] == ["migrate"]
+    with pytest.raises(HelmError, match="both runtimeRole and readerRole"):
+        render(helm, migrate={"grant": {"runtimeRole": "scorer_nightly"}})
 
 
 def test_an_existing_service_account_needs_no_hook(helm: Helm) -> None:

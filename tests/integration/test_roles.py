@@ -429,3 +429,34 @@ def test_grant_again_changes_nothing(migrated: Roles) -> None:
         kind: _privileges(roles.admin_url, roles.schema, roles.names[kind]) for kind in roles.names
     }
     assert after == before
+
+
+def test_migrate_with_grant_gives_what_grant_gives(migrated: Roles) -> None:
+    """The release's migration Job (``migrate.grant.*``) migrates, then grants as ``grant``."""
+    roles = migrated
+    suffix = secrets.token_hex(4)
+    fresh = {kind: f"scorer_it_{kind}_{suffix}" for kind in ("runtime", "reader")}
+    env = {"SCORER_DATABASE_URL": roles.url("migration"), "SCORER_TARGET_SCHEMA": roles.schema}
+    created: list[str] = []
+    try:
+        for name in fresh.values():
+            services.execute(roles.admin_url, f"CREATE ROLE {q(name)} NOLOGIN")
+            created.append(name)
+        code, last, output = _scorer(env, "migrate", "--grant-runtime", fresh["runtime"])
+        assert (code, last.get("kind")) == (2, "config"), output  # one role without the other
+        assert _privileges(roles.admin_url, roles.schema, fresh["runtime"]) == set()
+        code, last, output = _scorer(
+            env,
+            "migrate",
+            "--grant-runtime",
+            fresh["runtime"],
+            "--grant-reader",
+            fresh["reader"],
+        )
+        assert (code, last["event"]) == (0, "grant.done"), output
+        for kind in ("runtime", "reader"):
+            granted = _privileges(roles.admin_url, roles.schema, fresh[kind])
+            assert granted == _privileges(roles.admin_url, roles.schema, roles.names[kind])
+            assert granted
+    finally:
+        _drop_roles(roles.admin_url, created)

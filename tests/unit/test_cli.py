@@ -167,7 +167,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Replace the commands' work: record the settings they were given."""
     seen: dict[str, Any] = {}
 
-    def record(settings: Any) -> int:
+    def record(settings: Any, *_: Any) -> int:
         seen["settings"] = settings
         return 0
 

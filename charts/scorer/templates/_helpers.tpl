@@ -407,7 +407,15 @@ environment and (as a hook) the hook's ServiceAccount when the chart makes one.
 {{- define "scorer.migrateJobSpec" -}}
 {{- $m := .Values.migrate }}
 {{- $account := and $m.useHelmHooks .Values.serviceAccount.create (include "scorer.migrateHookName" .) }}
-{{- include "scorer.jobSpec" (dict "root" . "args" (list "migrate") "activeDeadlineSeconds" $m.activeDeadlineSeconds "env" (include "scorer.migrateEnv" .) "serviceAccountName" $account "component" "migrate") }}
+{{- $args := list "migrate" }}
+{{- with $m.grant }}
+{{- if and .runtimeRole .readerRole }}
+{{- $args = list "migrate" "--grant-runtime" .runtimeRole "--grant-reader" .readerRole }}
+{{- else if or .runtimeRole .readerRole }}
+{{- fail "migrate.grant needs both runtimeRole and readerRole, or neither" }}
+{{- end }}
+{{- end }}
+{{- include "scorer.jobSpec" (dict "root" . "args" $args "activeDeadlineSeconds" $m.activeDeadlineSeconds "env" (include "scorer.migrateEnv" .) "serviceAccountName" $account "component" "migrate") }}
 {{- end }}
 
 {{/*

@@ -100,7 +100,7 @@ class Setup:
         )
         self.loaded = flavors.load(self.path, "probability", None, cpus.available())
         source = features.Source(Relation.parse(case.table), case.entity, case.snapshot_column)
-        self.plan = features.plan(self.conn, source, self.loaded.inputs)
+        self.plan = features.plan(self.conn, source, self.loaded.inputs, self.loaded.dtype)
         self.conn.rollback()
         self._chunks: list[features.Chunk] | None = None
         self._rows: list[wire.Rows] | None = None
@@ -203,7 +203,7 @@ def _native(setup: Setup) -> Any:
 
 
 def model_input(chunk: features.Chunk, plan: features.FeaturePlan, categories: bool) -> Any:
-    """What the model's library takes: the float32 matrix, else a DataFrame in input order."""
+    """What the model's library takes: the matrix in its dtype, else a DataFrame in input order."""
     if plan.all_numeric:
         return chunk.numbers
     import pandas as pd  # noqa: PLC0415
@@ -216,7 +216,7 @@ def model_input(chunk: features.Chunk, plan: features.FeaturePlan, categories: b
             known = CATEGORIES.get(item.name)
             columns[item.name] = pd.Categorical(values, categories=known) if categories else values
         else:
-            column = chunk.numbers[:, numbers[item.name]].astype(np.float64)
+            column = chunk.numbers[:, numbers[item.name]].astype(np.float64, copy=False)
             columns[item.name] = column.astype(np.int64) if item.declared == "long" else column
     return pd.DataFrame(columns)
 

@@ -1,9 +1,12 @@
 """Check the feature relation against the model's inputs, then stream it in chunks.
 
 ``plan`` reads the catalog once and decides how each column travels (see ``scorer.wire``):
-numbers, booleans and temporal values as ``float8`` (NULL as NaN, missing), text the
-model wants as numbers parsed on the server with a flag for what does not parse, and
-strings as text in each row's tail. Integer and uuid entity ids are fixed-width; text ids
+numbers and booleans as ``float8`` (NULL as NaN, missing), temporal values as ``float8``
+epoch microseconds (exact: any timestamp within 285 years of 1970 is an integer below 2**53),
+text the model wants as numbers parsed on the server with a flag for what does not parse,
+and strings as text in each row's tail. ``to_chunk`` converts the numbers to the dtype the
+model's library computes in (``FeaturePlan.dtype``) and rejects, per row and column, a value
+the signature's declared type cannot hold. Integer and uuid entity ids are fixed-width; text ids
 travel in the tail. With a snapshot column, only the run's snapshot is read, through the
 column's index or partitions when the table has them.
 """
@@ -20,12 +23,14 @@ import numpy as np
 import numpy.typing as npt
 import psycopg2
 
-from scorer import db, wire, workers
+from scorer import db, declared, wire, workers
 from scorer.errors import ConfigError, EmptyRelationError, SchemaMismatchError, StaleSnapshotError
 from scorer.identifiers import Relation, quote_any
 
 InputKind = Literal["number", "string", "datetime"]
 EntityKind = Literal["bigint", "text", "uuid"]
+Precision = type[np.float32] | type[np.float64]
+"""The dtype a model's library computes in, and so the dtype its numbers reach it in."""
 
 _NUMBER = "'^[[:space:]]*[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?[[:space:]]*$'"
 _INTEGERS = frozenset({"int2", "int4", "int8"})
@@ -79,10 +84,12 @@ class FeaturePlan:
     select_sql: str = ""  # the SELECT list of copy_sql
     where: tuple[str, ...] = ()  # copy_sql's conditions (the snapshot; a shard's part)
     entity_sql_type: str = ""  # the entity column's SQL type, e.g. "bigint", "uuid"
+    checks: tuple[declared.Check, ...] = ()  # declared types the SQL types do not guarantee
+    dtype: Precision = np.float64  # what ``Chunk.numbers`` holds
 
     @property
     def all_numeric(self) -> bool:
-        """Every input is a number: the model can take one float32 matrix."""
+        """Every input is a number: the model can take one matrix."""
         return all(item.kind == "number" for item in self.inputs)
 
 
@@ -91,7 +98,8 @@ class Chunk:
     """One chunk of usable rows, and why the others were rejected."""
 
     ids: npt.NDArray[Any]  # int64, V16 (uuid) or S<n> (UTF-8 text)
-    numbers: npt.NDArray[np.float32]  # (rows, len(plan.numbers)); datetimes as epoch seconds
+    numbers: npt.NDArray[np.floating[Any]]  # (rows, len(plan.numbers)) in the plan's dtype;
+    # datetimes as epoch microseconds
     strings: dict[str, wire.Texts]  # UTF-8 bytes; the flavor decides what the model gets
     read: int
     rejected_by: Counter[str] = field(default_factory=Counter)
@@ -131,8 +139,14 @@ class Source:
     max_age: timedelta | None = None  # SCORER_MAX_SNAPSHOT_AGE
 
 
-def plan(conn: db.Connection, source: Source, inputs: tuple[ModelInput, ...]) -> FeaturePlan:
-    """Check the source relation against the model's inputs and pick the run's snapshot."""
+def plan(
+    conn: db.Connection,
+    source: Source,
+    inputs: tuple[ModelInput, ...],
+    dtype: Precision = np.float64,
+) -> FeaturePlan:
+    """Check the source relation against the model's inputs and pick the run's snapshot;
+    numbers will reach the model as ``dtype``, the one its library computes in."""
     relation, entity, snapshot_column = source.relation, source.entity, source.snapshot_column
     columns = describe(conn, relation)
     problems: list[str] = []
@@ -159,7 +173,7 @@ def plan(conn: db.Connection, source: Source, inputs: tuple[ModelInput, ...]) ->
     )
     if source.max_age is not None:
         _check_fresh(conn, source, columns.get(snapshot_column or ""), chosen, source.max_age)
-    return _build(conn, source, inputs, columns, chosen)
+    return replace(_build(conn, source, inputs, columns, chosen), dtype=dtype)
 
 
 def _entity_kind(column: Column | None, name: str, problems: list[str]) -> EntityKind | None:
@@ -308,6 +322,12 @@ def _build(
     for index, name in enumerate(numbers):
         fixed.append((f"f{index}", ">f8"))
         select.append(_as_float8(columns[name]))
+    by_name = {item.name: item for item in inputs}
+    checks = tuple(
+        check
+        for index, name in enumerate(numbers)
+        for check in declared.checks(index, name, by_name[name].declared, columns[name].typname)
+    )
     where: tuple[str, ...] = ()
     if snapshot.column is not None:
         literal = _literal(conn, snapshot.label, columns[snapshot.column].sql_type)
@@ -328,6 +348,7 @@ def _build(
         sql,
         where,
         columns[entity].sql_type,
+        checks,
     )
 
 
@@ -349,8 +370,8 @@ def _as_float8(column: Column) -> str:
         return f"CASE WHEN {name} ~ {_NUMBER} THEN {name}::float8 ELSE 'NaN' END"
     if column.category == "B":
         return f"coalesce({name}::int::float8, 'NaN')"
-    if column.category == "D":
-        return f"coalesce(extract(epoch FROM {name})::float8, 'NaN')"
+    if column.category == "D":  # epoch microseconds: an integer below 2**53, so exact
+        return f"coalesce((extract(epoch FROM {name}) * 1000000)::float8, 'NaN')"
     return f"coalesce({name}::float8, 'NaN')"
 
 
@@ -367,7 +388,12 @@ def to_chunk(rows: wire.Rows, plan: FeaturePlan, evidence: bool = True) -> Chunk
     """
     fixed = rows.fixed
     count = int(fixed.size)
-    numbers = np.empty((count, len(plan.numbers)), dtype=np.float32)
+    numbers = np.empty((count, len(plan.numbers)), dtype=plan.dtype)
+    reasons: list[tuple[str, npt.NDArray[np.bool_]]] = [
+        (f"{plan.entity}: id is NULL", fixed["null_id"].astype(bool))
+    ]
+    for index, name in enumerate(plan.parsed_flags):
+        reasons.append((f"{name}: not a number", fixed[f"unparsed{index}"].astype(bool)))
     if numbers.size:
         # The numbers sit at a fixed stride inside each row (4-byte length, 8-byte value), so
         # one strided view converts all of them in a single call (about 6x cheaper than per
@@ -383,14 +409,12 @@ def to_chunk(rows: wire.Rows, plan: FeaturePlan, evidence: bool = True) -> Chunk
         )
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, and inf is rejected
             numbers[...] = values
-    reasons: list[tuple[str, npt.NDArray[np.bool_]]] = [
-        (f"{plan.entity}: id is NULL", fixed["null_id"].astype(bool))
-    ]
-    for index, name in enumerate(plan.parsed_flags):
-        reasons.append((f"{name}: not a number", fixed[f"unparsed{index}"].astype(bool)))
-    infinite = np.isinf(numbers)
-    for index, name in enumerate(plan.numbers):
-        reasons.append((f"{name}: infinite or beyond float32", infinite[:, index]))
+        infinite = np.isinf(numbers)
+        beyond = "infinite or beyond float32" if plan.dtype is np.float32 else "infinite"
+        for index, name in enumerate(plan.numbers):
+            reasons.append((f"{name}: {beyond}", infinite[:, index]))
+        for check in plan.checks:  # on the table's float8 values, before any rounding
+            reasons.append((check.reason, check.refused(values[:, check.position])))
     bad = np.zeros(count, dtype=bool)
     rejected_by: Counter[str] = Counter()
     for reason, mask in reasons:
@@ -414,7 +438,7 @@ def to_chunk(rows: wire.Rows, plan: FeaturePlan, evidence: bool = True) -> Chunk
 
 def _missing(
     plan: FeaturePlan,
-    kept: npt.NDArray[np.float32],
+    kept: npt.NDArray[np.floating[Any]],
     tail: list[wire.Texts],
     keep: npt.NDArray[np.bool_],
 ) -> tuple[dict[str, int], dict[str, int]]:

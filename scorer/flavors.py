@@ -2,7 +2,11 @@
 
 Each flavor's native probability method is used: the xgboost Booster (its objective says
 whether the output is a probability), and ``predict_proba`` of lightgbm, scikit-learn
-(estimators and pipelines) and catboost models. Strings reach xgboost as the category codes
+(estimators and pipelines) and catboost models. Numbers reach each model in the dtype its
+library computes in (``LoadedModel.dtype``): float32 for xgboost, which converts to it
+itself, and float64 for every other flavor, whose libraries compare float64 values with
+float64 thresholds (or convert to float32 themselves). Datetimes reach a model as
+``datetime64[us]``, at the table's precision. Strings reach xgboost as the category codes
 its booster stored at training, matched byte for byte (one float32 matrix, as numbers do),
 lightgbm as pandas categoricals, and every other model as Python strings. Other flavors go
 through pyfunc, whose output must be a probability: labels, regressors' values and NaN are
@@ -26,7 +30,7 @@ import numpy.typing as npt
 
 from scorer import mlmodel, wire
 from scorer.errors import ConfigError, ModelOutputError, SchemaMismatchError
-from scorer.features import Chunk, FeaturePlan, InputKind, ModelInput
+from scorer.features import Chunk, FeaturePlan, InputKind, ModelInput, Precision
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,6 +67,7 @@ class LoadedModel:
     score_kind: ScoreKind
     positive_class: str | None
     threads: int | None = None
+    dtype: Precision = np.float64  # the numbers' dtype, the one the model's library computes in
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -109,7 +114,7 @@ def load(
     def predict(chunk: Chunk, plan: FeaturePlan) -> Scores:
         data: Any = chunk.numbers
         if as_frame:
-            data = _frame(chunk, plan, scoring.categories)
+            data = _frame(chunk, plan, scoring.categories, pyfunc=flavor == "python_function")
         elif codes:
             data = _coded(chunk, plan, codes, method)
         try:
@@ -121,8 +126,19 @@ def load(
             ) from None  # the library's message may quote feature values
         return _scores(out, index, score_kind, method)
 
+    # xgboost computes in float32, and converts a DataFrame's float64 itself (a datetime
+    # input makes it take one: epoch microseconds do not survive float32).
+    float32 = flavor == "xgboost" and not any(item.kind == "datetime" for item in inputs)
     return LoadedModel(
-        flavor, method, inputs, predict, _signature(meta, inputs), score_kind, chosen, threads
+        flavor,
+        method,
+        inputs,
+        predict,
+        _signature(meta, inputs),
+        score_kind,
+        chosen,
+        threads,
+        np.float32 if float32 else np.float64,
     )
 
 
@@ -242,8 +258,10 @@ def _positive(classes: tuple[str, ...] | None, wanted: str | None) -> tuple[int 
     return classes.index(wanted), wanted
 
 
-def _frame(chunk: Chunk, plan: FeaturePlan, categories: bool) -> pd.DataFrame:
-    """The chunk as a DataFrame in the model's column order and types."""
+def _frame(chunk: Chunk, plan: FeaturePlan, categories: bool, pyfunc: bool) -> pd.DataFrame:
+    """The chunk as a DataFrame in the model's column order and types. A ``float`` input
+    reaches a pyfunc model as the float32 its enforced signature requires, and a native
+    flavor's library, which enforces no signature, as the table's float64."""
     import pandas as pd  # noqa: PLC0415 - only DataFrame models need pandas
 
     columns: dict[str, Any] = {}
@@ -253,12 +271,19 @@ def _frame(chunk: Chunk, plan: FeaturePlan, categories: bool) -> pd.DataFrame:
             texts = chunk.strings[item.name]
             columns[item.name] = _categorical(texts) if categories else python_strings(texts)
         elif item.kind == "datetime":
-            seconds = chunk.numbers[:, numbers[item.name]].astype(np.float64)
-            columns[item.name] = pd.to_datetime(seconds, unit="s")
+            columns[item.name] = _datetimes(chunk.numbers[:, numbers[item.name]])
         else:
-            values64 = chunk.numbers[:, numbers[item.name]].astype(np.float64)
-            columns[item.name] = _declared(values64, item.declared)
+            values64 = chunk.numbers[:, numbers[item.name]].astype(np.float64, copy=False)
+            columns[item.name] = _declared(values64, item.declared, pyfunc)
     return pd.DataFrame(columns)
+
+
+def _datetimes(micros: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.datetime64]:
+    """Epoch microseconds (exact integers in float64; NaN where NULL) as ``datetime64[us]``."""
+    missing = np.isnan(micros)
+    stamps = np.where(missing, 0, micros).astype(np.int64).view("datetime64[us]")
+    stamps[missing] = np.datetime64("NaT")
+    return stamps
 
 
 def _distinct(texts: wire.Texts) -> tuple[list[str], npt.NDArray[np.int64]]:
@@ -365,15 +390,16 @@ def _coded(
     return matrix
 
 
-def _declared(values: npt.NDArray[np.float64], declared: str) -> npt.NDArray[Any]:
-    """Numbers in the type the signature declared, where they hold no missing values."""
+def _declared(values: npt.NDArray[np.float64], declared: str, pyfunc: bool) -> npt.NDArray[Any]:
+    """Numbers in the type the signature declared, where they hold no missing values (rows
+    the type cannot hold exactly were rejected: ``scorer.declared``)."""
     if np.isnan(values).any():
         return values
     if declared in ("long", "integer"):
         return values.astype(np.int64 if declared == "long" else np.int32)
     if declared == "boolean":
         return values.astype(bool)
-    if declared == "float":
+    if declared == "float" and pyfunc:
         return values.astype(np.float32)
     return values
 

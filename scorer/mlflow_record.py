@@ -147,7 +147,7 @@ def params(start: Start) -> list[Any]:
         "features_relation": settings.features_table,
         "threshold": settings.label_threshold,
         "score_kind": settings.score_kind,
-        "shards": 1,
+        "shards": settings.shards,
     }
     return [Param(key, str(value)) for key, value in values.items() if value is not None]
 

@@ -122,7 +122,7 @@ def prepare(
             settings.snapshot,
             settings.max_snapshot_age,
         )
-        plan = features.plan(writer, source, model.inputs)
+        plan = features.plan(writer, source, model.inputs, model.dtype)
     log.info(
         "features.checked",
         relation=str(plan.relation),

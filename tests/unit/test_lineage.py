@@ -330,6 +330,8 @@ def test_the_record_says_what_the_issue_asks_and_no_credential() -> None:
         "score_kind": "probability",
         "shards": "1",
     }
+    sharded = replace(START, settings=SETTINGS.model_copy(update={"shards": 4, "shard_index": 2}))
+    assert {p.key: p.value for p in mlflow_record.params(sharded)}["shards"] == "4"
     metrics = {m.key: m.value for m in mlflow_record.metrics(START, DONE)}
     assert metrics["rows_scored"] == 990
     assert metrics["score_mean"] == 0.2
@@ -356,7 +358,11 @@ def test_the_record_says_what_the_issue_asks_and_no_credential() -> None:
 
 
 def test_the_digest_follows_the_data_read() -> None:
-    assert mlflow_record.digest(START, DONE) == mlflow_record.digest(START, replace(DONE))
+    # Another run over the same data (scored differently, finished later, failed) shares it.
+    rerun = replace(DONE, succeeded=False, rows_scored=0, figures={}, finished_at=STARTED)
+    assert mlflow_record.digest(START, rerun) == mlflow_record.digest(START, DONE)
+    later = replace(START, started_at=STARTED + timedelta(days=1), trigger="manual")
+    assert mlflow_record.digest(later, DONE) == mlflow_record.digest(START, DONE)
     more = replace(DONE, rows_read=1001)
     assert mlflow_record.digest(START, more) != mlflow_record.digest(START, DONE)
     other = replace(START, snapshot="2026-10-22")

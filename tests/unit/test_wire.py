@@ -5,10 +5,12 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from scorer import declared as declared_types
 from scorer import features, flavors, wire, workers
 from scorer.features import FeaturePlan, ModelInput, Snapshot
 from scorer.identifiers import Relation
@@ -93,7 +95,7 @@ def test_the_widest_text_in_a_chunks_last_row_is_read_whole() -> None:
 
 
 def test_numeric_rows_reject_null_ids_and_infinite_values_by_column() -> None:
-    plan = numeric_plan(("a", "b"))
+    plan = replace(numeric_plan(("a", "b")), dtype=np.float32)
     data = (
         numeric_row(1, False, [1.5, float("nan")])
         + numeric_row(2, True, [0.0, 0.0])
@@ -112,6 +114,59 @@ def test_numeric_rows_reject_null_ids_and_infinite_values_by_column() -> None:
     np.testing.assert_array_equal(chunk.ids, [1, 5])
     assert chunk.numbers.dtype == np.float32
     np.testing.assert_array_equal(chunk.numbers, [[1.5, np.nan], [-2.0, 3.25]])
+
+
+def test_float64_numbers_keep_every_value_float8_holds() -> None:
+    plan = numeric_plan(("a", "b"))
+    money, epoch = 1234.57, 1_764_000_000.123456
+    data = (
+        numeric_row(1, False, [money, 1e39])
+        + numeric_row(2, False, [np.nextafter(money, 0.0), epoch])
+        + numeric_row(3, False, [float("-inf"), 0.0])
+    )
+    (rows,) = read_all(plan, [HEADER + data + wire.TRAILER], chunk_rows=100)
+    chunk = features.to_chunk(rows, plan)
+    assert chunk.rejected_by == {"a: infinite": 1}
+    assert chunk.numbers.dtype == np.float64
+    assert chunk.numbers.tolist() == [[money, 1e39], [np.nextafter(money, 0.0), epoch]]
+
+
+@pytest.mark.parametrize(
+    ("declared", "typname", "values", "reason"),
+    [
+        ("long", "float8", [3.0, 73914.5, -2.5, float("nan")], "t: not an integer"),
+        ("long", "numeric", [2.0**53, -(2.0**53), 2.5, 1.5], "t: not an integer"),
+        ("long", "numeric", [2.0**53, 2.0**53 + 2, 1.0], "t: beyond 2**53, where float8"),
+        ("long", "int8", [2.0**53, -(2.0**53) - 2, 2.0**60], "t: beyond 2**53, where float8"),
+        ("integer", "float8", [2.0**31 - 1, -(2.0**31), 0.5], "t: not an integer"),
+        ("integer", "float8", [2.0**31 - 1, 2.0**31, 7.0], "t: beyond the range of"),
+        ("integer", "int8", [-(2.0**31), -(2.0**31) - 1, 2.0**40], "t: beyond the range of"),
+        ("boolean", "numeric", [0.0, 1.0, 2.0, -1.0, 0.5, float("nan")], "t: not a boolean"),
+    ],
+)
+def test_a_value_its_declared_type_cannot_hold_is_a_rejected_row(
+    declared: str, typname: str, values: list[float], reason: str
+) -> None:
+    inputs = (ModelInput("t", "number", declared),)
+    checks = declared_types.checks(0, "t", declared, typname)
+    plan = replace(numeric_plan(("t",)), inputs=inputs, checks=checks)
+    data = b"".join(numeric_row(i, False, [v]) for i, v in enumerate(values))
+    (rows,) = read_all(plan, [HEADER + data + wire.TRAILER], chunk_rows=100)
+    chunk = features.to_chunk(rows, plan)
+    ((found, count),) = chunk.rejected_by.items()
+    assert found.startswith(reason)
+    refused = [v for v in values if not np.isnan(v) and v not in chunk.numbers[:, 0]]
+    assert count == len(refused) == chunk.read - chunk.numbers.shape[0]
+
+
+@pytest.mark.parametrize(
+    ("declared", "typname"),
+    [("integer", "int4"), ("integer", "int2"), ("long", "int4"), ("boolean", "bool")],
+)
+def test_a_sql_type_that_guarantees_the_declared_type_is_not_checked(
+    declared: str, typname: str
+) -> None:
+    assert declared_types.checks(0, "t", declared, typname) == ()
 
 
 @pytest.mark.parametrize("split", range(len(TEXT_STREAM) + 1))

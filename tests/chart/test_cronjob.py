@@ -58,7 +58,10 @@ def test_invariants(renders: dict[str, Rendered], scenario: str) -> None:
     r = renders[scenario]
     cronjob, job, pod, container = r.cronjob, r.job_spec, r.pod, r.container
     assert cronjob["apiVersion"] == "batch/v1"
-    assert set(r.kinds()) <= {"CronJob", "ServiceAccount", "Secret", "Job", "Pod", "NetworkPolicy"}
+    assert set(r.kinds()) <= {
+        "CronJob", "ServiceAccount", "Secret", "Job", "Pod", "NetworkPolicy",
+        "PrometheusRule", "ConfigMap",  # the opt-in alerts and dashboard (ci/metrics-values.yaml)
+    }  # fmt: skip
     assert isinstance(cronjob["spec"]["schedule"], str)
     assert cronjob["metadata"]["namespace"] == "ml"
 

@@ -6,13 +6,17 @@ import json
 import os
 import subprocess
 import time
+import warnings
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
 
+from scorer import db, schema
 from tests import services
+from tests.fixtures import load_features, register_versions, synthetic_customers
 
 RELEASE = "scorer"
 CRONJOB = "scorer"  # the chart's fullname for release "scorer"
@@ -42,6 +46,17 @@ def create_database_secret(
         namespace,
         f"--from-literal=url={pod_url}",
     )
+
+
+def seed(database_url: str, mlflow_uri: str, model: str, customers: int, seed: int) -> None:
+    """What one install scores: the ``scoring`` schema, ``features.customers`` with
+    ``customers`` rows, and version 1 of ``model`` (alias champion) in the registry."""
+    with closing(db.connect(database_url)) as conn:
+        schema.migrate(conn, "scoring")
+    load_features(database_url, "features.customers", synthetic_customers(customers, seed=seed))
+    with warnings.catch_warnings():  # MLflow's own notes while logging a model
+        warnings.simplefilter("ignore")
+        register_versions(mlflow_uri, model, synthetic_customers(2_000, seed=4), versions=1)
 
 
 @dataclass

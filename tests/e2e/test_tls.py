@@ -84,7 +84,9 @@ def setup(
     another_ca = tls.make_ca(work / "another-ca", "another CA")
     # The certificate names the address pods reach the host by, as a real server's names its host.
     certificate = tls.issue(ca, work / "server", [host_address_for_pods])
-    kube = Kube(kind_cluster.kubectl_path, helm, kind_cluster.kubeconfig_path, NAMESPACE)
+    kube = Kube(
+        Path(kind_cluster.kubectl_path), helm, Path(kind_cluster.kubeconfig_path), NAMESPACE
+    )
     with tls.postgres_cluster(certificate, listen=host_address_for_pods) as server:
         kube.kubectl("create", "namespace", NAMESPACE)
         try:

@@ -4,8 +4,8 @@ options, as CloudNativePG's `uri` has none: the chart's `PGSSLMODE=verify-full` 
 `PGSSLROOTCERT` make the pod verify the server. `verify-full` passes; a wrong CA fails the Job
 at once, without retries (exit 2, `database_tls`, the podFailurePolicy's FailJob).
 
-The pods run `scorer migrate` (the chart's `args`): it needs the database only, so what passes
-or fails is the connection itself."""
+The pods run `scorer migrate` (the chart's `args`; the first install also runs the release's
+own migration Job): it needs the database only, so what passes or fails is the connection."""
 
 from __future__ import annotations
 
@@ -43,10 +43,12 @@ class TlsInstall:
     ca: tls.Certificate
     values: Path
 
-    def install(self, ca_secret: str) -> None:
-        """`helm upgrade --install`, suspended, its pods running `migrate` with this CA."""
+    def install(self, ca_secret: str, *, migrate_hook: bool) -> None:
+        """`helm upgrade --install`, suspended, its pods running `migrate` with this CA; with
+        ``migrate_hook`` the release's own migration Job runs first (and must pass)."""
         values = {
             "suspend": True,
+            "migrate": {"enabled": migrate_hook},
             "args": ["migrate"],
             "backoffLimit": 3,
             "model": {"name": "churn-e2e-tls", "alias": "champion"},
@@ -101,7 +103,7 @@ def setup(
 
 
 def test_verify_full_with_the_mounted_ca_passes(setup: TlsInstall) -> None:
-    setup.install(CA_SECRET)
+    setup.install(CA_SECRET, migrate_hook=True)  # the release's migration Job, over TLS
     setup.run_job("tls-verify-full", "complete")
     (pod,) = setup.kube.pods_of("tls-verify-full")
     assert setup.kube.pod_log_lines(pod)[-1]["event"] == "migrate.done"
@@ -113,7 +115,8 @@ def test_verify_full_with_the_mounted_ca_passes(setup: TlsInstall) -> None:
 
 
 def test_a_wrong_ca_fails_the_job_at_once(setup: TlsInstall) -> None:
-    setup.install(WRONG_CA_SECRET)
+    # No migration hook: with this CA it would fail the upgrade itself, before any CronJob.
+    setup.install(WRONG_CA_SECRET, migrate_hook=False)
     job = setup.run_job("tls-wrong-ca", "failed")
     pods = setup.kube.pods_of("tls-wrong-ca")
     assert len(pods) == 1, "exit 2 must not be retried"

@@ -52,6 +52,7 @@ _PROBABILITY_OBJECTIVES = ("binary:logistic", "multi:softprob")
 _NATIVE = ("xgboost", "lightgbm", "catboost", "sklearn")
 _COLUMN_INDEX = re.compile(r"(\d+)(?:st|nd|rd|th) \(0-based\) column")
 _LISTED = 30  # columns a message lists before it says how many more
+_PARALLEL_ROWS = 2_048  # smaller chunks predict on one thread (xgboost, native lightgbm)
 _PROBABILITY_COLUMN = "probability"
 _LOG_SIGNATURE = (
     "log it with one: mlflow.<flavor>.log_model(model, name=..., signature="
@@ -197,7 +198,7 @@ def _scoring(
                 classes = ("0", "1")
             return _Scoring(
                 "xgboost Booster.inplace_predict",
-                lambda data: model.inplace_predict(data, validate_features=False),
+                _xgboost_predict(model, threads),
                 classes if score_kind == "probability" else None,
                 frame=False,
                 categories=True,
@@ -218,7 +219,7 @@ def _scoring(
         if objective in ("binary", "multiclass", "multiclassova") or score_kind == "raw":
             return _Scoring(
                 "lightgbm Booster.predict",
-                lambda data: model.predict(data, num_threads=threads),
+                lambda data: model.predict(data, num_threads=_threads_for(len(data), threads)),
                 None,
                 True,
                 True,
@@ -239,6 +240,27 @@ def _scoring(
         f"the {flavor} model has no predict_proba (is it a regressor?); {_LOG_PROBABILITIES}, "
         "or score its raw predictions with SCORER_SCORE_KIND=raw"
     )
+
+
+def _threads_for(rows: int, threads: int) -> int:
+    """One thread for a chunk too small to share: starting a thread team costs more than the
+    rows' work, and on a busy machine it waits for every thread to be scheduled."""
+    return 1 if rows < _PARALLEL_ROWS else threads
+
+
+def _xgboost_predict(booster: Any, threads: int) -> Callable[[Any], npt.NDArray[Any]]:
+    """``inplace_predict`` on ``threads`` threads, or one for a small chunk (the booster's
+    ``nthread`` changes only when the chunk size crosses ``_PARALLEL_ROWS``)."""
+    current = [threads]
+
+    def predict(data: Any) -> npt.NDArray[Any]:
+        wanted = _threads_for(len(data), threads)
+        if wanted != current[0]:
+            booster.set_param({"nthread": wanted})
+            current[0] = wanted
+        return np.asarray(booster.inplace_predict(data, validate_features=False))
+
+    return predict
 
 
 def _xgb_classes(booster: Any) -> tuple[str, ...]:

@@ -12,15 +12,14 @@ attach skip scanning the rows.
 from __future__ import annotations
 
 import hashlib
-import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg2.errors
 
-from scorer import db
+from scorer import db, wire
 from scorer.errors import DuplicateEntityError
 from scorer.identifiers import quote_identifier
 
@@ -222,6 +221,7 @@ def _duplicate_message(exc: psycopg2.errors.UniqueViolation, lineage: Lineage) -
     )
 
 
-def write(cur: db.Cursor, statement: str, payload: bytes) -> None:
-    """Send one encoded chunk on an open cursor (inside the run's transaction)."""
-    cur.copy_expert(statement, io.BytesIO(payload), size=1 << 20)
+def write(cur: db.Cursor, statement: str, payloads: Iterable[bytes]) -> None:
+    """Send every encoded chunk, as it comes, through one COPY on an open cursor (inside the
+    run's transaction): a chunk costs no statement of its own, however small it is."""
+    cur.copy_expert(statement, wire.JoinedCopy(payloads), size=1 << 20)

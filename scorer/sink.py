@@ -12,6 +12,7 @@ attach skip scanning the rows.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from datetime import datetime
 
 import psycopg2.errors
 
-from scorer import db, wire
+from scorer import db
 from scorer.errors import DuplicateEntityError
 from scorer.identifiers import quote_identifier
 
@@ -222,6 +223,8 @@ def _duplicate_message(exc: psycopg2.errors.UniqueViolation, lineage: Lineage) -
 
 
 def write(cur: db.Cursor, statement: str, payloads: Iterable[bytes]) -> None:
-    """Send every encoded chunk, as it comes, through one COPY on an open cursor (inside the
-    run's transaction): a chunk costs no statement of its own, however small it is."""
-    cur.copy_expert(statement, wire.JoinedCopy(payloads), size=1 << 20)
+    """Send each encoded chunk as it comes, one COPY each, on an open cursor (inside the run's
+    transaction). Between chunks no COPY is in progress: psycopg2 holds the connection for a
+    COPY's whole length, so a failing run could not cancel it while the writer waits."""
+    for payload in payloads:
+        cur.copy_expert(statement, io.BytesIO(payload), size=1 << 20)

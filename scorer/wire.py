@@ -9,9 +9,8 @@ over the chunk's bytes. Rows without a tail have a fixed width and need no walk 
 
 from __future__ import annotations
 
-import io
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,43 +184,6 @@ class CopyReader:
             raise ValueError("unexpected COPY stream end: no binary header")
         if bytes(self._buffer) != TRAILER:
             raise ValueError(f"unexpected COPY stream end ({len(self._buffer)} stray bytes)")
-
-
-def payload_rows(payload: bytes) -> memoryview:
-    """The rows of one ``encode_predictions`` stream, without its header and trailer: streams
-    joined as ``header + rows + rows + ... + trailer`` are one COPY."""
-    if not (payload.startswith(_OUT_HEADER) and payload.endswith(TRAILER)):
-        raise ValueError("not a complete binary COPY stream of predictions")
-    return memoryview(payload)[len(_OUT_HEADER) : -len(TRAILER)]
-
-
-class JoinedCopy(io.RawIOBase):
-    """A file-like source for ``copy_expert``: many ``encode_predictions`` streams read as one
-    COPY, taken from ``payloads`` one at a time as the COPY reads them."""
-
-    def __init__(self, payloads: Iterable[bytes]) -> None:
-        super().__init__()
-        self._payloads = iter(payloads)
-        self._pending = memoryview(_OUT_HEADER)
-        self._ended = False
-
-    def read(self, size: int = -1) -> bytes:
-        """The next at most ``size`` bytes (all that is pending if negative); empty at the end."""
-        while not self._pending:
-            if self._ended:
-                return b""
-            payload = next(self._payloads, None)
-            if payload is None:
-                self._pending, self._ended = memoryview(TRAILER), True
-            else:
-                self._pending = payload_rows(payload)
-        size = len(self._pending) if size < 0 else size
-        piece, self._pending = self._pending[:size], self._pending[size:]
-        return bytes(piece)
-
-    def readable(self) -> bool:
-        """It is read from (``io.RawIOBase``)."""
-        return True
 
 
 def encode_predictions(

@@ -151,8 +151,7 @@ class Writer:
                 cur.execute("SET LOCAL trace_sort = on")
                 cur.execute("SET LOCAL client_min_messages = log")
             start = self.clock()
-            for payload in payloads:
-                sink.write(cur, partition.copy_statement, payload)
+            sink.write(cur, partition.copy_statement, payloads)
             phases["copy"] = self.clock()
             if variant.key == "after":
                 partition.add_key(cur, settings=())  # the variant's own

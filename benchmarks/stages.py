@@ -295,10 +295,11 @@ def write_scorer(setup: Setup) -> Stage:
         partition = sink.RunPartition("scoring", lineage, setup.plan.entity_kind, labels=True)
         with conn.cursor() as cur:
             partition.create(cur)
-            for chunk, values in zip(chunks, scores, strict=True):
-                labels = (values >= 0.5).astype(np.int16)
-                payload = wire.encode_predictions(chunk.ids, values, labels)
-                sink.write(cur, partition.copy_statement, payload)
+            payloads = (
+                wire.encode_predictions(chunk.ids, values, (values >= 0.5).astype(np.int16))
+                for chunk, values in zip(chunks, scores, strict=True)
+            )
+            sink.write(cur, partition.copy_statement, payloads)
             partition.attach(cur)
         conn.commit()
         written.append(partition.table)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from scorer import mlmodel, wire
+from scorer import mlmodel, model_output, wire
 from scorer.errors import ConfigError, ModelOutputError, SchemaMismatchError
 from scorer.features import Chunk, FeaturePlan, InputKind, ModelInput, Precision
 
@@ -54,9 +53,7 @@ _KINDS: dict[str, InputKind] = {
 }
 _PROBABILITY_OBJECTIVES = ("binary:logistic", "multi:softprob")
 _NATIVE = ("xgboost", "lightgbm", "catboost", "sklearn")
-_COLUMN_INDEX = re.compile(r"(\d+)(?:st|nd|rd|th) \(0-based\) column")
-_LISTED = 30  # columns a message lists before it says how many more
-_PROBABILITY_COLUMN = "probability"
+_PARALLEL_ROWS = 2_048  # smaller chunks predict on one thread (xgboost, native lightgbm)
 _LOG_SIGNATURE = (
     "log it with one: mlflow.<flavor>.log_model(model, name=..., signature="
     "mlflow.models.infer_signature(training_features, model_output)), where training_features "
@@ -138,7 +135,7 @@ def load(
         except Exception as exc:
             raise ModelOutputError(
                 f"the model's {method} failed on a chunk of {chunk.ids.size} rows: "
-                + _summary(exc, inputs, data)
+                + model_output.summary(exc, inputs, data)
             ) from None  # the library's message may quote feature values
         return _scores(out, index, score_kind, method)
 
@@ -204,7 +201,8 @@ def _scoring(
     flavor: str, model: Any, score_kind: ScoreKind, threads: int, positive_class: str | None
 ) -> _Scoring:
     """How this flavor's model gives a probability (or, for raw, its own prediction); a
-    pyfunc's output is read by column name when it names its columns (``_by_name``)."""
+    pyfunc's output is read by column name when it names its columns
+    (``model_output.by_name``)."""
     if flavor == "xgboost":
         objective = json.loads(model.save_config())["learner"]["objective"]["name"]
         if objective in _PROBABILITY_OBJECTIVES or score_kind == "raw":
@@ -213,7 +211,7 @@ def _scoring(
                 classes = ("0", "1")
             return _Scoring(
                 "xgboost Booster.inplace_predict",
-                lambda data: model.inplace_predict(data, validate_features=False),
+                _xgboost_predict(model, threads),
                 classes if score_kind == "probability" else None,
                 frame=False,
                 categories=True,
@@ -234,7 +232,7 @@ def _scoring(
         if objective in ("binary", "multiclass", "multiclassova") or score_kind == "raw":
             return _Scoring(
                 "lightgbm Booster.predict",
-                lambda data: model.predict(data, num_threads=threads),
+                lambda data: model.predict(data, num_threads=_threads_for(len(data), threads)),
                 None,
                 True,
                 True,
@@ -243,7 +241,7 @@ def _scoring(
         method = "pyfunc predict"
         return _Scoring(
             method,
-            lambda data: _by_name(model.predict(data), positive_class, method),
+            lambda data: model_output.by_name(model.predict(data), positive_class, method),
             None,
             True,
             False,
@@ -255,6 +253,27 @@ def _scoring(
         f"the {flavor} model has no predict_proba (is it a regressor?); {_LOG_PROBABILITIES}, "
         "or score its raw predictions with SCORER_SCORE_KIND=raw"
     )
+
+
+def _threads_for(rows: int, threads: int) -> int:
+    """One thread for a chunk too small to share: starting a thread team costs more than the
+    rows' work, and on a busy machine it waits for every thread to be scheduled."""
+    return 1 if rows < _PARALLEL_ROWS else threads
+
+
+def _xgboost_predict(booster: Any, threads: int) -> Callable[[Any], npt.NDArray[Any]]:
+    """``inplace_predict`` on ``threads`` threads, or one for a small chunk (the booster's
+    ``nthread`` changes only when the chunk size crosses ``_PARALLEL_ROWS``)."""
+    current = [threads]
+
+    def predict(data: Any) -> npt.NDArray[Any]:
+        wanted = _threads_for(len(data), threads)
+        if wanted != current[0]:
+            booster.set_param({"nthread": wanted})
+            current[0] = wanted
+        return np.asarray(booster.inplace_predict(data, validate_features=False))
+
+    return predict
 
 
 def _xgb_classes(booster: Any) -> tuple[str, ...]:
@@ -465,95 +484,6 @@ def _scores(out: npt.NDArray[Any], index: int | None, kind: ScoreKind, method: s
             f"not probabilities; {_LOG_PROBABILITIES}, or set SCORER_SCORE_KIND=raw"
         )
     return scores
-
-
-def _summary(exc: Exception, inputs: tuple[ModelInput, ...], data: Any) -> str:
-    """The error's type and the input columns it names, else the dtypes the model was handed
-    (``inputs: tenure int64, contract category``); none of its data."""
-    text = str(exc)
-    named = [item.name for item in inputs if re.search(rf"\b{re.escape(item.name)}\b", text)]
-    found = _COLUMN_INDEX.search(text)
-    if found and int(found.group(1)) < len(inputs):
-        named.append(inputs[int(found.group(1))].name)
-    hint = ""
-    if "category" in text.lower() and "not in the training" in text.lower():
-        hint = " (a category the model never saw; the model's library refuses it)"
-    elif "schema" in text.lower() or "convert" in text.lower():
-        hint = " (the input does not match the model's signature)"
-    handed = _handed(data, inputs)
-    if named:
-        columns = ", ".join(
-            f"{name} ({handed[name]})" if name in handed else name for name in dict.fromkeys(named)
-        )
-        return f"{type(exc).__name__} on column {columns}{hint}"
-    listed = _listed([f"{name} {dtype}" for name, dtype in handed.items()])
-    return f"{type(exc).__name__}{hint}; inputs: {listed}"
-
-
-def _handed(data: Any, inputs: tuple[ModelInput, ...]) -> dict[str, str]:
-    """Each input column's dtype as the model was handed it, with its count of missing
-    values if any: ``{"tenure": "float64 with 3 missing"}``."""
-    import pandas as pd  # noqa: PLC0415 - only a failed prediction needs it
-
-    if isinstance(data, pd.DataFrame):
-        missing = data.isna().sum().tolist()
-        pairs = zip(data.columns, data.dtypes, missing, strict=True)
-        return {str(name): _dtype(str(dtype), int(n)) for name, dtype, n in pairs}
-    matrix = np.asarray(data)
-    if matrix.ndim != 2 or matrix.shape[1] != len(inputs):
-        return {}
-    holes = np.isnan(matrix).sum(axis=0) if matrix.dtype.kind == "f" else np.zeros(len(inputs))
-    return {
-        item.name: _dtype(str(matrix.dtype), int(n))
-        for item, n in zip(inputs, holes.tolist(), strict=True)
-    }
-
-
-def _dtype(dtype: str, missing: int) -> str:
-    return f"{dtype} with {missing} missing" if missing else dtype
-
-
-def _listed(parts: list[str]) -> str:
-    """Up to ``_LISTED`` parts, then how many more."""
-    more = len(parts) - _LISTED
-    return ", ".join(parts[:_LISTED]) + (f" and {more} more" if more > 0 else "")
-
-
-def _by_name(out: Any, wanted: str | None, method: str) -> Any:
-    """A pyfunc's output: from a DataFrame, the column named ``wanted`` (the positive class),
-    else the one named ``probability``, else its only column; any other output as it is.
-    ``ModelOutputError`` for a DataFrame where that column is missing or named twice, and
-    for unnamed output when ``wanted`` is set, saying what was returned (never values)."""
-    import pandas as pd  # noqa: PLC0415 - pyfunc models bring pandas
-
-    if not isinstance(out, pd.DataFrame):
-        if wanted is not None:
-            raise ModelOutputError(
-                f"SCORER_POSITIVE_CLASS={wanted!r} names the column to score, but the model's "
-                f"{method} returned {type(out).__name__} {_shape(out)}, which names no columns: "
-                f"return a DataFrame with a column named {wanted!r}, or unset "
-                "SCORER_POSITIVE_CLASS"
-            )
-        return out
-    names = [str(name) for name in out.columns]
-    if wanted is None and len(names) == 1:
-        return out.iloc[:, 0].to_numpy()
-    target = _PROBABILITY_COLUMN if wanted is None else wanted
-    at = [index for index, name in enumerate(names) if name == target]
-    if len(at) == 1:
-        return out.iloc[:, at[0]].to_numpy()
-    returned = _listed([f"{name} {dtype}" for name, dtype in zip(names, out.dtypes, strict=True)])
-    problem = f"no column named {target!r}" if not at else f"{len(at)} columns named {target!r}"
-    raise ModelOutputError(
-        f"the model's {method} returned a DataFrame of {len(names)} columns ({returned}) with "
-        f"{problem}: the score is read by name, from the column named for the positive class "
-        f"(SCORER_POSITIVE_CLASS) or, when it is unset, {_PROBABILITY_COLUMN!r}"
-    )
-
-
-def _shape(out: Any) -> str:
-    shape = getattr(out, "shape", None)
-    return "" if shape is None else f"of shape {tuple(shape)}"
 
 
 def _signature(meta: mlmodel.ModelMeta, inputs: tuple[ModelInput, ...]) -> list[dict[str, Any]]:

@@ -264,8 +264,7 @@ class _RunState:
 
         def copy_all(payloads: Iterable[bytes]) -> None:
             with writer.cursor() as cur:
-                for payload in payloads:
-                    sink.write(cur, partition.copy_statement, payload)
+                sink.write(cur, partition.copy_statement, payloads)
 
         with workers.consumed(copy_all, writer.cancel, name="scorer-writer") as send:
             begin = last = time.perf_counter()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -230,6 +230,9 @@ def _duplicate_message(exc: psycopg2.errors.UniqueViolation, lineage: Lineage) -
     )
 
 
-def write(cur: db.Cursor, statement: str, payload: bytes) -> None:
-    """Send one encoded chunk on an open cursor (inside the run's transaction)."""
-    cur.copy_expert(statement, io.BytesIO(payload), size=1 << 20)
+def write(cur: db.Cursor, statement: str, payloads: Iterable[bytes]) -> None:
+    """Send each encoded chunk as it comes, one COPY each, on an open cursor (inside the run's
+    transaction). Between chunks no COPY is in progress: psycopg2 holds the connection for a
+    COPY's whole length, so a failing run could not cancel it while the writer waits."""
+    for payload in payloads:
+        cur.copy_expert(statement, io.BytesIO(payload), size=1 << 20)

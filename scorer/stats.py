@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 _BINS = 100_000  # quantiles resolve to 1e-5 on the probability scale
+_SMALL = 16  # chunks under _BINS / _SMALL scores add to their bins one by one
 
 
 @dataclass
@@ -33,7 +34,10 @@ class ScoreStats:
             self.above += int(labels.sum(dtype=np.int64))
         self.extremes += int(np.count_nonzero((scores == 0.0) | (scores == 1.0)))
         bins = np.clip((scores * _BINS).astype(np.int64), 0, _BINS - 1)
-        self.histogram += np.bincount(bins, minlength=_BINS)
+        if bins.size * _SMALL < _BINS:  # a small chunk: touch its bins, not all of them
+            np.add.at(self.histogram, bins, 1)
+        else:
+            self.histogram += np.bincount(bins, minlength=_BINS)
 
     @property
     def mean(self) -> float | None:

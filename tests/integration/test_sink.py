@@ -35,7 +35,7 @@ def _load(cur: db.Cursor, partition: sink.RunPartition, ids: npt.NDArray[Any]) -
     partition.create(cur)
     scores = np.random.default_rng(5).random(ids.size)
     payload = wire.encode_predictions(ids, scores, (scores >= 0.5).astype(np.int16))
-    sink.write(cur, partition.copy_statement, payload)
+    sink.write(cur, partition.copy_statement, [payload])
 
 
 def _settings(conn: psycopg2.extensions.connection) -> dict[str, str]:

@@ -6,6 +6,7 @@ Each test scores into a target schema of its own, so no test reads another's run
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from collections.abc import Callable
 from contextlib import closing
@@ -619,3 +620,63 @@ def test_the_upgrade_keeps_rows_written_by_the_previous_release(
     )
     assert kept == [(50,)]
     services.execute(postgres_url, f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.mark.parametrize(
+    ("declared", "sql_type", "planted", "reason"),
+    [
+        # (the training dtype the signature declares, the column's SQL type, values, reason)
+        (np.int64, "float8", [73914.5, 2.25, -0.5], "not an integer"),
+        (np.int64, "int8", [2**60, -(2**60) - 1], "beyond 2**53, where float8 is no longer exact"),
+        (np.int32, "numeric", [0.5, 12.75], "not an integer"),
+        (np.int32, "int8", [2**31, -(2**31) - 1, 2**40], "beyond the range of integer"),
+        (np.bool_, "numeric", [2, -1, 0.5], "not a boolean (0 or 1)"),
+    ],
+    ids=["long-fraction", "long-beyond-2**53", "integer-fraction", "integer-range", "boolean"],
+)
+def test_a_value_its_declared_type_cannot_hold_is_a_rejected_row_named_by_column(
+    scorer_env: dict[str, str],
+    postgres_url: str,
+    mlflow_uri: str,
+    training: tuple[pd.DataFrame, pd.Series],
+    telco: pd.DataFrame,
+    target: str,
+    declared: type[np.generic],
+    sql_type: str,
+    planted: list[float],
+    reason: str,
+) -> None:
+    """MLflow's schema enforcement would refuse these values; the scorer rejects their rows,
+    names the column, exits 2 by default and publishes nothing."""
+    column = "paperless" if declared is np.bool_ else "tenure"
+    features_, _ = training
+    signed = features_.astype({column: declared})
+    name = f"rt-declared-{np.dtype(declared).name}"
+    fixtures.register(
+        mlflow_uri,
+        name,
+        lambda registered: mlflow.pyfunc.log_model(
+            name="model",
+            python_model=fixtures.pyfunc_model(lambda frame: np.full(len(frame), 0.5)),
+            signature=infer_signature(signed.head(20), np.zeros(20)),
+            registered_model_name=registered,
+        ),
+    )
+    frame = newest(telco).copy()
+    kind = np.int64 if sql_type.startswith("int") else np.float64  # as the column's text
+    frame[column] = frame[column].astype(kind).astype(object)
+    for row, value in enumerate(planted):
+        frame.loc[row, column] = value
+    table = f"features.telco_declared_{secrets.token_hex(3)}"
+    fixtures.load_table(postgres_url, table, frame, fixtures.TELCO_TYPES | {column: sql_type})
+    env = telco_env(scorer_env, name, target, SCORER_FEATURES_TABLE=table)
+    result = services.run_scorer(env, "run")
+    summary = refused(result, "rejected_rows")
+    assert summary["rows_rejected_by"] == {f"{column}: {reason}": len(planted)}
+    assert f"{column}: {len(planted)} rows {reason}" in summary["error"]
+    nothing_published(postgres_url, target, env["SCORER_RUN_ID"])
+    tolerant = {**env, "SCORER_MAX_REJECTED_RATIO": "0.5", "SCORER_RUN_ID": f"ok-{uuid.uuid4()}"}
+    result = services.run_scorer(tolerant, "run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = run_row(postgres_url, target, tolerant["SCORER_RUN_ID"])
+    assert (row["rows_scored"], row["rows_rejected"]) == (len(frame) - len(planted), len(planted))

@@ -34,7 +34,7 @@ import psycopg2
 from benchmarks import fixtures
 from benchmarks.cluster import Cluster, server_cpu
 from benchmarks.fixtures import CASES, NUMERIC, Case
-from scorer import cpus
+from scorer.io import cpus
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK_ROWS = 100_000

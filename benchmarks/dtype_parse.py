@@ -14,9 +14,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from scorer import features, wire
-from scorer.features import FeaturePlan, ModelInput, Precision, Snapshot
-from scorer.identifiers import Relation
+from scorer.io import features
+from scorer.io.features import FeaturePlan, ModelInput, Precision, Snapshot
+from scorer.postgres import wire
+from scorer.postgres.identifiers import Relation
 
 FEATURES = 20
 

@@ -38,7 +38,8 @@ from benchmarks.cli import progress
 from benchmarks.cluster import Cluster, server_cpu
 from benchmarks.fixtures import telco_id
 from benchmarks.stages import CHUNK, bench_lineage
-from scorer import schema, sink, wire
+from scorer.io import sink
+from scorer.postgres import schema, wire
 
 SCHEMA = "scoring"
 

@@ -47,8 +47,10 @@ import psycopg2
 
 from benchmarks.cluster import server_cpu
 from benchmarks.fixtures import ALIAS, CASES, CATEGORIES, Case
-from scorer import cpus, features, flavors, sink, wire
-from scorer.identifiers import Relation, quote_any
+from scorer.io import cpus, features, sink
+from scorer.model import flavors
+from scorer.postgres import wire
+from scorer.postgres.identifiers import Relation, quote_any
 
 CHUNK = 50_000
 STAGES = (

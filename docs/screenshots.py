@@ -34,7 +34,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scorer import db, schema  # noqa: E402
+from scorer.postgres import db, schema  # noqa: E402
 from tests import services  # noqa: E402
 from tests.fixtures import (  # noqa: E402
     NUMERIC_FEATURES,

@@ -1,10 +1,10 @@
 """Command line: ``python -m scorer {migrate,grant,check,run,backfill,prune,runs,show,explain,
 demo}``.
 
-``main`` is the one place where a failure becomes an exit code: ``pipeline.run`` returns its
+``main`` is the one place where a failure becomes an exit code: ``single.run`` returns its
 own (having written its summary line); every other command's ``ScorerError`` is logged here
 as ``<command>.failed`` and mapped to its code, and any other exception is classified first
-(``pipeline.classify``: an internal error, exit 2, logged with its traceback).
+(``single.classify``: an internal error, exit 2, logged with its traceback).
 """
 
 from __future__ import annotations
@@ -326,9 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _failure(exc: BaseException) -> ScorerError:
     if isinstance(exc, ScorerError):
         return exc
-    from scorer import pipeline  # noqa: PLC0415 - only a failure pays for the import
+    from scorer.run import single  # noqa: PLC0415 - only a failure pays for the import
 
-    return pipeline.classify(exc)
+    return single.classify(exc)
 
 
 def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace) -> int:
@@ -337,7 +337,7 @@ def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace)
             import pgserver  # noqa: F401, PLC0415 - demo-only dependency
         except ImportError:
             raise ConfigError("the demo needs its extra: pip install 'scorer[demo]'") from None
-        from scorer import demo  # noqa: PLC0415
+        from scorer.ops import demo  # noqa: PLC0415
 
         return demo.main(rows=args.rows)
     if command in ("migrate", "grant"):  # the migration role's commands
@@ -349,13 +349,13 @@ def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace)
     settings = _run_settings(overrides)
     if command == "backfill":
         return _backfill(settings, args)
-    from scorer import pipeline  # noqa: PLC0415 - keep --help and migrate light
+    from scorer.run import single  # noqa: PLC0415 - keep --help and migrate light
 
-    return pipeline.check(settings) if command == "check" else pipeline.run(settings)
+    return single.check(settings) if command == "check" else single.run(settings)
 
 
 def _backfill(settings: RunSettings, args: argparse.Namespace) -> int:
-    from scorer import backfill  # noqa: PLC0415
+    from scorer.ops import backfill  # noqa: PLC0415
 
     if args.snapshots is not None:
         listed = [part.strip() for part in args.snapshots.split(",") if part.strip()]
@@ -375,13 +375,13 @@ def _run_settings(overrides: dict[str, str]) -> RunSettings:
 
 
 def _password(settings: DatabaseSettings) -> str | None:
-    from scorer.db import password_of  # noqa: PLC0415
+    from scorer.postgres.db import password_of  # noqa: PLC0415
 
     return password_of(settings.database_url.get_secret_value())
 
 
 def _prune(settings: PruneSettings, dry_run: bool) -> int:
-    from scorer import retention  # noqa: PLC0415
+    from scorer.ops import retention  # noqa: PLC0415
 
     logs.register_secret(_password(settings))
     return retention.main(settings, dry_run)
@@ -389,7 +389,8 @@ def _prune(settings: PruneSettings, dry_run: bool) -> int:
 
 def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace) -> int:
     """``runs``, ``show``, ``explain``: read the history, print a table or ``--json``."""
-    from scorer import db, history, privileges, schema  # noqa: PLC0415
+    from scorer.ops import history  # noqa: PLC0415
+    from scorer.postgres import db, privileges, schema  # noqa: PLC0415
 
     if command == "runs" and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1 (given {args.limit})")
@@ -429,7 +430,7 @@ def _granted_roles(args: argparse.Namespace) -> tuple[str, str] | None:
 
 def _migrate(settings: DatabaseSettings, roles: tuple[str, str] | None) -> int:
     """``migrate``; with ``roles`` (runtime, reader), then ``grant`` them."""
-    from scorer import db, privileges, schema  # noqa: PLC0415
+    from scorer.postgres import db, privileges, schema  # noqa: PLC0415
 
     logs.register_secret(_password(settings))
     url = settings.database_url.get_secret_value()
@@ -458,7 +459,7 @@ def _log_granted(target: str, roles: tuple[str, str], statements: int) -> None:
 
 def _grant(overrides: dict[str, str], args: argparse.Namespace) -> int:
     """``grant``: issue the runtime and reader roles' grants, or (``--dry-run``) print them."""
-    from scorer import db, privileges  # noqa: PLC0415
+    from scorer.postgres import db, privileges  # noqa: PLC0415
 
     if args.dry_run:
         target = load(SchemaSettings, **overrides).target_schema

@@ -19,7 +19,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scorer.errors import ConfigError
-from scorer.identifiers import Relation, validate_identifier
+from scorer.postgres.identifiers import Relation, validate_identifier
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _ALIAS = re.compile(r"[A-Za-z0-9_-]{1,255}")
@@ -86,7 +86,7 @@ class DatabaseSettings(SchemaSettings):
         url = value.get_secret_value()
         if not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
             raise ValueError("must be a postgresql:// URL")
-        from scorer.db import PERCENT_ENCODE_HINT, connect_kwargs  # noqa: PLC0415 - light --help
+        from scorer.postgres.db import PERCENT_ENCODE_HINT, connect_kwargs  # noqa: PLC0415 - light --help
 
         authority = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
         if authority.count("@") > 1:

@@ -152,7 +152,7 @@ class DatabaseMissingError(PermanentError):
 
 
 class DatabasePrivilegeError(PermanentError):
-    """The role lacks a privilege the command needs (``scorer.privileges`` names each one
+    """The role lacks a privilege the command needs (``scorer.postgres.privileges`` names each one
     before anything is written; PostgreSQL's own 42501 otherwise)."""
 
     kind = "database_privilege"

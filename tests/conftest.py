@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import pytest
 from mlflow import MlflowClient
 
-from scorer import db, schema
-from scorer.identifiers import quote_identifier
+from scorer.postgres import db, schema
+from scorer.postgres.identifiers import quote_identifier
 from tests import services
 from tests.fixtures import load_features, register_versions, synthetic_customers
 

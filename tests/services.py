@@ -23,7 +23,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from scorer.identifiers import quote_identifier
+from scorer.postgres.identifiers import quote_identifier
 
 CACHE = Path(os.environ.get("SCORER_CACHE") or Path.home() / ".cache" / "scorer")
 """Where the hack/ scripts cache their builds (binaries under ``CACHE / "bin"``)."""

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scorer import metrics, quality
+from scorer.run import gate, metrics
 from tests.chart.helm import BASE_VALUES, CHART, ROOT, Helm, HelmError, Rendered, merged
 from tests.services import CACHE
 
@@ -156,7 +156,7 @@ def test_the_rule_has_its_labels_and_every_alert_names_the_command_and_runbook(
 
 def test_the_thresholds_come_from_values_and_the_drift_level_is_the_gates(helm: Helm) -> None:
     assert yaml.safe_load((CHART / "values.yaml").read_text())["metrics"]["scoreDriftPsi"] == (
-        quality.Limits(0.25, 0.8, 0.2).warn_score_psi
+        gate.Limits(0.25, 0.8, 0.2).warn_score_psi
     )
     found = rules(helm, {"metrics": {"maxSuccessAgeHours": 50, "scoreDriftPsi": 0.2}})
     assert "> 180000" in found["ScorerNoRecentSuccess"]["expr"]

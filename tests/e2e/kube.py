@@ -14,7 +14,7 @@ from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
 
-from scorer import db, schema
+from scorer.postgres import db, schema
 from tests import services
 from tests.fixtures import load_features, register_versions, synthetic_customers
 

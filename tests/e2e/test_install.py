@@ -5,7 +5,7 @@ pre-upgrade hook) before that image runs. A migration that fails does so at once
 logs and does not block the next upgrade; without hooks, a plain Job migrates.
 
 "A new migration" is simulated honestly: the upgrade's image is the e2e image with one more
-migration appended to ``scorer.schema`` (a table of its own), so that image refuses to run
+migration appended to ``scorer.postgres.schema`` (a table of its own), so that image refuses to run
 (``not_migrated``) until the schema has it. Everything the tests read from the database they
 read; nothing is migrated from the test host.
 """
@@ -27,7 +27,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from scorer.schema import SCHEMA_VERSION
+from scorer.postgres.schema import SCHEMA_VERSION
 from tests import services
 from tests.chart.helm import ENV_VALUES, find_helm
 from tests.e2e.kube import (
@@ -62,14 +62,16 @@ def build_next_image(cluster: Any, work: Path) -> None:
     """``IMAGE`` plus one migration, as ``NEXT_IMAGE``, loaded into the cluster."""
     source = (services.REPO / "scorer" / "schema.py").read_text()
     line = "SCHEMA_VERSION = len(_MIGRATIONS)\n"
-    assert source.count(line) == 1, "scorer/schema.py no longer ends its migrations this way"
+    assert source.count(line) == 1, (
+        "scorer/postgres/schema.py no longer ends its migrations this way"
+    )
     extra = f'_MIGRATIONS = (*_MIGRATIONS, "CREATE TABLE {{s}}.{MARKER} (note text)")\n'
     context = work / "next-image"
     context.mkdir()
     (context / "schema.py").write_text(source.replace(line, extra + line))
     (context / "Dockerfile").write_text(
         f"FROM {IMAGE}\nUSER 0:0\nCOPY schema.py /tmp/schema.py\n"
-        "RUN python -c \"import shutil, scorer.schema as s; shutil.copy('/tmp/schema.py',"
+        "RUN python -c \"import shutil, scorer.postgres.schema as s; shutil.copy('/tmp/schema.py',"
         ' s.__file__)" && python -m compileall -q /opt/venv && rm /tmp/schema.py\n'
         "USER 10001:10001\n"
     )

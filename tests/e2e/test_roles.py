@@ -22,7 +22,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from scorer.identifiers import quote_identifier as q
+from scorer.postgres.identifiers import quote_identifier as q
 from tests import services
 from tests.chart.helm import ENV_VALUES, find_helm
 from tests.e2e.kube import (

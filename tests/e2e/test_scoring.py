@@ -24,7 +24,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from scorer import sink
+from scorer.io import sink
 from tests import fixtures, services
 from tests.chart.helm import ENV_VALUES, find_helm
 from tests.e2e.kube import (

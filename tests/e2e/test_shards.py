@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 import yaml
 
-from scorer import shards
+from scorer.run import shard_record as shards
 from tests import services
 from tests.chart.helm import ENV_VALUES, find_helm
 from tests.e2e.kube import (

@@ -113,7 +113,7 @@ def test_job_stack_imports_and_predicts(image: str) -> None:
     model through MLflow's flavors, read-only, writing only below /tmp."""
     probe = """
 import numpy as np, pandas as pd, xgboost as xgb, mlflow.pyfunc, mlflow.xgboost
-import scorer.pipeline
+import scorer.run.single
 X = np.random.default_rng(0).random((200, 3)).astype("float32")
 booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(X, label=X[:, 0] > 0.5), 5)
 mlflow.xgboost.save_model(booster, "/tmp/model")

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from scorer import sink
+from scorer.io import sink
 from tests import services
 
 NOW = datetime.now(UTC)

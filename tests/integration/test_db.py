@@ -1,4 +1,4 @@
-"""``scorer.db`` against the real PostgreSQL: visible transactions and classified failures."""
+"""``scorer.postgres.db`` against the real PostgreSQL: visible transactions, classified failures."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
-from scorer import db
 from scorer.errors import InternalError, ScorerError
+from scorer.postgres import db
 from tests import services
 
 pytestmark = pytest.mark.integration

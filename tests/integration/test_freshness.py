@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from scorer.identifiers import quote_identifier
+from scorer.postgres.identifiers import quote_identifier
 from tests import services
 
 pytestmark = pytest.mark.integration

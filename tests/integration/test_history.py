@@ -13,7 +13,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from scorer import sink
+from scorer.io import sink
 from tests import services
 from tests.conftest import CUSTOMERS, ChurnModel
 from tests.integration import simulated as sim

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 from mlflow import MlflowClient
 
-from scorer.identifiers import quote_identifier
-from scorer.sink import partition_name, shard_table_name
+from scorer.io.sink import partition_name, shard_table_name
+from scorer.postgres.identifiers import quote_identifier
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
 from tests.lineage_schema import validate

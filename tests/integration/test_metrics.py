@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from scorer import metrics
+from scorer.run import metrics
 from tests import fixtures, services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from mlflow.models import infer_signature
 
-from scorer.identifiers import quote_identifier
+from scorer.postgres.identifiers import quote_identifier
 from tests import fixtures, services
 from tests.conftest import ChurnModel
 

@@ -17,9 +17,9 @@ import psycopg2
 import pytest
 from structlog.testing import capture_logs
 
-from scorer import features
-from scorer.features import ModelInput, Source
-from scorer.identifiers import Relation
+from scorer.io import features
+from scorer.io.features import ModelInput, Source
+from scorer.postgres.identifiers import Relation
 from tests import fixtures, services
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg2
 import pytest
 
-from scorer.identifiers import quote_identifier
-from scorer.schema import SCHEMA_VERSION
+from scorer.postgres.identifiers import quote_identifier
+from scorer.postgres.schema import SCHEMA_VERSION
 from tests import services
 from tests.conftest import CUSTOMERS
 

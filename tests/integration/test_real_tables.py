@@ -18,9 +18,10 @@ import pandas as pd
 import pytest
 from mlflow.models import infer_signature
 
-from scorer import features, schema
-from scorer.features import ModelInput, Source
-from scorer.identifiers import Relation
+from scorer.io import features
+from scorer.io.features import ModelInput, Source
+from scorer.postgres import schema
+from scorer.postgres.identifiers import Relation
 from tests import fixtures, services
 from tests.conftest import ChurnModel
 

@@ -18,7 +18,9 @@ from typing import Any
 import psycopg2
 import pytest
 
-from scorer import runs, schema, sink
+from scorer.io import sink
+from scorer.postgres import schema
+from scorer.run import record
 from tests import services
 from tests.conftest import ChurnModel
 from tests.fixtures import loaded_customers
@@ -192,7 +194,7 @@ def holding_run_lock(url: str, target: str, model: str, snapshot: str) -> Iterat
     with closing(psycopg2.connect(url)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            key = runs.lock_key(target, model, snapshot)
+            key = record.lock_key(target, model, snapshot)
             cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
         yield
 

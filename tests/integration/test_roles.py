@@ -17,8 +17,8 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from scorer import sink
-from scorer.identifiers import quote_identifier as q
+from scorer.io import sink
+from scorer.postgres.identifiers import quote_identifier as q
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
 

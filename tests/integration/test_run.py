@@ -15,9 +15,9 @@ import pytest
 import xgboost
 from mlflow import MlflowClient
 
-from scorer import schema
-from scorer.identifiers import quote_identifier
-from scorer.sink import partition_name
+from scorer.io.sink import partition_name
+from scorer.postgres import schema
+from scorer.postgres.identifiers import quote_identifier
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
 from tests.fixtures import NUMERIC_FEATURES as FEATURES

@@ -1,4 +1,4 @@
-"""``scorer.sink`` against the real PostgreSQL: how the run partition's key is built."""
+"""``scorer.io.sink`` against the real PostgreSQL: how the run partition's key is built."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import numpy.typing as npt
 import psycopg2.extensions
 import pytest
 
-from scorer import db, sink, wire
 from scorer.errors import DuplicateEntityError
+from scorer.io import sink
+from scorer.postgres import db, wire
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from scorer import db
+from scorer.postgres import db
 from tests import services, tls
 
 pytestmark = pytest.mark.integration

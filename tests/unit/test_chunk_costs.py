@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scorer import flavors
-from scorer.stats import ScoreStats
+from scorer.model import flavors
+from scorer.run.statistics import ScoreStats
 
 
 def test_small_chunks_make_the_histogram_large_ones_make() -> None:

@@ -16,7 +16,6 @@ from mlflow.protos.databricks_pb2 import (
     TEMPORARILY_UNAVAILABLE,
 )
 
-from scorer import db, registry
 from scorer.errors import (
     EXIT_PERMANENT,
     EXIT_RETRYABLE,
@@ -24,7 +23,9 @@ from scorer.errors import (
     ScorerError,
     TerminationSignal,
 )
-from scorer.pipeline import classify
+from scorer.model import registry
+from scorer.postgres import db
+from scorer.run.single import classify
 
 AT = 'connection to server at "db" (10.0.0.1), port 5432 failed: '
 PK_VIOLATION = (

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import structlog
 
-from scorer import cli, logs, pipeline
+from scorer import cli, logs
 from scorer.config import DatabaseSettings, RunSettings, env_name, flag_name
 from scorer.errors import LockBusyError
+from scorer.run import single as pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Sup3r-s3cret-pw"

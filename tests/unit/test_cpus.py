@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scorer.cpus import available
+from scorer.io.cpus import available
 
 ALL = len(os.sched_getaffinity(0))
 

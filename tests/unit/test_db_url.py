@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from scorer.db import connect_kwargs, password_of
 from scorer.errors import ConfigError
 from scorer.logs import redact
+from scorer.postgres.db import connect_kwargs, password_of
 
 
 def test_url_becomes_libpq_keywords_with_options_and_defaults() -> None:

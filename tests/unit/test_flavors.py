@@ -17,10 +17,11 @@ import pytest
 import xgboost
 from mlflow.models import infer_signature
 
-from scorer import flavors, wire
 from scorer.errors import ModelOutputError, SchemaMismatchError
-from scorer.features import Chunk, FeaturePlan, ModelInput, Snapshot
-from scorer.identifiers import Relation
+from scorer.io.features import Chunk, FeaturePlan, ModelInput, Snapshot
+from scorer.model import flavors
+from scorer.postgres import wire
+from scorer.postgres.identifiers import Relation
 
 CONTRACTS = ["Two year", "Month-to-month", "One year"]  # not sorted: the chunk's are
 PAYMENTS = ["Electronic check", "Mailed check", "Bank transfer (automatic)", "Zelle pay"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scorer.identifiers import Relation, quote_identifier, validate_identifier
+from scorer.postgres.identifiers import Relation, quote_identifier, validate_identifier
 
 
 @pytest.mark.parametrize("name", ["customers", "_x", "Feature_2", "a" * 63])

@@ -16,10 +16,17 @@ import jsonschema
 import pytest
 from openlineage.client.serde import Serde
 
-from scorer import config, logs, mlflow_record, openlineage_events
+from scorer import config, logs
 from scorer.errors import ConfigError
-from scorer.lineage import Outcome, Start, Table, openlineage_config, scheduled_time
-from scorer.registry import ResolvedModel
+from scorer.lineage import mlflow, openlineage
+from scorer.lineage.recorder import (
+    Outcome,
+    Start,
+    Table,
+    openlineage_config,
+    scheduled_time,
+)
+from scorer.model.registry import ResolvedModel
 from tests.lineage_schema import validate
 
 PASSWORD = "Sup3r-s3cret-pw"
@@ -103,7 +110,7 @@ def _no_openlineage_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 
 def event_json(kind: str, outcome: Outcome | None, namespace: str = "scorer") -> dict[str, Any]:
-    event = openlineage_events.run_event(kind, START, outcome, namespace)
+    event = openlineage.run_event(kind, START, outcome, namespace)
     return dict(json.loads(Serde.to_json(event)))
 
 
@@ -289,7 +296,7 @@ def test_complete_counts_the_rows_published_and_fail_says_why() -> None:
 
 def test_a_local_run_has_no_parent_nor_nominal_time() -> None:
     local = SETTINGS.model_copy(update={"k8s_job": None, "k8s_cronjob": None, "run_id": "r-1"})
-    event = openlineage_events.run_event(
+    event = openlineage.run_event(
         "START", replace(START, settings=local, trigger="local", scheduled_at=None), None, "dev"
     )
     facets = json.loads(Serde.to_json(event))["run"]["facets"]
@@ -317,7 +324,7 @@ def test_the_validator_is_not_vacuous() -> None:
 
 
 def test_the_record_says_what_the_issue_asks_and_no_credential() -> None:
-    params = {p.key: p.value for p in mlflow_record.params(START)}
+    params = {p.key: p.value for p in mlflow.params(START)}
     assert params == {
         "run_id": f"scorer-{MINUTE}",
         "model_name": "churn",
@@ -331,22 +338,22 @@ def test_the_record_says_what_the_issue_asks_and_no_credential() -> None:
         "shards": "1",
     }
     sharded = replace(START, settings=SETTINGS.model_copy(update={"shards": 4, "shard_index": 2}))
-    assert {p.key: p.value for p in mlflow_record.params(sharded)}["shards"] == "4"
-    metrics = {m.key: m.value for m in mlflow_record.metrics(START, DONE)}
+    assert {p.key: p.value for p in mlflow.params(sharded)}["shards"] == "4"
+    metrics = {m.key: m.value for m in mlflow.metrics(START, DONE)}
     assert metrics["rows_scored"] == 990
     assert metrics["score_mean"] == 0.2
     assert metrics["score_psi"] == 0.012
     assert metrics["seconds_score"] == 1.5
     assert metrics["seconds"] == 4.0
-    failed = {m.key for m in mlflow_record.metrics(START, FAILED)}
+    failed = {m.key for m in mlflow.metrics(START, FAILED)}
     assert "score_mean" not in failed
-    tags = mlflow_record.tags(START, DONE, openlineage=True)
+    tags = mlflow.tags(START, DONE, openlineage=True)
     assert tags["scorer.run_id"] == tags["scorer.k8s_job"] == f"scorer-{MINUTE}"
     assert tags["scorer.k8s_pod"] == f"scorer-{MINUTE}-x7k2p"
     assert tags["scorer.image"] == "scorer:1.2.0"
     assert tags["scorer.trigger"] == "scheduled"
     assert tags["scorer.openlineage_run_id"] == str(START.openlineage_run_id)
-    dataset = mlflow_record.dataset_entity(START, DONE)
+    dataset = mlflow.dataset_entity(START, DONE)
     assert dataset.name == "warehouse.features.customers"
     assert dataset.source_type == "postgresql"
     assert json.loads(dataset.source)["uri"] == "postgresql://db.example:5432/warehouse"
@@ -360,10 +367,10 @@ def test_the_record_says_what_the_issue_asks_and_no_credential() -> None:
 def test_the_digest_follows_the_data_read() -> None:
     # Another run over the same data (scored differently, finished later, failed) shares it.
     rerun = replace(DONE, succeeded=False, rows_scored=0, figures={}, finished_at=STARTED)
-    assert mlflow_record.digest(START, rerun) == mlflow_record.digest(START, DONE)
+    assert mlflow.digest(START, rerun) == mlflow.digest(START, DONE)
     later = replace(START, started_at=STARTED + timedelta(days=1), trigger="manual")
-    assert mlflow_record.digest(later, DONE) == mlflow_record.digest(START, DONE)
+    assert mlflow.digest(later, DONE) == mlflow.digest(START, DONE)
     more = replace(DONE, rows_read=1001)
-    assert mlflow_record.digest(START, more) != mlflow_record.digest(START, DONE)
+    assert mlflow.digest(START, more) != mlflow.digest(START, DONE)
     other = replace(START, snapshot="2026-10-22")
-    assert mlflow_record.digest(other, DONE) != mlflow_record.digest(START, DONE)
+    assert mlflow.digest(other, DONE) != mlflow.digest(START, DONE)

@@ -10,12 +10,12 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scorer import metrics
 from scorer.config import RunSettings
 from scorer.errors import DatabaseUnreachableError, QualityGateError, ScorerError
-from scorer.quality import Check, Verdict
-from scorer.runs import Counts
-from scorer.stats import ScoreStats
+from scorer.run import metrics
+from scorer.run.gate import Check, Verdict
+from scorer.run.record import Counts
+from scorer.run.statistics import ScoreStats
 
 ENV = {
     "MLFLOW_TRACKING_URI": "http://mlflow:5000",
@@ -29,7 +29,7 @@ ENV = {
 
 
 class Ended:
-    """A run's end as ``scorer.pipeline._RunState`` presents it."""
+    """A run's end as ``scorer.run.single._RunState`` presents it."""
 
     def __init__(self, settings: RunSettings, verdict: Verdict | None, read: int) -> None:
         self.settings = settings

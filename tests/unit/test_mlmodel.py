@@ -20,8 +20,8 @@ import pytest
 import xgboost
 from mlflow.models import Model, infer_signature
 
-from scorer import mlmodel, run_model
 from scorer.errors import SchemaMismatchError
+from scorer.model import mlmodel, run_copy
 
 
 def saved(path: Path, signature_of: pd.DataFrame | np.ndarray | None) -> Path:
@@ -81,7 +81,7 @@ def test_read_refuses_what_is_not_an_mlflow_model(tmp_path: Path) -> None:
 def test_an_xgboost_model_loads_without_importing_mlflow(tmp_path: Path) -> None:
     path = saved(tmp_path / "model", pd.DataFrame(np.zeros((2, 3)), columns=["a", "b", "c"]))
     probe = (
-        "import sys; from pathlib import Path; from scorer import flavors;"
+        "import sys; from pathlib import Path; from scorer.model import flavors;"
         f" flavors.load(Path({str(path)!r}), 'probability', None, 1);"
         " print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
     )
@@ -99,10 +99,10 @@ def test_a_packed_model_unpacks_to_the_same_files(tmp_path: Path) -> None:
     path = saved(tmp_path / "model", FRAME)
     (path / "code" / "nested").mkdir(parents=True)
     (path / "code" / "nested" / "helper.py").write_text("X = 1\n")
-    files = run_model.pack(path)
-    assert files.sha256 == run_model.pack(path).sha256  # the same files, the same digest
+    files = run_copy.pack(path)
+    assert files.sha256 == run_copy.pack(path).sha256  # the same files, the same digest
     assert len(repr(files)) < 100  # its bytes never reach a log line through a repr
-    run_model.unpack(files, tmp_path / "copy")
+    run_copy.unpack(files, tmp_path / "copy")
     original = {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()}
     copied = {
         p.relative_to(tmp_path / "copy"): p.read_bytes()

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scorer import model_output
 from scorer.errors import ModelOutputError
-from scorer.features import ModelInput
+from scorer.io.features import ModelInput
+from scorer.model import output
 
 PLANTED = "0.7319"  # a value that must never reach a message
 INPUTS = (
@@ -42,7 +42,7 @@ def test_a_dataframe_is_scored_from_the_column_named_for_the_class_or_probabilit
     columns: list[object], wanted: str | None, expected: object
 ) -> None:
     out = pd.DataFrame(np.arange(3 * len(columns)).reshape(3, -1) / 10, columns=columns)
-    got = model_output.by_name(out, wanted, "pyfunc predict")
+    got = output.by_name(out, wanted, "pyfunc predict")
     np.testing.assert_array_equal(got, out[expected].to_numpy())
 
 
@@ -60,7 +60,7 @@ def test_an_ambiguous_dataframe_is_refused_saying_what_was_returned(
 ) -> None:
     out = pd.DataFrame(np.full((3, len(columns)), float(PLANTED)), columns=columns)
     with pytest.raises(ModelOutputError) as raised:
-        model_output.by_name(out, wanted, "pyfunc predict")
+        output.by_name(out, wanted, "pyfunc predict")
     message = str(raised.value)
     assert problem in message
     assert f"{columns[0]} float64" in message
@@ -70,25 +70,25 @@ def test_an_ambiguous_dataframe_is_refused_saying_what_was_returned(
 
 def test_a_positive_class_for_output_that_names_no_columns_is_refused() -> None:
     with pytest.raises(ModelOutputError, match="names no columns"):
-        model_output.by_name(np.zeros((3, 2)), "1", "pyfunc predict")
+        output.by_name(np.zeros((3, 2)), "1", "pyfunc predict")
     plain = np.zeros(3)
-    assert model_output.by_name(plain, None, "pyfunc predict") is plain
+    assert output.by_name(plain, None, "pyfunc predict") is plain
 
 
 def test_a_library_error_naming_a_column_is_summarised_by_that_column_and_its_dtype() -> None:
     error = ValueError(f"monthly_charges holds {PLANTED}, which the model cannot take")
-    summary = model_output.summary(error, INPUTS, frame())
+    summary = output.summary(error, INPUTS, frame())
     assert summary == "ValueError on column monthly_charges (float64 with 1 missing)"
 
 
 def test_a_library_error_naming_no_column_lists_the_dtypes_the_model_was_handed() -> None:
-    summary = model_output.summary(ValueError(f"could not use {PLANTED}"), INPUTS, frame())
+    summary = output.summary(ValueError(f"could not use {PLANTED}"), INPUTS, frame())
     assert summary == (
         "ValueError; inputs: tenure int64, contract category with 1 missing, "
         "monthly_charges float64 with 1 missing"
     )
     matrix = np.array([[1, np.nan, 2], [3, 4, 5]], dtype=np.float32)
-    summary = model_output.summary(TypeError("bad input"), INPUTS, matrix)
+    summary = output.summary(TypeError("bad input"), INPUTS, matrix)
     assert summary == (
         "TypeError; inputs: tenure float32, contract float32 with 1 missing, monthly_charges "
         "float32"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scorer import newest_snapshot
+from scorer.io import newest_snapshot
 
 
 @pytest.mark.parametrize(

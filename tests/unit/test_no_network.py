@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 from pytest_socket import SocketBlockedError
 
-from scorer import db
+from scorer.postgres import db
 from tests.unit.conftest import NetworkBlockedError
 
 

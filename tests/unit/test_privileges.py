@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from scorer import cli, privileges
+from scorer import cli
 from scorer.errors import ConfigError
+from scorer.postgres import privileges
 
 
 def test_the_runtime_role_gets_no_delete_on_run_rows_and_nothing_it_could_destroy() -> None:

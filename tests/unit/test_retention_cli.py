@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import structlog
 
-from scorer import cli, history, logs, retention
+from scorer import cli, logs
 from scorer.config import PruneSettings
 from scorer.errors import DatabaseUnreachableError
+from scorer.ops import history, retention
 
 URL = "postgresql://scorer:Sup3r-s3cret-pw@db.example:5432/scoring"
 
@@ -150,7 +151,7 @@ def test_the_history_commands_need_no_registry(monkeypatch: pytest.MonkeyPatch) 
         seen.append(url)
         raise DatabaseUnreachableError("stand-in: the settings were enough to get this far")
 
-    monkeypatch.setattr("scorer.db.connect", connect)
+    monkeypatch.setattr("scorer.postgres.db.connect", connect)
     for argv in (["runs"], ["show", "r-1"], ["explain", "42"], ["prune", "--keep-runs", "1"]):
         assert cli.main(argv) == 1  # database_unreachable: no config error came first
     assert seen == [URL] * 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scorer.stats import ScoreStats, label
+from scorer.run.statistics import ScoreStats, label
 
 
 def test_streamed_statistics_match_numpy() -> None:

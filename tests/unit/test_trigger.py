@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from scorer.config import RunSettings, load
-from scorer.runs import trigger_of
+from scorer.run.record import trigger_of
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 BASE = {

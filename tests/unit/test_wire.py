@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scorer import declared as declared_types
-from scorer import features, flavors, wire, workers
-from scorer.features import FeaturePlan, ModelInput, Snapshot
-from scorer.identifiers import Relation
-from scorer.sink import partition_name
+from scorer.io import declared as declared_types
+from scorer.io import features, workers
+from scorer.io.features import FeaturePlan, ModelInput, Snapshot
+from scorer.io.sink import partition_name
+from scorer.model import flavors
+from scorer.postgres import wire
+from scorer.postgres.identifiers import Relation
 
 HEADER = wire.COPY_SIGNATURE + struct.pack(">ii", 0, 0)
 

@@ -6,8 +6,8 @@ Each shard is one process (an Indexed Job's pod) with ``SCORER_SHARDS=n`` and it
 1. **Join.** Read the run row. If no shard has recorded the run yet, take the run's opening
    lock (the shards that start at once wait on it). The shard that opens the run resolves the
    model, picks the snapshot, computes the split, and records them with the shard count and
-   the result settings (``scorer.shards``), and with them a copy of the model's files
-   (``scorer.run_model``); every later shard and retry scores exactly what is recorded, and
+   the result settings (``scorer.run.shard_record``), and with them a copy of the model's files
+   (``scorer.model.run_copy``); every later shard and retry scores exactly what is recorded, and
    loads that copy instead of asking MLflow.
 2. **Score.** In one transaction on its own connection: load this shard's part into its own
    table (with the run's lineage defaults and a CHECK of its id range), build its primary key,
@@ -25,8 +25,8 @@ A shard failing with exit 2 fails the run in the same transaction that drops the
 tables: nothing is published, the run row names the shard and why, and the other shards stop
 at their next check. A shard failing with exit 1 only marks its own row; its retry redoes it.
 
-Lineage (``scorer.lineage``): the shard that opens the run sends the run's OpenLineage START;
-every shard sends its own START when it starts scoring and its COMPLETE or FAIL when its part
+Lineage (``scorer.lineage.recorder``): the shard that opens the run sends the run's OpenLineage
+START; every shard sends its own START when it starts scoring and its COMPLETE or FAIL when its part
 is committed or it fails; the shard that publishes (or fails) the run records it in MLflow
 and sends the run's COMPLETE (or FAIL).
 """
@@ -44,13 +44,17 @@ from typing import Any
 import psycopg2
 import structlog
 
-from scorer import db, features, quality, run_model, schema, sessions, shards, sink
 from scorer.errors import ScorerError
-from scorer.identifiers import quote_identifier
-from scorer.lineage import Lineage
-from scorer.pipeline import Prepared, _partition, _RunState, classify, prepare
-from scorer.runs import Counts, RunRecord, lock_key, trigger_of
-from scorer.stats import ScoreStats
+from scorer.io import features, sink
+from scorer.lineage.recorder import Lineage
+from scorer.model import run_copy
+from scorer.postgres import db, schema, sessions
+from scorer.postgres.identifiers import quote_identifier
+from scorer.run import gate
+from scorer.run import shard_record as shards
+from scorer.run.record import Counts, RunRecord, lock_key, trigger_of
+from scorer.run.single import Prepared, _partition, _RunState, classify, prepare
+from scorer.run.statistics import ScoreStats
 
 log = structlog.get_logger("scorer")
 
@@ -194,7 +198,7 @@ class ShardState(_RunState):
                 update={"snapshot": found.snapshot, "threshold": found.threshold}
             )
             with db.transaction(writer), writer.cursor() as cur:
-                copy = run_model.fetch(cur, self.settings.target_schema, self.settings.run_id)
+                copy = run_copy.fetch(cur, self.settings.target_schema, self.settings.run_id)
             resolved = replace(found.resolution(), files=copy)
         prepared = prepare(self.settings, writer, self.timer, resolved, share=found is None)
         assert self.lineage is not None
@@ -271,7 +275,7 @@ class ShardState(_RunState):
         record = RunRecord(control, settings, prepared.resolved, prepared.plan)
         trigger = record.open(prepared.model, datetime.now(UTC))
         if prepared.files is not None:
-            if run_model.store(cur, settings.target_schema, settings.run_id, prepared.files):
+            if run_copy.store(cur, settings.target_schema, settings.run_id, prepared.files):
                 log.info("model.shared", bytes=len(prepared.files.data))
             else:
                 log.warning(
@@ -427,7 +431,7 @@ class ShardState(_RunState):
             ]
             with timer.step("attach"):
                 sink.publish_shards(cur, settings.target_schema, settings.run_id, kind, parts)
-            run_model.drop(cur, settings.target_schema, settings.run_id)
+            run_copy.drop(cur, settings.target_schema, settings.run_id)
             record = RunRecord(writer, settings, prepared.resolved, prepared.plan)
             with timer.step("publish"):
                 finished = record.publish(
@@ -451,7 +455,7 @@ class ShardState(_RunState):
 
     def _merge(self, done: list[tuple[Any, ...]]) -> None:
         """The whole run's counts and statistics: sums of the shards' (exact, not averages)."""
-        counts, stats, feature_counts = Counts(), ScoreStats(), quality.FeatureCounts()
+        counts, stats, feature_counts = Counts(), ScoreStats(), gate.FeatureCounts()
         for _, read, rejected_by, _, shard_stats, histogram, _ in done:
             counts.read += int(read)
             counts.rejected_by.update(Counter({k: int(v) for k, v in (rejected_by or {}).items()}))

@@ -7,7 +7,7 @@ sorted, after the load (cheaper than maintaining it row by row: see ``KEY_BUILD`
 table is attached as the run's partition in the transaction that publishes the run. A failed
 or killed run rolls the table back with everything else; a CHECK on ``run_id`` lets the
 attach skip scanning the rows. The schema's owner makes, keys, attaches and drops the table,
-through the schema's functions (``scorer.privileges``): the run's role never owns it.
+through the schema's functions (``scorer.postgres.privileges``): the run's role never owns it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from datetime import datetime
 
 import psycopg2.errors
 
-from scorer import db
 from scorer.errors import DuplicateEntityError
-from scorer.identifiers import quote_identifier
+from scorer.postgres import db
+from scorer.postgres.identifiers import quote_identifier
 
 _UNSAFE = re.compile(r"[^a-z0-9_]+")
 PARENTS = {"bigint": "predictions", "text": "predictions_text", "uuid": "predictions_uuid"}
@@ -80,7 +80,7 @@ class RunPartition:
     """The table one run loads and publishes as its partition of the id type's parent.
 
     The table is made, keyed and attached by the schema's functions (migration 8, see
-    ``scorer.privileges``): it belongs to the schema's owner, and the run's role may only
+    ``scorer.postgres.privileges``): it belongs to the schema's owner, and the run's role may only
     COPY into it until it is published.
     """
 

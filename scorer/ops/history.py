@@ -15,10 +15,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from scorer import db, sink
 from scorer.errors import RunNotFoundError
-from scorer.identifiers import quote_identifier
-from scorer.quality import FIRST_RUN, HISTOGRAM_BINS
+from scorer.io import sink
+from scorer.postgres import db
+from scorer.postgres.identifiers import quote_identifier
+from scorer.run.gate import FIRST_RUN, HISTOGRAM_BINS
 
 _BAR_WIDTH = 28
 _EIGHTHS = " ▏▎▍▌▋▊▉"

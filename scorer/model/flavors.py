@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from scorer import mlmodel, model_output, wire
 from scorer.errors import ConfigError, ModelOutputError, SchemaMismatchError
-from scorer.features import Chunk, FeaturePlan, InputKind, ModelInput, Precision
+from scorer.io.features import Chunk, FeaturePlan, InputKind, ModelInput, Precision
+from scorer.model import mlmodel, output
+from scorer.postgres import wire
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,7 +136,7 @@ def load(
         except Exception as exc:
             raise ModelOutputError(
                 f"the model's {method} failed on a chunk of {chunk.ids.size} rows: "
-                + model_output.summary(exc, inputs, data)
+                + output.summary(exc, inputs, data)
             ) from None  # the library's message may quote feature values
         return _scores(out, index, score_kind, method)
 
@@ -202,7 +203,7 @@ def _scoring(
 ) -> _Scoring:
     """How this flavor's model gives a probability (or, for raw, its own prediction); a
     pyfunc's output is read by column name when it names its columns
-    (``model_output.by_name``)."""
+    (``output.by_name``)."""
     if flavor == "xgboost":
         objective = json.loads(model.save_config())["learner"]["objective"]["name"]
         if objective in _PROBABILITY_OBJECTIVES or score_kind == "raw":
@@ -241,7 +242,7 @@ def _scoring(
         method = "pyfunc predict"
         return _Scoring(
             method,
-            lambda data: model_output.by_name(model.predict(data), positive_class, method),
+            lambda data: output.by_name(model.predict(data), positive_class, method),
             None,
             True,
             False,
@@ -438,7 +439,7 @@ def _coded(
 
 def _declared(values: npt.NDArray[np.float64], declared: str, pyfunc: bool) -> npt.NDArray[Any]:
     """Numbers in the type the signature declared, where they hold no missing values (rows
-    the type cannot hold exactly were rejected: ``scorer.declared``)."""
+    the type cannot hold exactly were rejected: ``scorer.io.declared``)."""
     if np.isnan(values).any():
         return values
     if declared in ("long", "integer"):

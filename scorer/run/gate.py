@@ -19,8 +19,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from scorer import db
-from scorer.identifiers import quote_identifier
+from scorer.postgres import db
+from scorer.postgres.identifiers import quote_identifier
 
 HISTOGRAM_BINS = 1000
 """``score_histogram`` counts the run's scores in [i/1000, (i+1)/1000), i = 0..999."""

@@ -1,6 +1,6 @@
 """Lineage where people look: each scoring run as an MLflow run and as OpenLineage events.
 
-The pipeline calls one line per hook (``scorer.pipeline._RunState.execute``):
+The pipeline calls one line per hook (``scorer.run.single._RunState.execute``):
 
 - ``Lineage.configure(settings)`` first: the OpenLineage configuration's syntax is checked
   now (a malformed ``OPENLINEAGE_URL`` is exit 2 before anything is written), and the client
@@ -11,7 +11,7 @@ The pipeline calls one line per hook (``scorer.pipeline._RunState.execute``):
 - ``published(...)`` after publish: the MLflow run (FINISHED), then COMPLETE;
 - ``failed(...)`` when an opened run fails: the FAILED MLflow run, then FAIL.
 
-A shard of a sharded run (``scorer.sharded``) describes the run with ``started`` once it has
+A shard of a sharded run (``scorer.run.sharded``) describes the run with ``started`` once it has
 joined it (only the shard that opened the run announces its START), sends its own START and
 COMPLETE or FAIL with ``shard_started`` and ``shard_ended``, and ``close()``s the events at
 its end; the shard that publishes or fails the run also records and ends the run as above.
@@ -19,8 +19,8 @@ its end; the shard that publishes or fails the run also records and ends the run
 Both integrations are best effort: an MLflow server or a lineage endpoint that is down is a
 warning, never a failed run, and the run row says what is missing
 (``mlflow_record_status``). Nothing here runs inside the scoring loop; the events travel on a
-thread (``scorer.openlineage_events``), and the run waits at most a few seconds for them at
-its end. The MLflow record is ``scorer.mlflow_record``.
+thread (``scorer.lineage.openlineage``), and the run waits at most a few seconds for them at
+its end. The MLflow record is ``scorer.lineage.mlflow``.
 """
 
 from __future__ import annotations
@@ -41,20 +41,21 @@ from urllib.parse import urlsplit
 import psycopg2
 import structlog
 
-from scorer import db, logs
+from scorer import logs
 from scorer.errors import ConfigError, ScorerError, TerminationSignal
-from scorer.identifiers import quote_identifier
-from scorer.sink import PARENTS, partition_name
+from scorer.io.sink import PARENTS, partition_name
+from scorer.postgres import db
+from scorer.postgres.identifiers import quote_identifier
 
 if TYPE_CHECKING:
     from scorer.config import RunSettings
-    from scorer.openlineage_events import Emitter
-    from scorer.pipeline import Prepared
-    from scorer.quality import Verdict
-    from scorer.registry import ResolvedModel
-    from scorer.runs import Counts
-    from scorer.sink import RunPartition
-    from scorer.stats import ScoreStats
+    from scorer.io.sink import RunPartition
+    from scorer.lineage.openlineage import Emitter
+    from scorer.model.registry import ResolvedModel
+    from scorer.run.gate import Verdict
+    from scorer.run.record import Counts
+    from scorer.run.single import Prepared
+    from scorer.run.statistics import ScoreStats
 
 log = structlog.get_logger("scorer")
 
@@ -154,7 +155,7 @@ class _Timings(Protocol):
 
 
 class RunProgress(Protocol):
-    """What the lineage reads of a run in progress (``scorer.pipeline._RunState``)."""
+    """What the lineage reads of a run in progress (``scorer.run.single._RunState``)."""
 
     @property
     def counts(self) -> Counts: ...
@@ -250,7 +251,7 @@ def _register_secrets(env: Mapping[str, str]) -> None:
 
 def scheduled_time(settings: RunSettings, trigger: str) -> datetime | None:
     """The CronJob's schedule time of a scheduled run: its Job is ``<cronjob>-<minutes>``
-    (the CronJob controller's naming, as ``scorer.runs.trigger_of`` reads it)."""
+    (the CronJob controller's naming, as ``scorer.run.record.trigger_of`` reads it)."""
     job, cronjob = settings.k8s_job, settings.k8s_cronjob
     if trigger != "scheduled" or not job or not cronjob:
         return None
@@ -296,9 +297,9 @@ class Lineage:
 
     def _build(self) -> None:
         try:
-            from scorer import openlineage_events  # noqa: PLC0415 - off the run's own thread
+            from scorer.lineage import openlineage  # noqa: PLC0415 - off the run's own thread
 
-            self._emitter = openlineage_events.connect()
+            self._emitter = openlineage.connect()
         except Exception as exc:  # reported by ready(), on the run's thread
             self._build_error = exc
 
@@ -313,9 +314,9 @@ class Lineage:
                 # Two threads importing at once can trip over a module import cycle: build
                 # again here, with the run's own thread idle.
                 try:
-                    from scorer import openlineage_events  # noqa: PLC0415
+                    from scorer.lineage import openlineage  # noqa: PLC0415
 
-                    self._emitter, error = openlineage_events.connect(), None
+                    self._emitter, error = openlineage.connect(), None
                 except Exception as again:
                     error = again
             if error is None and self._emitter is None:
@@ -411,7 +412,7 @@ class Lineage:
         if not self.settings.mlflow_record:
             self.mlflow_status = "disabled"
             return outcome
-        from scorer import mlflow_record  # noqa: PLC0415
+        from scorer.lineage import mlflow as mlflow_record  # noqa: PLC0415
 
         try:
             self.mlflow_run_id = mlflow_record.record(start, outcome, self.openlineage is not None)
@@ -456,11 +457,9 @@ class Lineage:
     def _send(self, kind: str, outcome: Outcome | None, shard: int | None = None) -> None:
         if self._emitter is None or self.start is None or self.openlineage is None:
             return
-        from scorer import openlineage_events  # noqa: PLC0415 - imported by ready() already
+        from scorer.lineage import openlineage  # noqa: PLC0415 - imported by ready() already
 
-        event = openlineage_events.run_event(
-            kind, self.start, outcome, self.openlineage.namespace, shard
-        )
+        event = openlineage.run_event(kind, self.start, outcome, self.openlineage.namespace, shard)
         self._emitter.emit(event)
 
     def summary(self) -> dict[str, Any]:

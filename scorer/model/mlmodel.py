@@ -5,7 +5,7 @@ own settings, such as the xgboost booster's file name), and the input signature'
 MLflow writes the signature inline as JSON (``signature.inputs``), one object per column:
 ``{"type": "double", "name": "age", "required": true}``. Reading that JSON takes PyYAML
 alone, where ``mlflow.models.Model`` takes ``import mlflow`` (1.5 CPU-s in the image): a
-sharded run's later shards load their model without it (``scorer.run_model``).
+sharded run's later shards load their model without it (``scorer.model.run_copy``).
 """
 
 from __future__ import annotations

@@ -34,13 +34,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scorer import db, registry, run_model, runs, sink
 from scorer.errors import ConfigError, LockBusyError, PermanentError
-from scorer.identifiers import quote_any, quote_identifier
+from scorer.io import sink
+from scorer.model import registry, run_copy
+from scorer.postgres import db
+from scorer.postgres.identifiers import quote_any, quote_identifier
+from scorer.run import record
 
 if TYPE_CHECKING:
     from scorer.config import RunSettings
-    from scorer.features import FeaturePlan
+    from scorer.io.features import FeaturePlan
 
 SAMPLE_ROWS = 200_000
 """Ids sampled for the boundaries: quantiles of 200k ids balance shards to about 1%."""
@@ -296,7 +299,7 @@ def check_joinable(settings: RunSettings, found: Recorded) -> None:
 def lock_shared(cur: db.Cursor, settings: RunSettings, model_name: str, snapshot: str) -> None:
     """Hold the (model, snapshot) lock shared, the run's liveness lock and this shard's own
     lock, for the session."""
-    runs.wait_for_run_lock(cur, settings, model_name, snapshot, shared=True)
+    record.wait_for_run_lock(cur, settings, model_name, snapshot, shared=True)
     cur.execute(
         "SELECT pg_advisory_lock_shared(hashtextextended(%s, 0))",
         (run_key(settings.target_schema, settings.run_id),),
@@ -333,7 +336,9 @@ def exclude_other_runs(
         (settings.shard_timeout_seconds, model_name, snapshot, settings.run_id),
     )
     others = cur.fetchall()
-    live = runs.lock_holders(cur, [run_key(settings.target_schema, run_id) for run_id, _ in others])
+    live = record.lock_holders(
+        cur, [run_key(settings.target_schema, run_id) for run_id, _ in others]
+    )
     abandoned = []
     for (run_id, recent), pid in zip(others, live, strict=True):
         if pid is not None or recent:
@@ -378,7 +383,7 @@ def fail_run(cur: db.Cursor, schema: str, run_id: str, error: str, shard: int | 
         f"UPDATE {quoted}.scoring_run_shards SET staging_table = NULL WHERE run_id = %s",
         (run_id,),
     )
-    run_model.drop(cur, schema, run_id)
+    run_copy.drop(cur, schema, run_id)
     return True
 
 

@@ -8,7 +8,7 @@ newest published run of every snapshot that keeps a run, so neither ``latest_pre
 nor ``published_predictions`` ever switches to an older run. A pruned run loses its partition
 to one ``DROP TABLE``, in the transaction that marks its row ``pruned`` (with ``pruned_at``);
 the schema's function ``run_partition_drop`` drops it, and only a partition whose runs are all
-marked ``pruned`` (``scorer.privileges``).
+marked ``pruned`` (``scorer.postgres.privileges``).
 
 **Beside a scoring run.** Dropping a partition takes an ACCESS EXCLUSIVE lock on its parent;
 a run holds a share lock on the parent for its whole publishing transaction (from its
@@ -46,10 +46,12 @@ from datetime import datetime
 import psycopg2.errors
 import structlog
 
-from scorer import db, privileges, runs, schema, sessions, sink
 from scorer.config import PruneSettings
 from scorer.errors import EXIT_OK, LockBusyError
-from scorer.identifiers import quote_identifier
+from scorer.io import sink
+from scorer.postgres import db, privileges, schema, sessions
+from scorer.postgres.identifiers import quote_identifier
+from scorer.run import record as runs
 
 log = structlog.get_logger("scorer")
 
@@ -114,7 +116,7 @@ class Running:
     started_at: datetime
     attempts: int
     pid: int | None
-    shards: int = 1  # a sharded run between its shards has no session: see scorer.shards
+    shards: int = 1  # a sharded run between its shards has no session: see scorer.run.shard_record
 
 
 @dataclass(frozen=True)
@@ -327,7 +329,8 @@ class _Pruner:
             partitions = partitions_of(conn, target)
             orphans = orphans_of(conn, target)
         # A sharded run between its shards holds no session: the next run of its model and
-        # snapshot abandons it past SCORER_SHARD_TIMEOUT_SECONDS (scorer.shards), not prune.
+        # snapshot abandons it past SCORER_SHARD_TIMEOUT_SECONDS (scorer.run.shard_record), not
+        # prune.
         self.abandon([run for run in running if run.pid is None and run.shards == 1])
 
         doomed = {run.run_id: run for run in published if run.kept_by is None}

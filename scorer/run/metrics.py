@@ -1,6 +1,6 @@
 """A run's outcome, rows and drift, pushed to a Prometheus Pushgateway when the run ends.
 
-Off unless ``SCORER_PUSHGATEWAY_URL`` is set. ``scorer.pipeline.run`` calls ``push`` once,
+Off unless ``SCORER_PUSHGATEWAY_URL`` is set. ``scorer.run.single.run`` calls ``push`` once,
 just before the summary line (which says how the push went), for a run this process ended:
 published, refused by the quality gate, or failed. A sharded run pushes from the shard that
 publishes or fails it; an attempt that finds its run already published pushes nothing (the
@@ -35,9 +35,9 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from scorer.config import RunSettings
-    from scorer.quality import Verdict
-    from scorer.runs import Counts
-    from scorer.stats import ScoreStats
+    from scorer.run.gate import Verdict
+    from scorer.run.record import Counts
+    from scorer.run.statistics import ScoreStats
 
 log = structlog.get_logger("scorer")
 
@@ -73,7 +73,7 @@ METRICS: dict[str, str] = {
 
 
 class RunEnd(Protocol):
-    """What the metrics read of a run at its end (``scorer.pipeline._RunState``)."""
+    """What the metrics read of a run at its end (``scorer.run.single._RunState``)."""
 
     @property
     def settings(self) -> RunSettings: ...

@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from scorer import db, schema
 from scorer.errors import ConfigError, DatabasePrivilegeError, NotMigratedError
-from scorer.identifiers import Relation, quote_any, quote_identifier
+from scorer.postgres import db, schema
+from scorer.postgres.identifiers import Relation, quote_any, quote_identifier
 
 Use = Literal["run", "prune", "history"]
 """What a command does: ``run`` (also ``check`` and ``backfill``), ``prune``, ``history``

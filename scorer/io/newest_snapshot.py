@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from scorer import db
-from scorer.identifiers import Relation, quote_any
+from scorer.postgres import db
+from scorer.postgres.identifiers import Relation, quote_any
 
 log = structlog.get_logger("scorer")
 

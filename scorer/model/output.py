@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from scorer.errors import ModelOutputError
-from scorer.features import ModelInput
+from scorer.io.features import ModelInput
 
 _COLUMN_INDEX = re.compile(r"(\d+)(?:st|nd|rd|th) \(0-based\) column")
 _LISTED = 30  # columns a message lists before it says how many more

@@ -1,7 +1,7 @@
 """A scoring run's OpenLineage events, sent with the ``openlineage-python`` client.
 
 START when the run's row opens, then COMPLETE or FAIL; every attempt of one run shares its
-run id (``scorer.lineage.Start.openlineage_run_id``). The job is ``scorer.<model name>`` in
+run id (``scorer.lineage.recorder.Start.openlineage_run_id``). The job is ``scorer.<model name>`` in
 the namespace ``OPENLINEAGE_NAMESPACE`` (default ``scorer``).
 
 A sharded run also sends a START and a COMPLETE or FAIL per shard: job
@@ -58,13 +58,13 @@ from openlineage.client.facet_v2 import (
 )
 
 from scorer import __version__
-from scorer.lineage import RUN_ID_NAMESPACE, check_http_url
-from scorer.sink import shard_table_name
+from scorer.io.sink import shard_table_name
+from scorer.lineage.recorder import RUN_ID_NAMESPACE, check_http_url
 
 if TYPE_CHECKING:
     from openlineage.client.transport import Transport
 
-    from scorer.lineage import Outcome, Start, Table
+    from scorer.lineage.recorder import Outcome, Start, Table
 
 log = structlog.get_logger("scorer")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import psycopg2
 
-from scorer import db
-from scorer.identifiers import quote_identifier
+from scorer.postgres import db
+from scorer.postgres.identifiers import quote_identifier
 
 MAX_BYTES = 256 * 1024 * 1024
 """The largest copy stored (zipped): a bigger model is downloaded by each shard instead."""

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import psycopg2
 
-from scorer import db
 from scorer.errors import DatabasePoolerError
+from scorer.postgres import db
 
 _FIX = (
     "point SCORER_DATABASE_URL at the PostgreSQL primary, or at a session-mode pool"

@@ -13,21 +13,6 @@ from typing import Any
 import psycopg2
 import structlog
 
-from scorer import (
-    db,
-    features,
-    metrics,
-    privileges,
-    quality,
-    registry,
-    run_model,
-    schema,
-    sessions,
-    shards,
-    sink,
-    wire,
-    workers,
-)
 from scorer.config import RunSettings
 from scorer.errors import (
     EmptyRelationError,
@@ -39,10 +24,14 @@ from scorer.errors import (
     TerminatedError,
     TerminationSignal,
 )
-from scorer.flavors import LoadedModel
-from scorer.lineage import Lineage
-from scorer.runs import Counts, Evidence, RunRecord
-from scorer.stats import ScoreStats, figures, label
+from scorer.io import features, sink, workers
+from scorer.lineage.recorder import Lineage
+from scorer.model import registry, run_copy
+from scorer.model.flavors import LoadedModel
+from scorer.postgres import db, privileges, schema, sessions, wire
+from scorer.run import gate, metrics, shard_record
+from scorer.run.record import Counts, Evidence, RunRecord
+from scorer.run.statistics import ScoreStats, figures, label
 
 log = structlog.get_logger("scorer")
 
@@ -72,7 +61,7 @@ class Prepared:
     resolved: registry.ResolvedModel
     model: LoadedModel
     plan: features.FeaturePlan
-    files: run_model.ModelFiles | None = None  # a sharded run's download, for its other shards
+    files: run_copy.ModelFiles | None = None  # a sharded run's download, for its other shards
 
 
 def prepare(
@@ -87,7 +76,7 @@ def prepare(
 
     ``recorded``: the version a sharded run recorded, scored as it is (no resolution), from
     the run's copy of its files when it has one (without MLflow); ``share``: keep the
-    downloaded files (``Prepared.files``) for the run's other shards.
+    downloaded files (``Prepared.files``) for the run's other shard_record.
     """
     with timer.step("resolve"):
         resolved = registry.resolve(settings) if recorded is None else recorded
@@ -160,7 +149,7 @@ def run(settings: RunSettings) -> int:
     internal error (a bug) logs its traceback just before.
     """
     if settings.sharded:
-        from scorer.sharded import ShardState  # noqa: PLC0415 - only a sharded run needs it
+        from scorer.run.sharded import ShardState  # noqa: PLC0415 - only a sharded run needs it
 
         state: _RunState = ShardState(settings)
     else:
@@ -187,15 +176,15 @@ class _RunState:
     timer: Timer = field(default_factory=Timer)
     counts: Counts = field(default_factory=Counts)
     stats: ScoreStats = field(default_factory=ScoreStats)
-    feature_counts: quality.FeatureCounts = field(default_factory=quality.FeatureCounts)
+    feature_counts: gate.FeatureCounts = field(default_factory=gate.FeatureCounts)
     evidence: Evidence = field(default_factory=Evidence)
-    verdict: quality.Verdict | None = None
+    verdict: gate.Verdict | None = None
     started: float = field(default_factory=time.perf_counter)
     snapshot: str | None = None
     model_version: int | None = None
     outcome: str = "published"  # or "already_published": a rerun of a run id that succeeded
     lineage: Lineage | None = None  # MLflow record and OpenLineage events (best effort)
-    pushed: dict[str, object] | None = None  # how the metrics push went (scorer.metrics)
+    pushed: dict[str, object] | None = None  # how the metrics push went (scorer.run.metrics)
 
     def execute(self) -> None:
         """Prepare, lock, open the run row, score in one transaction, publish."""
@@ -212,7 +201,9 @@ class _RunState:
             with db.autocommit(writer):
                 record.lock()
                 with db.transaction(writer), writer.cursor() as cur:
-                    shards.guard_unsharded(cur, settings, prepared.resolved.name, self.snapshot)
+                    shard_record.guard_unsharded(
+                        cur, settings, prepared.resolved.name, self.snapshot
+                    )
                 if record.status() in ("succeeded", "pruned"):  # published (and maybe pruned)
                     self.outcome = "already_published"
                     log.info(
@@ -317,23 +308,23 @@ class _RunState:
 
     def _gate(self, writer: db.Connection, prepared: Prepared) -> None:
         """Record the evidence and compare it with the previous published run (see
-        ``scorer.quality``); past a limit, refuse to publish unless overridden."""
+        ``scorer.run.gate``); past a limit, refuse to publish unless overridden."""
         settings = self.settings
         probabilities = prepared.model.score_kind == "probability"
-        histogram = quality.coarse_histogram(self.stats.histogram) if probabilities else None
+        histogram = gate.coarse_histogram(self.stats.histogram) if probabilities else None
         stats = self.feature_counts.shares(self.stats.count)
-        meaning = quality.Meaning(
+        meaning = gate.Meaning(
             prepared.resolved.name,
             settings.features_table,
             prepared.model.score_kind,
             prepared.model.positive_class,
         )
-        reference = quality.previous(writer, settings.target_schema, meaning, settings.run_id)
-        limits = quality.Limits(
+        reference = gate.previous(writer, settings.target_schema, meaning, settings.run_id)
+        limits = gate.Limits(
             settings.max_score_psi, settings.min_rows_ratio, settings.max_null_share_increase
         )
-        observed = quality.Observed(self.stats.count, histogram, stats)
-        verdict = quality.evaluate(reference, observed, limits, settings.quality_override)
+        observed = gate.Observed(self.stats.count, histogram, stats)
+        verdict = gate.evaluate(reference, observed, limits, settings.quality_override)
         self.verdict = verdict
         self.evidence = Evidence(
             None if histogram is None else histogram.tolist(),
@@ -342,12 +333,12 @@ class _RunState:
             settings.quality_override,
         )
         for check in verdict.warnings:
-            log.warning("quality.warning", check=check.check, value=check.value, warn=check.warn)
-        if isinstance(reference, quality.NoReference):
-            log.info("quality.no_reference", detail=reference.reason)
+            log.warning("gate.warning", check=check.check, value=check.value, warn=check.warn)
+        if isinstance(reference, gate.NoReference):
+            log.info("gate.no_reference", detail=reference.reason)
         failed = "; ".join(check.describe() for check in verdict.failed)
         if failed and settings.quality_override is not None:
-            log.warning("quality.overridden", failed=failed, reason=settings.quality_override)
+            log.warning("gate.overridden", failed=failed, reason=settings.quality_override)
         elif failed:
             raise QualityGateError(
                 f"quality gate: {failed} against run {verdict.reference_run_id}; nothing "

@@ -1,6 +1,6 @@
 """Check the feature relation against the model's inputs, then stream it in chunks.
 
-``plan`` reads the catalog once and decides how each column travels (see ``scorer.wire``):
+``plan`` reads the catalog once and decides how each column travels (see ``scorer.postgres.wire``):
 numbers and booleans as ``float8`` (NULL as NaN, missing), temporal values as ``float8``
 epoch microseconds (exact: any timestamp within 285 years of 1970 is an integer below 2**53),
 text the model wants as numbers parsed on the server with a flag for what does not parse,
@@ -23,9 +23,10 @@ import numpy as np
 import numpy.typing as npt
 import psycopg2
 
-from scorer import db, declared, newest_snapshot, wire, workers
 from scorer.errors import ConfigError, EmptyRelationError, SchemaMismatchError, StaleSnapshotError
-from scorer.identifiers import Relation, quote_any
+from scorer.io import declared, newest_snapshot, workers
+from scorer.postgres import db, wire
+from scorer.postgres.identifiers import Relation, quote_any
 
 InputKind = Literal["number", "string", "datetime"]
 EntityKind = Literal["bigint", "text", "uuid"]
@@ -214,7 +215,7 @@ def _pick_snapshot(
     conn: db.Connection, relation: Relation, column: Column, wanted: str | None
 ) -> Snapshot:
     """The requested snapshot in the column's own text form, or the newest in the table
-    (through an index or the partition bounds where it has them: ``scorer.newest_snapshot``)."""
+    (through an index or the partition bounds where it has them: ``scorer.io.newest_snapshot``)."""
     with conn.cursor() as cur:
         cur.execute("SET LOCAL TIME ZONE 'UTC'")  # timestamptz snapshots render the same everywhere
         if wanted is None:

@@ -19,8 +19,10 @@ import psycopg2.extensions
 import structlog
 from psycopg2 import sql
 
-from scorer import db, logs, pipeline, schema
+from scorer import logs
 from scorer.config import RunSettings, load
+from scorer.postgres import db, schema
+from scorer.run import single
 
 MODEL_NAME = "churn"
 SCHEMA, TABLE = "demo", "customers"
@@ -180,7 +182,7 @@ def main(rows: int = 10_000) -> int:
             schema.migrate(conn, settings.target_schema)
             conn.close()
             structlog.contextvars.bind_contextvars(run_id=settings.run_id, model_name=MODEL_NAME)
-            code = pipeline.run(settings)
+            code = single.run(settings)
             if code:
                 return code
             _print_results(url)

@@ -11,15 +11,16 @@ from typing import TYPE_CHECKING
 
 import psycopg2
 
-from scorer import __version__, db
+from scorer import __version__
 from scorer.errors import LockBusyError
-from scorer.identifiers import quote_identifier
+from scorer.postgres import db
+from scorer.postgres.identifiers import quote_identifier
 
 if TYPE_CHECKING:
     from scorer.config import RunSettings
-    from scorer.features import FeaturePlan
-    from scorer.flavors import LoadedModel
-    from scorer.registry import ResolvedModel
+    from scorer.io.features import FeaturePlan
+    from scorer.model.flavors import LoadedModel
+    from scorer.model.registry import ResolvedModel
 
 _SCHEDULED_WINDOW_SECONDS = 86_400
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scorer import cpus, flavors, run_model
 from scorer.errors import (
     ModelNotFoundError,
     PromotionGateError,
@@ -19,8 +18,10 @@ from scorer.errors import (
     RegistryTlsError,
     RegistryUnavailableError,
 )
-from scorer.flavors import LoadedModel
-from scorer.run_model import ModelFiles
+from scorer.io import cpus
+from scorer.model import flavors, run_copy
+from scorer.model.flavors import LoadedModel
+from scorer.model.run_copy import ModelFiles
 
 if TYPE_CHECKING:
     from scorer.config import RunSettings
@@ -167,21 +168,21 @@ def _check_gate(client: Any, settings: RunSettings, resolved: ResolvedModel) -> 
 def load(
     resolved: ResolvedModel, settings: RunSettings, share: bool = False
 ) -> tuple[LoadedModel, ModelFiles | None]:
-    """Load the resolved version in its own flavor (see ``scorer.flavors``): from
+    """Load the resolved version in its own flavor (see ``scorer.model.flavors``): from
     ``resolved.files``, a sharded run's copy (no MLflow call), else downloaded from the
     registry.
 
     Returns the model, and with ``share`` the downloaded files packed for the run's other
-    shards (``scorer.run_model``). The files are removed once a native flavor is in memory; a pyfunc
-    model may read them lazily, so its copy goes when the process exits.
+    shards (``scorer.model.run_copy``). The files are removed once a native flavor is in
+    memory; a pyfunc model may read them lazily, so its copy goes when the process exits.
     """
     workdir = tempfile.TemporaryDirectory(prefix="scorer-model-")
     path, packed = Path(workdir.name), None
     if resolved.files is not None:
-        run_model.unpack(resolved.files, path)
+        run_copy.unpack(resolved.files, path)
     else:
         path = _download(resolved, settings, path)
-        packed = run_model.pack(path) if share else None
+        packed = run_copy.pack(path) if share else None
     model = flavors.load(
         path,
         settings.score_kind,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import structlog
 
-from scorer import db
 from scorer.errors import NotMigratedError
-from scorer.identifiers import quote_identifier
+from scorer.postgres import db
+from scorer.postgres.identifiers import quote_identifier
 
 log = structlog.get_logger("scorer.schema")
 
@@ -115,7 +115,7 @@ _MIGRATIONS: tuple[str, ...] = (
     ) AS latest USING (run_id);
     """,
     # 2: predictions becomes partitioned by run: each run loads and attaches its own partition
-    # (see ``scorer.sink``). Rows written before become one partition holding their run ids.
+    # (see ``scorer.io.sink``). Rows written before become one partition holding their run ids.
     # The view reads each model's latest run through a nested loop, so run-time partition
     # pruning scans only that run's partition (OFFSET 0 keeps the planner from flattening it
     # into a hash join over every partition); model_name comes from the run, so a filter on
@@ -211,7 +211,7 @@ _MIGRATIONS: tuple[str, ...] = (
         ADD COLUMN quality_override text,
         ADD COLUMN pruned_at timestamptz;
     """,
-    # 5: lineage (scorer.lineage). The MLflow run that records the scoring run, whether the
+    # 5: lineage (scorer.lineage.recorder). The MLflow run that records the scoring run, whether the
     # record is there (it is best effort after publish: 'missing' says MLflow failed, with the
     # error), and the OpenLineage run id of the run's events.
     """
@@ -222,7 +222,7 @@ _MIGRATIONS: tuple[str, ...] = (
         ADD COLUMN mlflow_record_error text,
         ADD COLUMN openlineage_run_id uuid;
     """,
-    # 6: one run over many pods (scorer.shards). The run row records its shard count, the
+    # 6: one run over many pods (scorer.run.shard_record). The run row records its shard count, the
     # split every shard and retry reads (ranges of entity ids), the settings its results depend
     # on, and which shard failed it; each shard's own attempt, counts, timings and score
     # statistics (merged exactly at publish) live in scoring_run_shards.
@@ -252,7 +252,7 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, shard)
     );
     """,
-    # 7: a sharded run's copy of its model's files (scorer.run_model), stored by the shard
+    # 7: a sharded run's copy of its model's files (scorer.model.run_copy), stored by the shard
     # that opens the run and loaded by the others; deleted when the run publishes or fails.
     """
     CREATE TABLE {s}.scoring_run_models (
@@ -262,7 +262,7 @@ _MIGRATIONS: tuple[str, ...] = (
         stored_at timestamptz NOT NULL DEFAULT now()
     );
     """,
-    # 8: least privilege (scorer.privileges). The schema's owner (the migration role) owns
+    # 8: least privilege (scorer.postgres.privileges). The schema's owner (the migration role) owns
     # every run table too: a run creates, keys, publishes and drops its tables only through
     # these SECURITY DEFINER functions, which check their arguments, so the runtime role needs
     # no CREATE on the schema and can DROP, TRUNCATE or ALTER nothing. A run table's INSERT is

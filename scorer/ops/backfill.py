@@ -13,10 +13,13 @@ from contextlib import closing
 
 import structlog
 
-from scorer import db, features, pipeline, privileges, registry
 from scorer.config import RunSettings
 from scorer.errors import ConfigError
-from scorer.identifiers import quote_identifier
+from scorer.io import features
+from scorer.model import registry
+from scorer.postgres import db, privileges
+from scorer.postgres.identifiers import quote_identifier
+from scorer.run import single
 
 log = structlog.get_logger("scorer")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
@@ -55,7 +58,7 @@ def main(settings: RunSettings, between: tuple[str, str] | None, listed: Sequenc
             update={"snapshot": label, "run_id": run_id_for(settings.run_id, label)}
         )
         structlog.contextvars.bind_contextvars(run_id=run_settings.run_id)
-        code = pipeline.run(run_settings)  # it has logged the snapshot's summary line
+        code = single.run(run_settings)  # it has logged the snapshot's summary line
         if code:
             return code
         done += 1

@@ -276,9 +276,9 @@ def write_narrow(setup: Setup) -> Stage:
     return Stage(run, reset)
 
 
-def bench_lineage(run_id: str) -> sink.Lineage:
+def bench_lineage(run_id: str) -> sink.LineageColumns:
     """The lineage of a benchmark's run ``run_id``: model ``bench`` v1, one snapshot, now."""
-    return sink.Lineage(
+    return sink.LineageColumns(
         run_id=run_id,
         model_name="bench",
         model_version=1,

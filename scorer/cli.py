@@ -1,10 +1,10 @@
 """Command line: ``python -m scorer {migrate,grant,check,run,backfill,prune,runs,show,explain,
 demo}``.
 
-``main`` is the one place where a failure becomes an exit code: ``single.run`` returns its
+``main`` is the one place where a failure becomes an exit code: ``runner.run`` returns its
 own (having written its summary line); every other command's ``ScorerError`` is logged here
 as ``<command>.failed`` and mapped to its code, and any other exception is classified first
-(``single.classify``: an internal error, exit 2, logged with its traceback).
+(``failures.classify``: an internal error, exit 2, logged with its traceback).
 """
 
 from __future__ import annotations
@@ -326,9 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _failure(exc: BaseException) -> ScorerError:
     if isinstance(exc, ScorerError):
         return exc
-    from scorer.run import single  # noqa: PLC0415 - only a failure pays for the import
+    from scorer.failures import classify  # noqa: PLC0415 - only a failure pays for the import
 
-    return single.classify(exc)
+    return classify(exc)
 
 
 def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace) -> int:
@@ -349,9 +349,9 @@ def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace)
     settings = _run_settings(overrides)
     if command == "backfill":
         return _backfill(settings, args)
-    from scorer.run import single  # noqa: PLC0415 - keep --help and migrate light
+    from scorer.run import runner  # noqa: PLC0415 - keep --help and migrate light
 
-    return single.check(settings) if command == "check" else single.run(settings)
+    return runner.check(settings) if command == "check" else runner.run(settings)
 
 
 def _backfill(settings: RunSettings, args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """Errors carry the process exit code the chart's podFailurePolicy relies on.
 
 Every failure of a command ends as one of these, and ``scorer.cli.main`` turns it into the
-exit code (``pipeline.run`` returns it, having written its summary line):
+exit code (``scorer.run.runner.run`` returns it, having written its summary line):
 
 - ``RetryableError`` (exit 1): a retry may cure it (database or registry unreachable, the
   database connection lost, timeout, terminated, another run holds the lock).
@@ -175,7 +175,7 @@ class TerminationSignal(BaseException):
 
     A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception`` (ours or a
     model library's, e.g. around a predict call) can turn a termination into another failure;
-    ``pipeline.classify`` makes it a ``TerminatedError`` (exit 1).
+    ``scorer.failures.classify`` makes it a ``TerminatedError`` (exit 1).
     """
 
 

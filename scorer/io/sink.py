@@ -31,7 +31,7 @@ PARENTS = {"bigint": "predictions", "text": "predictions_text", "uuid": "predict
 
 
 @dataclass(frozen=True)
-class Lineage:
+class LineageColumns:
     """The per-run constants every prediction row carries."""
 
     run_id: str
@@ -84,7 +84,9 @@ class RunPartition:
     COPY into it until it is published.
     """
 
-    def __init__(self, schema: str, lineage: Lineage, entity_kind: str, labels: bool) -> None:
+    def __init__(
+        self, schema: str, lineage: LineageColumns, entity_kind: str, labels: bool
+    ) -> None:
         self.lineage = lineage
         self.entity_kind = entity_kind
         self.schema = quote_identifier(schema)
@@ -159,7 +161,7 @@ class ShardTable(RunPartition):
     def __init__(
         self,
         schema: str,
-        lineage: Lineage,
+        lineage: LineageColumns,
         entity_kind: str,
         labels: bool,
         part: tuple[int, Bounds | None],
@@ -216,7 +218,7 @@ def drop_unpublished(cur: db.Cursor, schema: str, table: str) -> bool:
     return bool(db.one_value(cur))
 
 
-def _duplicate_message(exc: psycopg2.errors.UniqueViolation, lineage: Lineage) -> str:
+def _duplicate_message(exc: psycopg2.errors.UniqueViolation, lineage: LineageColumns) -> str:
     detail = exc.diag.message_detail or ""
     found = re.search(r"=\((.*)\) is duplicated", detail)
     entity = None

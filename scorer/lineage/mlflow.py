@@ -40,7 +40,7 @@ from scorer import __version__
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from scorer.lineage.recorder import Outcome, Start
+    from scorer.lineage.types import Outcome, Start
 
 _MAX_TAG = 5000  # MLflow takes 8000 characters; a description needs far fewer
 _RESOURCE_ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"

@@ -59,12 +59,13 @@ from openlineage.client.facet_v2 import (
 
 from scorer import __version__
 from scorer.io.sink import shard_table_name
-from scorer.lineage.recorder import RUN_ID_NAMESPACE, check_http_url
+from scorer.lineage.config import check_http_url
+from scorer.lineage.types import RUN_ID_NAMESPACE
 
 if TYPE_CHECKING:
     from openlineage.client.transport import Transport
 
-    from scorer.lineage.recorder import Outcome, Start, Table
+    from scorer.lineage.types import Outcome, Start, Table
 
 log = structlog.get_logger("scorer")
 

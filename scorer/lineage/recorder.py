@@ -1,6 +1,6 @@
 """Lineage where people look: each scoring run as an MLflow run and as OpenLineage events.
 
-The pipeline calls one line per hook (``scorer.run.single._RunState.execute``):
+A run calls one line per hook (``scorer.run.single.SingleRun.execute``):
 
 - ``Lineage.configure(settings)`` first: the OpenLineage configuration's syntax is checked
   now (a malformed ``OPENLINEAGE_URL`` is exit 2 before anything is written), and the client
@@ -25,18 +25,13 @@ its end. The MLflow record is ``scorer.lineage.mlflow``.
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 import psycopg2
 import structlog
@@ -44,209 +39,20 @@ import structlog
 from scorer import logs
 from scorer.errors import ConfigError, ScorerError, TerminationSignal
 from scorer.io.sink import PARENTS, partition_name
+from scorer.lineage.config import OpenLineageConfig, openlineage_config
+from scorer.lineage.types import Outcome, Start, Table
 from scorer.postgres import db
 from scorer.postgres.identifiers import quote_identifier
 
 if TYPE_CHECKING:
     from scorer.config import RunSettings
-    from scorer.io.sink import RunPartition
+    from scorer.io.features import FeaturePlan
     from scorer.lineage.openlineage import Emitter
     from scorer.model.registry import ResolvedModel
-    from scorer.run.gate import Verdict
-    from scorer.run.record import Counts
-    from scorer.run.single import Prepared
-    from scorer.run.statistics import ScoreStats
 
 log = structlog.get_logger("scorer")
 
-DEFAULT_NAMESPACE = "scorer"
-"""OpenLineage job namespace when ``OPENLINEAGE_NAMESPACE`` is unset."""
-RUN_ID_NAMESPACE = uuid.UUID("c0f6c9b5-5d39-4770-a819-1f77e4399675")
-"""uuid5 namespace of OpenLineage run ids (see ``openlineage_run_id``)."""
-_SECRET_WORDS = ("APIKEY", "API_KEY", "TOKEN", "SECRET", "PASSWORD", "AUTH", "CLIENTSECRET")
 _BUILD_WAIT_SECONDS = 120.0
-
-
-@dataclass(frozen=True)
-class Table:
-    """A PostgreSQL relation as OpenLineage's naming spec names it, with its columns.
-
-    Namespace ``postgres://{host}:{port}``, name ``{database}.{schema}.{table}`` (the spec's
-    ``Naming.md``); never credentials.
-    """
-
-    authority: str  # host:port
-    database: str
-    schema: str
-    name: str
-    columns: tuple[tuple[str, str], ...]  # (column, SQL type), in column order
-
-    @property
-    def namespace(self) -> str:
-        """The OpenLineage dataset namespace, ``postgres://host:port``."""
-        return f"postgres://{self.authority}"
-
-    @property
-    def qualified_name(self) -> str:
-        """The OpenLineage dataset name, ``database.schema.table``."""
-        return f"{self.database}.{self.schema}.{self.name}"
-
-    @property
-    def uri(self) -> str:
-        """The database as a PostgreSQL URI without credentials."""
-        return f"postgresql://{self.authority}/{self.database}"
-
-
-@dataclass(frozen=True)
-class Start:
-    """What a run knows once its row is open: what both integrations describe."""
-
-    settings: RunSettings
-    resolved: ResolvedModel
-    snapshot: str
-    snapshot_column: str | None
-    entity_type: str
-    started_at: datetime
-    trigger: str
-    features: Table
-    predictions: Table  # the parent table of the run's id type
-    partition: str  # the run's own partition of it
-    scheduled_at: datetime | None  # the CronJob's schedule time, when the run is scheduled
-
-    @property
-    def openlineage_run_id(self) -> uuid.UUID:
-        """The OpenLineage run id: the same for every attempt of one scoring run.
-
-        ``uuid5`` of ``<postgres namespace>/<database>.<target schema>/<run id>``: the run
-        id names a run within its target schema (the primary key of ``scoring_runs``), so
-        two environments that reuse a Job name still get distinct run ids.
-        """
-        p = self.predictions
-        return uuid.uuid5(
-            RUN_ID_NAMESPACE, f"{p.namespace}/{p.database}.{p.schema}/{self.settings.run_id}"
-        )
-
-    def shard_run_id(self, shard: int) -> uuid.UUID:
-        """A shard's OpenLineage run id: ``uuid5`` of ``<run's id>/shard/<index>``, the same for
-        every attempt of that shard."""
-        return uuid.uuid5(RUN_ID_NAMESPACE, f"{self.openlineage_run_id}/shard/{shard}")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a run ended, as both integrations record it."""
-
-    succeeded: bool
-    finished_at: datetime
-    rows_read: int
-    rows_scored: int  # rows published (0 when the run failed)
-    rows_rejected: int
-    figures: dict[str, float | None]  # score statistics; empty when the run failed
-    psi: float | None  # the quality gate's score PSI against the previous run, if computed
-    timings: dict[str, float]
-    error: str | None = None
-    kind: str | None = None
-    mlflow_run_id: str | None = None  # the MLflow run recording this one, once made
-
-
-class _Timings(Protocol):
-    @property
-    def timings(self) -> dict[str, float]: ...
-
-
-class RunProgress(Protocol):
-    """What the lineage reads of a run in progress (``scorer.run.single._RunState``)."""
-
-    @property
-    def counts(self) -> Counts: ...
-    @property
-    def stats(self) -> ScoreStats: ...
-    @property
-    def timer(self) -> _Timings: ...
-    @property
-    def verdict(self) -> Verdict | None: ...
-    def figures(self) -> dict[str, float | None]: ...
-
-
-@dataclass(frozen=True)
-class OpenLineageConfig:
-    """OpenLineage is configured (the client's own way), with this job namespace."""
-
-    namespace: str
-
-
-def openlineage_config(environ: Mapping[str, str] | None = None) -> OpenLineageConfig | None:
-    """Whether OpenLineage is configured, checked without importing the client.
-
-    Configured means, as the client reads it: ``OPENLINEAGE_URL``, ``OPENLINEAGE__TRANSPORT__*``
-    variables, ``OPENLINEAGE_CONFIG``, or an ``openlineage.yml`` in the working directory or
-    ``~/.openlineage``; ``OPENLINEAGE_DISABLED=true`` turns it off. Unconfigured, nothing is
-    sent (the client's own fallback would print events on stdout, among the JSON log lines).
-    Raises ``ConfigError`` for a malformed ``OPENLINEAGE_URL``, ``OPENLINEAGE_CONFIG`` or
-    ``OPENLINEAGE_NAMESPACE``; values are never echoed.
-    """
-    env = os.environ if environ is None else environ
-    if env.get("OPENLINEAGE_DISABLED", "").strip().lower() == "true":
-        return None
-    url = env.get("OPENLINEAGE_URL", "")
-    if url:
-        check_http_url(url, "OPENLINEAGE_URL")
-    config_file = env.get("OPENLINEAGE_CONFIG", "")
-    if config_file and not os.access(config_file, os.R_OK):
-        raise ConfigError("OPENLINEAGE_CONFIG names no readable file (an openlineage.yml)")
-    configured = bool(
-        url
-        or config_file
-        or any(key.startswith("OPENLINEAGE__TRANSPORT") for key in env)
-        or (Path.cwd() / "openlineage.yml").is_file()
-        or _home_config().is_file()
-    )
-    if not configured:
-        return None
-    namespace = env.get("OPENLINEAGE_NAMESPACE", DEFAULT_NAMESPACE)
-    if not namespace.strip():
-        raise ConfigError("OPENLINEAGE_NAMESPACE is blank: unset it (default scorer) or name one")
-    _register_secrets(env)
-    return OpenLineageConfig(namespace.strip())
-
-
-def _home_config() -> Path:
-    """``~/.openlineage/openlineage.yml``, as the client looks for it; a uid without a home
-    directory (a pod run as 10001 with no HOME) has none."""
-    try:
-        return Path.home() / ".openlineage" / "openlineage.yml"
-    except (RuntimeError, KeyError):
-        return Path("/nonexistent/openlineage.yml")
-
-
-def check_http_url(url: str, where: str) -> None:
-    """Raise ``ConfigError`` unless ``url`` is ``http(s)://host[:port][/path]``."""
-    try:
-        parts = urlsplit(url.strip())
-        port_ok = parts.port is None or parts.port > 0  # .port raises on a malformed port
-    except ValueError:
-        port_ok = False
-    else:
-        if parts.scheme in ("http", "https") and parts.hostname and port_ok:
-            return
-    raise ConfigError(f"{where} is not an http(s) URL: give http(s)://host[:port][/path]")
-
-
-def _register_secrets(env: Mapping[str, str]) -> None:
-    """Mask the OpenLineage API key and other credentials in every later log line."""
-    for key, value in env.items():
-        name = key.upper().replace("__", "_")
-        if not key.startswith("OPENLINEAGE") or not any(word in name for word in _SECRET_WORDS):
-            continue
-        logs.register_secret(value)
-        try:  # OPENLINEAGE__TRANSPORT__AUTH='{"type": "api_key", "apiKey": "..."}'
-            parsed = json.loads(value)
-        except ValueError:
-            continue
-        if isinstance(parsed, dict):
-            for item in parsed.values():
-                if isinstance(item, str) and item not in ("api_key", "jwt", "oauth2"):
-                    logs.register_secret(item)
 
 
 def scheduled_time(settings: RunSettings, trigger: str) -> datetime | None:
@@ -327,11 +133,12 @@ class Lineage:
                     f" openlineage.yml): {type(error).__name__}: {error}"
                 ) from None
 
-    def started(
+    def started(  # noqa: PLR0913 - the facts that describe the run, one each
         self,
         writer: db.Connection,
-        prepared: Prepared,
-        partition: RunPartition,
+        resolved: ResolvedModel,
+        plan: FeaturePlan,
+        started_at: datetime,
         trigger: str,
         *,
         announce: bool = True,
@@ -342,7 +149,7 @@ class Lineage:
         if not self.active:
             return
         with self._timed("start"), _best_effort("lineage.start_failed"):
-            settings, plan = self.settings, prepared.plan
+            settings = self.settings
             with db.autocommit(writer), writer.cursor() as cur:
                 authority = _authority(writer)
                 features = _table(cur, authority, plan.relation.sql, str(plan.relation))
@@ -350,11 +157,11 @@ class Lineage:
                 predictions = _table(cur, authority, parent, parent)
                 self.start = start = Start(
                     settings=settings,
-                    resolved=prepared.resolved,
+                    resolved=resolved,
                     snapshot=plan.snapshot.label,
                     snapshot_column=plan.snapshot.column,
                     entity_type=plan.entity_kind,
-                    started_at=partition.lineage.scored_at,
+                    started_at=started_at,
                     trigger=trigger,
                     features=features,
                     predictions=predictions,
@@ -372,23 +179,23 @@ class Lineage:
                 )
             self._send("START", None)
 
-    def published(self, writer: db.Connection, run: RunProgress) -> None:
+    def published(self, writer: db.Connection, outcome: Outcome) -> None:
         """The run is published: record it in MLflow (FINISHED), then send COMPLETE."""
-        self._finish(writer, _outcome(run))
+        self._finish(writer, outcome)
 
-    def failed(self, writer: db.Connection, run: RunProgress, failure: ScorerError) -> None:
+    def failed(self, writer: db.Connection, outcome: Outcome) -> None:
         """An opened run failed (nothing published): the FAILED MLflow run, then FAIL."""
-        self._finish(writer, _outcome(run, failure))
+        self._finish(writer, outcome)
 
     def shard_started(self, shard: int) -> None:
         """This shard starts scoring its part of the run: the shard's START."""
         with self._timed("shard_start"), _best_effort("lineage.shard_start_failed"):
             self._send("START", None, shard)
 
-    def shard_ended(self, shard: int, run: RunProgress, failure: ScorerError | None = None) -> None:
+    def shard_ended(self, shard: int, outcome: Outcome) -> None:
         """This shard's part is committed (its COMPLETE) or the shard failed (its FAIL)."""
         with self._timed("shard_end"), _best_effort("lineage.shard_end_failed", ended=True):
-            self._send("COMPLETE" if failure is None else "FAIL", _outcome(run, failure), shard)
+            self._send("COMPLETE" if outcome.succeeded else "FAIL", outcome, shard)
 
     def close(self) -> None:
         """Wait a few seconds at most for the events still on their way (once)."""
@@ -510,23 +317,6 @@ def _best_effort(event: str, *, ended: bool = False) -> Iterator[None]:
         yield
     except caught as exc:
         log.warning(event, error=f"{type(exc).__name__}: {exc}")
-
-
-def _outcome(run: RunProgress, failure: ScorerError | None = None) -> Outcome:
-    counts = run.counts
-    succeeded = failure is None
-    return Outcome(
-        succeeded=succeeded,
-        finished_at=datetime.now(UTC),
-        rows_read=counts.read,
-        rows_scored=counts.read - counts.rejected if succeeded else 0,
-        rows_rejected=counts.rejected,
-        figures=run.figures() if succeeded else {},
-        psi=None if run.verdict is None else run.verdict.psi(),
-        timings=dict(run.timer.timings),
-        error=None if failure is None else logs.redact(str(failure)),
-        kind=None if failure is None else failure.kind,
-    )
 
 
 def _runs_table(settings: RunSettings) -> str:

@@ -19,7 +19,7 @@ from scorer.io import features
 from scorer.model import registry
 from scorer.postgres import db, privileges
 from scorer.postgres.identifiers import quote_identifier
-from scorer.run import single
+from scorer.run import runner
 
 log = structlog.get_logger("scorer")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
@@ -58,7 +58,7 @@ def main(settings: RunSettings, between: tuple[str, str] | None, listed: Sequenc
             update={"snapshot": label, "run_id": run_id_for(settings.run_id, label)}
         )
         structlog.contextvars.bind_contextvars(run_id=run_settings.run_id)
-        code = single.run(run_settings)  # it has logged the snapshot's summary line
+        code = runner.run(run_settings)  # it has logged the snapshot's summary line
         if code:
             return code
         done += 1

@@ -22,7 +22,7 @@ from psycopg2 import sql
 from scorer import logs
 from scorer.config import RunSettings, load
 from scorer.postgres import db, schema
-from scorer.run import single
+from scorer.run import runner
 
 MODEL_NAME = "churn"
 SCHEMA, TABLE = "demo", "customers"
@@ -182,7 +182,7 @@ def main(rows: int = 10_000) -> int:
             schema.migrate(conn, settings.target_schema)
             conn.close()
             structlog.contextvars.bind_contextvars(run_id=settings.run_id, model_name=MODEL_NAME)
-            code = single.run(settings)
+            code = runner.run(settings)
             if code:
                 return code
             _print_results(url)

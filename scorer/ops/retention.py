@@ -21,7 +21,7 @@ since it already holds a lock that DROP waits for).
 
 **What failed runs leave behind.**
 - A row stuck in ``running`` whose process is gone (SIGKILL, an evicted pod, a lost node). A
-  live run holds its (model, snapshot) advisory lock (``runs.lock_key``) for its whole
+  live run holds its (model, snapshot) advisory lock (``locks.run``) for its whole
   session, so a ``running`` row whose lock no session holds is dead: it becomes ``failed``.
 - A table the scorer made for a run (named ``sink.partition_name(run id)``, its ``run_id``
   default that id) that is not attached, whose run is neither live nor published: dropped.
@@ -49,9 +49,8 @@ import structlog
 from scorer.config import PruneSettings
 from scorer.errors import EXIT_OK, LockBusyError
 from scorer.io import sink
-from scorer.postgres import db, privileges, schema, sessions
+from scorer.postgres import db, locks, privileges, schema, sessions
 from scorer.postgres.identifiers import quote_identifier
-from scorer.run import record as runs
 
 log = structlog.get_logger("scorer")
 
@@ -116,7 +115,7 @@ class Running:
     started_at: datetime
     attempts: int
     pid: int | None
-    shards: int = 1  # a sharded run between its shards has no session: see scorer.run.shard_record
+    shards: int = 1  # a sharded run between its shards has no session: see scorer.run.shard_plan
 
 
 @dataclass(frozen=True)
@@ -129,7 +128,7 @@ class Orphan:
 
 
 @dataclass
-class Outcome:
+class PruneOutcome:
     """What one prune did (or, dry, would do)."""
 
     pruned: list[str] = field(default_factory=list)
@@ -178,7 +177,7 @@ def _lock_schema(cur: db.Cursor, target: str) -> None:
     most ``_SCHEMA_LOCK_WAIT_SECONDS``, or raise ``LockBusyError``."""
     cur.execute("SELECT set_config('lock_timeout', %s, false)", (f"{_SCHEMA_LOCK_WAIT_SECONDS}s",))
     try:
-        cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"scorer-prune:{target}",))
+        locks.acquire(cur, locks.prune(target))
     except psycopg2.errors.LockNotAvailable:
         raise LockBusyError(
             f"another prune of schema {target!r} held its lock for {_SCHEMA_LOCK_WAIT_SECONDS}s"
@@ -189,12 +188,12 @@ def _lock_schema(cur: db.Cursor, target: str) -> None:
 
 def prune(
     conn: db.Connection, target: str, rules: Rules, lock_timeout: float, dry_run: bool = False
-) -> Outcome:
+) -> PruneOutcome:
     """Mark dead running rows failed, drop what the rules let go, drop orphaned run tables."""
     return _Pruner(conn, target, lock_timeout, dry_run, rules.describe()).prune(rules)
 
 
-def plan(conn: db.Connection, target: str, rules: Rules) -> list[Published]:
+def published_runs(conn: db.Connection, target: str, rules: Rules) -> list[Published]:
     """Every published run (of ``rules.model_name``, or of every model) and what keeps it."""
     table = f"{quote_identifier(target)}.scoring_runs"
     with conn.cursor() as cur:
@@ -266,8 +265,8 @@ def live_and_dead(conn: db.Connection, target: str) -> list[Running]:
         rows = cur.fetchall()
         if not rows:
             return []
-        keys = [runs.lock_key(target, row[1], row[2]) for row in rows]
-        holders = runs.lock_holders(cur, keys)
+        keys = [locks.run(target, row[1], row[2]) for row in rows]
+        holders = locks.holders(cur, keys)
     return [
         Running(run_id, model, snapshot, started_at, attempts, pid, shards)
         for (run_id, model, snapshot, started_at, attempts, shards), pid in zip(
@@ -315,21 +314,21 @@ class _Pruner:
     lock_timeout: float
     dry_run: bool
     reason: str
-    outcome: Outcome = field(default_factory=Outcome)
+    outcome: PruneOutcome = field(default_factory=PruneOutcome)
 
     @property
     def runs_table(self) -> str:
         return f"{quote_identifier(self.target)}.scoring_runs"
 
-    def prune(self, rules: Rules) -> Outcome:
+    def prune(self, rules: Rules) -> PruneOutcome:
         conn, target, outcome = self.conn, self.target, self.outcome
         with db.transaction(conn):
             running = live_and_dead(conn, target)
-            published = plan(conn, target, rules)
+            published = published_runs(conn, target, rules)
             partitions = partitions_of(conn, target)
             orphans = orphans_of(conn, target)
         # A sharded run between its shards holds no session: the next run of its model and
-        # snapshot abandons it past SCORER_SHARD_TIMEOUT_SECONDS (scorer.run.shard_record), not
+        # snapshot abandons it past SCORER_SHARD_TIMEOUT_SECONDS (scorer.run.shard_plan), not
         # prune.
         self.abandon([run for run in running if run.pid is None and run.shards == 1])
 

@@ -3,7 +3,7 @@
 - ``connect(url)`` opens a connection, retrying only what a retry may cure.
 - ``transaction(conn)`` and ``autocommit(conn)`` are the only places a connection's mode
   changes or a transaction ends: a caller reads where its transaction starts and stops.
-- ``classify(exc)`` and ``database_errors(what)`` translate every psycopg2 error into a
+- ``database_error(exc)`` and ``database_errors(what)`` translate every psycopg2 error into a
   ``ScorerError`` with its exit code, in one place, with no row data in the message.
 """
 
@@ -162,7 +162,7 @@ def _worth_retrying(exc: Exception) -> bool:
     (refused credentials, a missing database, a TLS failure, an invalid option)."""
     return (
         isinstance(exc, psycopg2.OperationalError)
-        and classify(exc).exit_code == DatabaseUnreachableError.exit_code
+        and database_error(exc).exit_code == DatabaseUnreachableError.exit_code
     )
 
 
@@ -184,7 +184,7 @@ def connect(url: str) -> Connection:
     try:
         return _connect(kwargs)
     except psycopg2.Error as exc:
-        failure = classify(exc, f"connecting to {redact(url)}")
+        failure = database_error(exc, f"connecting to {redact(url)}")
         if failure.exit_code == DatabaseUnreachableError.exit_code:
             failure = DatabaseUnreachableError(
                 f"database unreachable at {redact(url)}: {_message(exc)}"
@@ -245,14 +245,14 @@ def _require_idle(conn: Connection, action: str) -> None:
 
 @contextmanager
 def database_errors(what: str) -> Iterator[None]:
-    """Translate psycopg2 errors raised in the block into exit-code errors (``classify``)."""
+    """Translate psycopg2 errors raised in the block into exit-code errors (``database_error``)."""
     try:
         yield
     except psycopg2.Error as exc:
-        raise classify(exc, what) from exc
+        raise database_error(exc, what) from exc
 
 
-def classify(  # noqa: PLR0911 - one return per kind reads as the table it is
+def database_error(  # noqa: PLR0911 - one return per kind reads as the table it is
     exc: psycopg2.Error, what: str | None = None
 ) -> ScorerError:
     """The ``ScorerError`` for a psycopg2 error; ``what`` was being done (message prefix).

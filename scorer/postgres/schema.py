@@ -9,7 +9,7 @@ from __future__ import annotations
 import structlog
 
 from scorer.errors import NotMigratedError
-from scorer.postgres import db
+from scorer.postgres import db, locks
 from scorer.postgres.identifiers import quote_identifier
 
 log = structlog.get_logger("scorer.schema")
@@ -222,7 +222,7 @@ _MIGRATIONS: tuple[str, ...] = (
         ADD COLUMN mlflow_record_error text,
         ADD COLUMN openlineage_run_id uuid;
     """,
-    # 6: one run over many pods (scorer.run.shard_record). The run row records its shard count, the
+    # 6: one run over many pods (scorer.run.shard_plan). The run row records its shard count, the
     # split every shard and retry reads (ranges of entity ids), the settings its results depend
     # on, and which shard failed it; each shard's own attempt, counts, timings and score
     # statistics (merged exactly at publish) live in scoring_run_shards.
@@ -500,7 +500,7 @@ def migrate(conn: db.Connection, schema: str, up_to: int = SCHEMA_VERSION) -> li
     s = quote_identifier(schema)
     applied: list[int] = []
     with db.transaction(conn), conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"migrate:{schema}",))
+        locks.acquire_for_transaction(cur, locks.migrate(schema))
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
         cur.execute(
             f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations ("

@@ -1,7 +1,7 @@
 """Refuse a connection pooler that does not keep one server session per connection.
 
 The scorer keeps state in its database session across transactions: a run holds its (model,
-snapshot) advisory lock for the whole session (``runs.lock_key``), a sharded run's shards hold
+snapshot) advisory lock for the whole session (``locks.run``), a sharded run's shards hold
 their liveness and opening locks the same way, and ``prune`` holds its schema lock and reads
 ``pg_locks`` to tell a live run from a dead one. Behind a pooler in transaction or statement
 mode (PgBouncer ``pool_mode = transaction``, for one), each transaction runs on whichever server
@@ -53,7 +53,7 @@ def require_session(conn: db.Connection, other: db.Connection) -> None:
                 if db.one_value(cur) != mine:
                     raise _refusal("this connection's next transaction ran on another session")
     except psycopg2.Error as exc:
-        raise db.classify(exc, "checking the database session") from exc
+        raise db.database_error(exc, "checking the database session") from exc
 
 
 def _refusal(what: str) -> DatabasePoolerError:

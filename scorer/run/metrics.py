@@ -73,7 +73,7 @@ METRICS: dict[str, str] = {
 
 
 class RunEnd(Protocol):
-    """What the metrics read of a run at its end (``scorer.run.single._RunState``)."""
+    """What the metrics read of a run at its end (``scorer.run.progress.RunProgress``)."""
 
     @property
     def settings(self) -> RunSettings: ...

@@ -13,7 +13,7 @@ import psycopg2
 
 from scorer import __version__
 from scorer.errors import LockBusyError
-from scorer.postgres import db
+from scorer.postgres import db, locks
 from scorer.postgres.identifiers import quote_identifier
 
 if TYPE_CHECKING:
@@ -25,27 +25,16 @@ if TYPE_CHECKING:
 _SCHEDULED_WINDOW_SECONDS = 86_400
 
 
-def lock_key(schema: str, model_name: str, snapshot: str) -> str:
-    """The text of a run's (model, snapshot) advisory lock key (``hashtextextended(key, 0)``).
-
-    A live run holds it for its whole session, so ``scorer prune`` reads ``pg_locks`` to tell
-    a running row whose process is gone from one that is still scoring.
-    """
-    return f"scorer:{schema}:{model_name}:{snapshot}"
-
-
 def wait_for_run_lock(
     cur: db.Cursor, settings: RunSettings, model_name: str, snapshot: str, *, shared: bool
 ) -> None:
     """Take the (model, snapshot) advisory lock for the session, retrying each second for
     ``SCORER_LOCK_WAIT_SECONDS``; ``shared`` for the shards of one run, exclusive otherwise.
     Raises ``LockBusyError`` when it stays taken."""
-    key = lock_key(settings.target_schema, model_name, snapshot)
-    attempt = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+    key = locks.run(settings.target_schema, model_name, snapshot)
     deadline = time.monotonic() + settings.lock_wait_seconds
     while True:
-        cur.execute(f"SELECT {attempt}(hashtextextended(%s, 0))", (key,))
-        if db.one_value(cur):
+        if locks.try_acquire(cur, key, shared=shared):
             return
         if time.monotonic() >= deadline:
             raise LockBusyError(
@@ -254,20 +243,11 @@ _EVIDENCE = (
 )
 
 
-def lock_holders(cur: db.Cursor, keys: list[str]) -> list[int | None]:
-    """Per advisory lock key, the pid of a session holding it (``None``: nobody)."""
-    if not keys:
-        return []
+def run_status(cur: db.Cursor, schema: str, run_id: str) -> tuple[str, str | None] | None:
+    """A run row's status and error, if the row exists."""
     cur.execute(
-        "SELECT u.ordinality, min(l.pid)"
-        " FROM unnest(%s::text[]) WITH ORDINALITY AS u(key, ordinality)"
-        " CROSS JOIN LATERAL (SELECT hashtextextended(u.key, 0) AS hash) AS k"
-        " LEFT JOIN pg_locks AS l ON l.locktype = 'advisory' AND l.granted"
-        "  AND l.objsubid = 1"
-        "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        "  AND l.classid = ((k.hash >> 32) & 4294967295)::oid"
-        "  AND l.objid = (k.hash & 4294967295)::oid"
-        " GROUP BY u.ordinality ORDER BY u.ordinality",
-        (keys,),
+        f"SELECT status, error FROM {quote_identifier(schema)}.scoring_runs WHERE run_id = %s",
+        (run_id,),
     )
-    return [pid for _, pid in cur.fetchall()]
+    row = cur.fetchone()
+    return None if row is None else (str(row[0]), row[1])

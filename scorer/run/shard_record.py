@@ -1,406 +1,162 @@
-"""One run over many pods: the split, the run's recorded resolution, and who may score.
-
-A run of ``SCORER_SHARDS=n`` is scored by n processes (an Indexed Job's pods) under one run
-id. The first shard to open the run records, on the run row, everything its result depends
-on: the model version it resolved, the snapshot, the threshold, the shard count, the split
-and the settings that change what is scored or published. Every later shard and every retry
-reads those instead of resolving again, so an alias moved in between changes nothing.
-
-**The split** is by ranges of the entity id, in the predictions parent's own type and order
-(``bigint``, ``text`` in the database's default collation, ``uuid``): the boundaries are the
-n-quantiles of (a sample of) the run's ids, computed once by the first shard and recorded.
-Shard i reads ``lo_i <= id < hi_i`` (shard 0 also takes the NULL ids, which are rejected rows),
-so the parts are disjoint and cover every row whatever the table holds. The condition is part
-of the COPY query: a shard receives only its own rows, and with an index on the id (after the
-snapshot column, if any) its scan reads only its own range. Each shard's table carries its
-range as a CHECK, so at publish it becomes a range partition of the run's table without a scan,
-and the run's primary key holds across shards. See the README for the measured cost.
-
-**Who may score.** A shard holds the (model, snapshot) advisory lock *shared* for its session
-(an unsharded run holds it exclusively, so the two exclude each other), plus a shared lock on
-its run id that tells the world the run is live. A sharded run whose shards are all gone stays
-``running`` and still excludes other runs of its model and snapshot, until no shard of it has
-started or finished for ``SCORER_SHARD_TIMEOUT_SECONDS``: then the next run abandons it
-(``failed``, error ``abandoned: ...``) and drops its shards' tables.
-"""
+"""The ``scoring_run_shards`` rows: one per shard of a sharded run, beside its run's
+``scoring_runs`` row (``scorer.run.record``)."""
 
 from __future__ import annotations
 
 import json
 import zlib
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from scorer.errors import ConfigError, LockBusyError, PermanentError
-from scorer.io import sink
-from scorer.model import registry, run_copy
 from scorer.postgres import db
-from scorer.postgres.identifiers import quote_any, quote_identifier
-from scorer.run import record
-
-if TYPE_CHECKING:
-    from scorer.config import RunSettings
-    from scorer.io.features import FeaturePlan
-
-SAMPLE_ROWS = 200_000
-"""Ids sampled for the boundaries: quantiles of 200k ids balance shards to about 1%."""
-
-RESULT_SETTINGS = (
-    "model_name",
-    "features_table",
-    "entity_column",
-    "snapshot_column",
-    "score_kind",
-    "positive_class",
-    "max_rejected_ratio",
-    "max_score_psi",
-    "min_rows_ratio",
-    "max_null_share_increase",
-    "quality_override",
-)
-"""Settings every shard of a run must share: they change what is scored or published.
-
-The model selector, the snapshot and the threshold are not here: they are *resolved* once,
-recorded, and used by every shard as recorded."""
-
-
-class RunFailedError(PermanentError):
-    """The sharded run this shard belongs to has failed (another shard, or the gate)."""
-
-    kind = "run_failed"
-
-
-def run_key(schema: str, run_id: str) -> str:
-    """The advisory lock key a live shard holds shared: the run is live while any holds it."""
-    return f"scorer-run:{schema}:{run_id}"
-
-
-def opening_key(schema: str, run_id: str) -> str:
-    """The advisory lock key the shard opening the run holds while it resolves and records;
-    the run's other shards wait on it, then join what it recorded."""
-    return f"scorer-opening:{schema}:{run_id}"
+from scorer.postgres.identifiers import quote_identifier
+from scorer.run.gate import FeatureCounts
+from scorer.run.record import Counts
+from scorer.run.statistics import ScoreStats
 
 
 @dataclass(frozen=True)
-class Split:
-    """Ranges of entity ids: ``bounds`` sorted and distinct, ``len(bounds) + 1`` ranges.
+class ShardKey:
+    """Which shard's row: the target schema, the run id and the shard's index."""
 
-    Shard i < ranges reads ``[bounds[i-1], bounds[i])`` (open-ended at both ends); a shard
-    with no range (a table with fewer distinct ids than shards) reads nothing.
-    """
-
-    shards: int
-    bounds: tuple[str, ...]
-
-    @property
-    def ranges(self) -> int:
-        """How many shards have a range to read."""
-        return len(self.bounds) + 1
-
-    def range_of(self, shard: int) -> tuple[str | None, str | None] | None:
-        """Shard ``shard``'s (lower, upper) bound, ``None`` meaning open; ``None`` if none."""
-        if shard >= self.ranges:
-            return None
-        lower = self.bounds[shard - 1] if shard > 0 else None
-        upper = self.bounds[shard] if shard < len(self.bounds) else None
-        return lower, upper
-
-    def as_json(self) -> dict[str, Any]:
-        """The run row's ``shard_split``."""
-        return {"method": "range", "shards": self.shards, "bounds": list(self.bounds)}
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any]) -> Split:
-        """The split recorded on the run row."""
-        return cls(int(value["shards"]), tuple(str(bound) for bound in value["bounds"]))
-
-
-_KEY_TYPES = {"bigint": "int8", "text": "text", "uuid": "uuid"}
-
-
-def key_sql(plan: FeaturePlan) -> str:
-    """The entity id as the split compares it: the predictions parent's type and order."""
-    column = quote_any(plan.entity)
-    if plan.entity_kind == "text":
-        return f'({column}::text COLLATE "default")'
-    return column  # int2/int4/int8 compare with int8 literals through the btree's own family
-
-
-def _literal(cur: db.Cursor, value: str, kind: str) -> str:
-    return cur.mogrify(f"%s::{_KEY_TYPES[kind]}", (value,)).decode()
-
-
-def condition(cur: db.Cursor, split: Split, shard: int, plan: FeaturePlan) -> str:
-    """The WHERE condition of shard ``shard``'s part of the relation."""
-    found = split.range_of(shard)
-    if found is None:
-        return "false"
-    lower, upper = found
-    key = key_sql(plan)
-    parts = []
-    if lower is not None:
-        parts.append(f"{key} >= {_literal(cur, lower, plan.entity_kind)}")
-    if upper is not None:
-        parts.append(f"{key} < {_literal(cur, upper, plan.entity_kind)}")
-    where = " AND ".join(parts) or "true"
-    if shard == 0 and parts:  # NULL ids are rejected rows: counted once, by shard 0
-        where = f"{quote_any(plan.entity)} IS NULL OR ({where})"
-    return where
-
-
-def compute_split(cur: db.Cursor, plan: FeaturePlan, shards: int) -> Split:
-    """The n-quantiles of the run's ids (of a sample of about ``SAMPLE_ROWS``).
-
-    A table or materialized view is sampled by pages (``TABLESAMPLE SYSTEM``: at 5M rows 0.06 s
-    of the server, against 0.6 s for a ``random()`` filter, which reads every row); a view by
-    rows. The boundaries only balance the shards; disjointness and coverage hold for any
-    boundaries.
-    """
-    where = " AND ".join((*plan.where, f"{quote_any(plan.entity)} IS NOT NULL"))
-    cur.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {plan.relation.sql} WHERE {where}")
-    explained = db.one_value(cur)
-    if isinstance(explained, str):
-        explained = json.loads(explained)
-    estimate = float(explained[0]["Plan"]["Plan Rows"])
-    fraction = min(1.0, SAMPLE_ROWS / max(estimate, 1.0))
-    quantiles = [k / shards for k in range(1, shards)]
-    key = key_sql(plan)
-    pages = _samples_pages(cur, plan)
-    while True:
-        source, sample = plan.relation.sql, ""
-        if fraction < 1.0 and pages:
-            source += f" TABLESAMPLE SYSTEM ({fraction * 100!r})"
-        elif fraction < 1.0:
-            sample = f" AND random() < {fraction!r}"
-        cur.execute(
-            f"SELECT (percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {key}))::text[]"
-            f" FROM {source} WHERE {where}{sample}",
-            (quantiles,),
-        )
-        values = db.one_value(cur) or []
-        bounds: list[str] = []
-        for value in values:
-            if value is not None and (not bounds or bounds[-1] != value):
-                bounds.append(str(value))
-        if len(bounds) == shards - 1 or fraction >= 1.0:
-            return Split(shards, tuple(bounds))
-        fraction = 1.0  # the planner overestimated: take every id
-
-
-def _samples_pages(cur: db.Cursor, plan: FeaturePlan) -> bool:
-    """Whether the relation takes ``TABLESAMPLE`` (a table or materialized view, not a view)."""
-    cur.execute(
-        "SELECT relkind IN ('r', 'm') FROM pg_class WHERE oid = to_regclass(%s)",
-        (plan.relation.sql,),
-    )
-    row = cur.fetchone()
-    return bool(row and row[0])
+    schema: str
+    run_id: str
+    shard: int
 
 
 @dataclass(frozen=True)
-class Recorded:
-    """What the first shard recorded on the run row."""
+class ShardResult:
+    """What a shard scored, as its row records it when its part commits."""
 
-    status: str
-    shards: int
-    split: Split | None
-    settings: dict[str, Any]
-    model_name: str
-    selector: str
-    version: int
-    mlflow_run_id: str | None
-    source: str | None
-    model_id: str | None
-    snapshot: str
-    threshold: float | None
-    started_at: datetime
-    error: str | None
-    failed_shard: int | None
-
-    def resolution(self) -> registry.ResolvedModel:
-        """The model version the first shard resolved, as every later shard and retry scores
-        it (the alias may have moved since)."""
-        return registry.ResolvedModel(
-            name=self.model_name,
-            version=self.version,
-            selector=self.selector,
-            mlflow_run_id=self.mlflow_run_id,
-            source=self.source,
-            model_id=self.model_id,
-            aliases=(),
-            stage=None,
-        )
+    counts: Counts
+    stats: ScoreStats
+    feature_counts: FeatureCounts
+    timings: dict[str, float]
+    staging_table: str | None  # None: the shard had no range to read
 
 
-_RECORDED = (
-    "status, shards, shard_split, run_settings, model_name, model_selector, model_version,"
-    " mlflow_run_id, model_source, model_id, snapshot, threshold, started_at, error,"
-    " failed_shard"
-)
+@dataclass(frozen=True)
+class ShardRow:
+    """A succeeded shard's row, as the publishing shard merges it."""
+
+    shard: int
+    rows_read: int
+    rows_rejected_by: dict[str, int]
+    timings: dict[str, float]
+    stats: dict[str, Any]
+    histogram: npt.NDArray[np.int64]
+    staging_table: str | None
 
 
-def recorded(cur: db.Cursor, schema: str, run_id: str, lock: str = "") -> Recorded | None:
-    """The run row as the first shard recorded it (``lock``: e.g. ``FOR UPDATE``)."""
+def _table(schema: str) -> str:
+    return f"{quote_identifier(schema)}.scoring_run_shards"
+
+
+def open_shard(cur: db.Cursor, key: ShardKey, pod: str | None) -> int | None:
+    """Open (or reopen, for a retry) this shard's row; its attempt number, or ``None`` when
+    the shard already succeeded."""
+    table = _table(key.schema)
     cur.execute(
-        f"SELECT {_RECORDED} FROM {quote_identifier(schema)}.scoring_runs WHERE run_id = %s {lock}",
-        (run_id,),
+        f"INSERT INTO {table} (run_id, shard, status, started_at, k8s_pod)"
+        " VALUES (%s, %s, 'running', now(), %s)"
+        " ON CONFLICT (run_id, shard) DO UPDATE SET status = 'running',"
+        f" attempts = {table}.attempts + 1, started_at = now(),"
+        " finished_at = NULL, error = NULL, k8s_pod = EXCLUDED.k8s_pod"
+        f" WHERE {table}.status <> 'succeeded' RETURNING attempts",
+        (key.run_id, key.shard, pod),
     )
     row = cur.fetchone()
-    if row is None:
-        return None
-    split = None if row[2] is None else Split.from_json(row[2])
-    return Recorded(
-        status=str(row[0]),
-        shards=int(row[1]),
-        split=split,
-        settings=dict(row[3] or {}),
-        model_name=str(row[4]),
-        selector=str(row[5]),
-        version=int(row[6]),
-        mlflow_run_id=row[7],
-        source=row[8],
-        model_id=row[9],
-        snapshot=str(row[10]),
-        threshold=row[11],
-        started_at=row[12],
-        error=row[13],
-        failed_shard=row[14],
-    )
+    return None if row is None else int(row[0])
 
 
-def result_settings(settings: RunSettings) -> dict[str, Any]:
-    """The settings every shard of a run must share, as recorded on the run row."""
-    return {name: getattr(settings, name) for name in RESULT_SETTINGS}
-
-
-def check_joinable(settings: RunSettings, found: Recorded) -> None:
-    """A pod may join a recorded run only with the run's shard count and result settings."""
-    if found.shards != settings.shards:
-        raise ConfigError(
-            f"run {settings.run_id} was opened with SCORER_SHARDS={found.shards}; this pod has"
-            f" SCORER_SHARDS={settings.shards}. Every shard of a run needs the same count: fix"
-            " the Job, or start a new run (a new run id)"
-        )
-    mine = result_settings(settings)
-    differ = sorted(
-        name for name in RESULT_SETTINGS if found.settings.get(name, mine[name]) != mine[name]
-    )
-    if differ:
-        names = ", ".join(f"SCORER_{name.upper()}" for name in differ)
-        raise ConfigError(
-            f"run {settings.run_id} was opened with other settings than this pod's ({names});"
-            " every shard of a run must score alike: fix the Job, or start a new run"
-        )
-
-
-def lock_shared(cur: db.Cursor, settings: RunSettings, model_name: str, snapshot: str) -> None:
-    """Hold the (model, snapshot) lock shared, the run's liveness lock and this shard's own
-    lock, for the session."""
-    record.wait_for_run_lock(cur, settings, model_name, snapshot, shared=True)
+def succeed(cur: db.Cursor, key: ShardKey, result: ShardResult) -> None:
+    """Mark the shard succeeded with its counts, timings and score statistics."""
+    counts, stats = result.counts, result.stats
+    shard_stats = {
+        "count": stats.count,
+        "total": stats.total,
+        "above": stats.above,
+        "extremes": stats.extremes,
+        "nulls": result.feature_counts.nulls,
+        "empties": result.feature_counts.empties,
+    }
     cur.execute(
-        "SELECT pg_advisory_lock_shared(hashtextextended(%s, 0))",
-        (run_key(settings.target_schema, settings.run_id),),
+        f"UPDATE {_table(key.schema)} SET status = 'succeeded', finished_at = now(),"
+        " rows_read = %s, rows_scored = %s, rows_rejected = %s,"
+        " rows_rejected_by = %s, timings = %s, stats = %s, histogram = %s,"
+        " staging_table = %s WHERE run_id = %s AND shard = %s",
+        (
+            counts.read,
+            stats.count,
+            counts.rejected,
+            json.dumps(dict(counts.rejected_by)),
+            json.dumps(result.timings),
+            json.dumps(shard_stats),
+            _pack(stats.histogram),
+            result.staging_table,
+            key.run_id,
+            key.shard,
+        ),
     )
-    # One process per shard: a second attempt of the same shard (a manual rerun beside a live
-    # pod) waits for the retry instead of racing it for the shard's table.
-    shard_key = f"scorer-shard:{settings.target_schema}:{settings.run_id}:{settings.shard}"
-    cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (shard_key,))
-    if not db.one_value(cur):
-        raise LockBusyError(
-            f"shard {settings.shard} of run {settings.run_id} is being scored by another"
-            " process; this one stops (a retry finds it done, or takes over)"
-        )
 
 
-def exclude_other_runs(
-    cur: db.Cursor, settings: RunSettings, model_name: str, snapshot: str
-) -> list[str]:
-    """Refuse (``LockBusyError``) while another sharded run of this model and snapshot is open;
-    abandon those past the time-out. Returns the run ids abandoned.
-
-    Runs in the caller's transaction (both paths: a shard opening its run, and an unsharded
-    run after taking its exclusive lock).
-    """
-    schema = quote_identifier(settings.target_schema)
+def fail(
+    cur: db.Cursor, key: ShardKey, error: str, rows_read: int, timings: dict[str, float]
+) -> None:
+    """Mark this shard's running attempt failed (its retry redoes it)."""
     cur.execute(
-        "SELECT r.run_id, greatest(r.started_at, max(s.started_at), max(s.finished_at))"
-        f" > now() - make_interval(secs => %s)"
-        f" FROM {schema}.scoring_runs AS r LEFT JOIN {schema}.scoring_run_shards AS s"
-        "  USING (run_id)"
-        " WHERE r.status = 'running' AND r.shards > 1 AND r.model_name = %s"
-        "  AND r.snapshot = %s AND r.run_id <> %s"
-        " GROUP BY r.run_id, r.started_at ORDER BY r.run_id",
-        (settings.shard_timeout_seconds, model_name, snapshot, settings.run_id),
+        f"UPDATE {_table(key.schema)} SET status = 'failed', finished_at = now(),"
+        " error = %s, rows_read = %s, timings = %s"
+        " WHERE run_id = %s AND shard = %s AND status = 'running'",
+        (error, rows_read, json.dumps(timings), key.run_id, key.shard),
     )
-    others = cur.fetchall()
-    live = record.lock_holders(
-        cur, [run_key(settings.target_schema, run_id) for run_id, _ in others]
-    )
-    abandoned = []
-    for (run_id, recent), pid in zip(others, live, strict=True):
-        if pid is not None or recent:
-            raise LockBusyError(
-                f"sharded run {run_id} is still open for {model_name} snapshot {snapshot}"
-                f" ({'a shard is live' if pid is not None else 'a shard ran recently'}); it"
-                f" stops holding them after SCORER_SHARD_TIMEOUT_SECONDS="
-                f"{settings.shard_timeout_seconds:g} without a shard"
-            )
-        fail_run(
-            cur,
-            settings.target_schema,
-            run_id,
-            f"abandoned: no shard live, started or finished in the last"
-            f" {settings.shard_timeout_seconds:g}s (SCORER_SHARD_TIMEOUT_SECONDS); run"
-            f" {settings.run_id} went ahead; nothing of it was published",
-            None,
-        )
-        abandoned.append(run_id)
-    return abandoned
 
 
-def fail_run(cur: db.Cursor, schema: str, run_id: str, error: str, shard: int | None) -> bool:
-    """Mark a running sharded run failed and drop its shards' tables and its model copy (in
-    the caller's transaction). False if it was no longer running."""
-    quoted = quote_identifier(schema)
+def succeeded(cur: db.Cursor, schema: str, run_id: str) -> list[ShardRow]:
+    """The run's succeeded shards, by index."""
     cur.execute(
-        f"UPDATE {quoted}.scoring_runs SET status = 'failed', finished_at = now(),"
-        " error = %s, failed_shard = %s WHERE run_id = %s AND status = 'running'",
-        (error, shard, run_id),
-    )
-    if cur.rowcount == 0:
-        return False
-    cur.execute(
-        f"SELECT staging_table FROM {quoted}.scoring_run_shards"
-        " WHERE run_id = %s AND staging_table IS NOT NULL",
+        "SELECT shard, rows_read, rows_rejected_by, timings, stats, histogram, staging_table"
+        f" FROM {_table(schema)} WHERE run_id = %s AND status = 'succeeded' ORDER BY shard",
         (run_id,),
     )
-    for (table,) in cur.fetchall():
-        sink.drop_unpublished(cur, schema, table)
-    cur.execute(
-        f"UPDATE {quoted}.scoring_run_shards SET staging_table = NULL WHERE run_id = %s",
-        (run_id,),
-    )
-    run_copy.drop(cur, schema, run_id)
-    return True
+    return [
+        ShardRow(
+            shard=int(shard),
+            rows_read=int(read),
+            rows_rejected_by={k: int(v) for k, v in (rejected_by or {}).items()},
+            timings={step: float(seconds) for step, seconds in (timings or {}).items()},
+            stats=stats,
+            histogram=_unpack(histogram),
+            staging_table=None if staging is None else str(staging),
+        )
+        for shard, read, rejected_by, timings, stats, histogram, staging in cur.fetchall()
+    ]
 
 
-def pack_histogram(histogram: np.ndarray[Any, np.dtype[np.int64]]) -> bytes:
+def merged(rows: list[ShardRow]) -> tuple[Counts, ScoreStats, FeatureCounts]:
+    """The whole run's counts and statistics: sums of the shards' (exact, not averages)."""
+    counts, stats, feature_counts = Counts(), ScoreStats(), FeatureCounts()
+    for row in rows:
+        counts.read += row.rows_read
+        counts.rejected_by.update(Counter(row.rows_rejected_by))
+        stats.count += int(row.stats["count"])
+        stats.total += float(row.stats["total"])
+        stats.above += int(row.stats["above"])
+        stats.extremes += int(row.stats["extremes"])
+        stats.histogram += row.histogram
+        feature_counts.add(row.stats["nulls"], row.stats["empties"])
+    return counts, stats, feature_counts
+
+
+def _pack(histogram: npt.NDArray[np.int64]) -> bytes:
     """A shard's fine score histogram, compressed (mostly zeros) for its row."""
     return zlib.compress(histogram.astype("<i8").tobytes(), 6)
 
 
-def unpack_histogram(data: bytes | memoryview) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """The histogram ``pack_histogram`` stored."""
+def _unpack(data: bytes | memoryview) -> npt.NDArray[np.int64]:
+    """The histogram ``_pack`` stored."""
     return np.frombuffer(zlib.decompress(bytes(data)), dtype="<i8").astype(np.int64)
-
-
-def guard_unsharded(cur: db.Cursor, settings: RunSettings, model_name: str, snapshot: str) -> None:
-    """An unsharded run, holding its exclusive lock: refuse a run id a sharded run recorded,
-    and wait (``LockBusyError``) while another sharded run of the model and snapshot is open."""
-    found = recorded(cur, settings.target_schema, settings.run_id)
-    if found is not None and found.shards != settings.shards:
-        check_joinable(settings, found)
-    exclude_other_runs(cur, settings, model_name, snapshot)

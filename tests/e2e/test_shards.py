@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 import yaml
 
-from scorer.run import shard_record as shards
+from scorer.postgres import locks
 from tests import services
 from tests.chart.helm import ENV_VALUES, find_helm
 from tests.e2e.kube import (
@@ -230,7 +230,7 @@ def waiting_on_lock(cur: psycopg2.extensions.cursor, key: str) -> int:
 
 def test_a_shard_pod_deleted_mid_run_is_retried_on_its_index(release: Release) -> None:
     job = f"{CRONJOB}-manual-{int(time.time())}"
-    key = shards.opening_key("scoring", job)
+    key = locks.opening("scoring", job)
     # The test holds the run's opening lock, so every shard is mid-run (connected, waiting for
     # the run to be opened) when the victim is deleted: it cannot finish its part first.
     with closing(psycopg2.connect(release.database_url)) as holder, holder.cursor() as cur:

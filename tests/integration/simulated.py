@@ -145,7 +145,7 @@ def insert_run(
         with conn.cursor() as cur:
             cur.execute(f'INSERT INTO "{target}".scoring_runs ({names}) VALUES ({values})', columns)
             if published:
-                lineage = sink.Lineage(run_id, model, version, snapshot, started_at)
+                lineage = sink.LineageColumns(run_id, model, version, snapshot, started_at)
                 partition = sink.RunPartition(target, lineage, entity_type, labels=True)
                 partition.create(cur)
                 cur.execute(

@@ -137,13 +137,13 @@ def test_a_connection_lost_inside_a_transaction_is_named_and_not_masked(
 ) -> None:
     with pytest.raises(psycopg2.Error) as caught:
         insert_while_the_server_ends_the_session(conn, postgres_url, table)
-    failure = db.classify(caught.value, "scoring")
+    failure = db.database_error(caught.value, "scoring")
     assert (failure.kind, failure.exit_code) == ("database_lost", 1)
     assert "the connection to the database was lost" in str(failure)
     assert count(postgres_url, table) == 0
     with pytest.raises(psycopg2.InterfaceError) as closed, conn.cursor():
         pass
-    assert db.classify(closed.value).kind == "database_lost"  # "connection already closed"
+    assert db.database_error(closed.value).kind == "database_lost"  # "connection already closed"
 
 
 def test_wrong_password_is_permanent_and_not_retried(postgres_url: str) -> None:

@@ -19,8 +19,7 @@ import psycopg2
 import pytest
 
 from scorer.io import sink
-from scorer.postgres import schema
-from scorer.run import record
+from scorer.postgres import locks, schema
 from tests import services
 from tests.conftest import ChurnModel
 from tests.fixtures import loaded_customers
@@ -194,14 +193,14 @@ def holding_run_lock(url: str, target: str, model: str, snapshot: str) -> Iterat
     with closing(psycopg2.connect(url)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            key = record.lock_key(target, model, snapshot)
+            key = locks.run(target, model, snapshot)
             cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
         yield
 
 
 def unattached_table(url: str, target: str, run_id: str, model: str = "churn") -> str:
     """A committed, unattached run table, as an interrupted manual operation leaves one."""
-    lineage = sink.Lineage(run_id, model, 1, "2026-01-01", NOW)
+    lineage = sink.LineageColumns(run_id, model, 1, "2026-01-01", NOW)
     partition = sink.RunPartition(target, lineage, "bigint", labels=True)
     with closing(psycopg2.connect(url)) as conn:
         with conn.cursor() as cur:

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from scorer.io import features
 from scorer.postgres import db, wire
 from scorer.postgres.identifiers import Relation, quote_identifier
-from scorer.run import shard_record
+from scorer.run import shard_plan
 from tests import services
 from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
 from tests.fixtures import NUMERIC_FEATURES, loaded_customers
@@ -202,7 +202,7 @@ def test_four_shards_in_random_order_publish_once_and_equal_a_one_shard_run(
     assert sum(part[4] for part in parts) == CUSTOMERS
     assert all(part[4] > CUSTOMERS / count * 0.8 for part in parts)  # balanced by quantiles
 
-    # `scorer show` names the shard_record.
+    # `scorer show` names the shard_plan.
     shown = services.run_scorer(
         {"SCORER_DATABASE_URL": postgres_url, "SCORER_TARGET_SCHEMA": target_schema},
         "show",
@@ -465,9 +465,9 @@ def test_the_parts_are_disjoint_and_cover_every_row(
                 wire.RowLayout(()),
                 "",
             )
-            split = shard_record.compute_split(cur, plan, count)
+            split = shard_plan.compute_split(cur, plan, count)
             assert split.ranges <= count
-            conditions = [shard_record.condition(cur, split, index, plan) for index in range(count)]
+            conditions = [shard_plan.condition(cur, split, index, plan) for index in range(count)]
             hits = " + ".join(f"coalesce(({c}), false)::int" for c in conditions)  # as WHERE
             cur.execute(f"SELECT {hits} AS hits, count(*) FROM {table} GROUP BY 1")
             assert cur.fetchall() == [(1, 3000)]
@@ -479,7 +479,7 @@ def test_the_parts_are_disjoint_and_cover_every_row(
 def test_a_sampled_split_balances_the_shards(postgres_url: str, relation: str) -> None:
     """Over ``SAMPLE_ROWS`` ids the bounds come from a sample: of pages for a table, of rows
     for a view (which takes no TABLESAMPLE); either way each shard gets its share."""
-    rows, count = 5 * shard_record.SAMPLE_ROWS, 8
+    rows, count = 5 * shard_plan.SAMPLE_ROWS, 8
     table, view = "public.split_sampled", "public.split_sampled_view"
     services.execute(
         postgres_url,
@@ -499,13 +499,13 @@ def test_a_sampled_split_balances_the_shards(postgres_url: str, relation: str) -
                 wire.RowLayout(()),
                 "",
             )
-            split = shard_record.compute_split(cur, plan, count)
+            split = shard_plan.compute_split(cur, plan, count)
             assert split.ranges == count
             sizes = []
             for index in range(count):
                 cur.execute(
                     f"SELECT count(*) FROM {plan.relation.sql}"
-                    f" WHERE {shard_record.condition(cur, split, index, plan)}"
+                    f" WHERE {shard_plan.condition(cur, split, index, plan)}"
                 )
                 sizes.append(db.one_value(cur))
             assert sum(sizes) == rows

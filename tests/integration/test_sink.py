@@ -28,7 +28,7 @@ def conn(postgres_url: str) -> Iterator[psycopg2.extensions.connection]:
 
 
 def _partition(target_schema: str, kind: str, run_id: str) -> sink.RunPartition:
-    lineage = sink.Lineage(run_id, "churn", 1, "2026-12-01", datetime.now(UTC))
+    lineage = sink.LineageColumns(run_id, "churn", 1, "2026-12-01", datetime.now(UTC))
     return sink.RunPartition(target_schema, lineage, kind, labels=True)
 
 

@@ -23,9 +23,9 @@ from scorer.errors import (
     ScorerError,
     TerminationSignal,
 )
+from scorer.failures import classify
 from scorer.model import registry
 from scorer.postgres import db
-from scorer.run.single import classify
 
 AT = 'connection to server at "db" (10.0.0.1), port 5432 failed: '
 PK_VIOLATION = (
@@ -233,7 +233,7 @@ def test_database_errors(exc: psycopg2.Error, kind: str, code: int, says: str) -
     assert (failure.kind, failure.exit_code) == (kind, code)
     assert says in str(failure)
     assert failure.__cause__ is exc  # the cause stays chained
-    assert failure.kind == db.classify(exc).kind  # one place: pipeline delegates to db
+    assert failure.kind == db.database_error(exc).kind  # one place: classify delegates to db
 
 
 @pytest.mark.parametrize(
@@ -259,7 +259,7 @@ def test_no_row_data_in_the_message(exc: psycopg2.Error) -> None:
 
 
 def test_prefix_names_what_was_being_done() -> None:
-    failure = db.classify(psycopg2.InterfaceError("connection already closed"), "publishing")
+    failure = db.database_error(psycopg2.InterfaceError("connection already closed"), "publishing")
     assert str(failure).startswith("publishing: the connection to the database was lost")
 
 

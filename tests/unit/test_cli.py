@@ -21,7 +21,8 @@ import structlog
 from scorer import cli, logs
 from scorer.config import DatabaseSettings, RunSettings, env_name, flag_name
 from scorer.errors import LockBusyError
-from scorer.run import single as pipeline
+from scorer.run import runner
+from scorer.run.single import SingleRun
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Sup3r-s3cret-pw"
@@ -172,8 +173,8 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         seen["settings"] = settings
         return 0
 
-    monkeypatch.setattr(pipeline, "run", record)
-    monkeypatch.setattr(pipeline, "check", record)
+    monkeypatch.setattr(runner, "run", record)
+    monkeypatch.setattr(runner, "check", record)
     monkeypatch.setattr(cli, "_migrate", record)
     return seen
 
@@ -332,7 +333,7 @@ def test_an_internal_error_exits_2_with_its_traceback_and_no_password(
         url = BASE_ENV["SCORER_DATABASE_URL"]
         raise TypeError(f"a bug while holding {url} and {PASSWORD}")
 
-    monkeypatch.setattr(pipeline, "check", broken)
+    monkeypatch.setattr(runner, "check", broken)
     code, lines, out = run_main(monkeypatch, capsys, ["check"], BASE_ENV)
     assert code == 2
     last = lines[-1]
@@ -350,7 +351,7 @@ def test_an_internal_error_during_run_logs_the_traceback_then_the_summary(
     def broken(_self: Any) -> None:
         raise ZeroDivisionError(f"division by zero near {PASSWORD}")
 
-    monkeypatch.setattr(pipeline._RunState, "execute", broken)
+    monkeypatch.setattr(SingleRun, "execute", broken)
     code, lines, out = run_main(monkeypatch, capsys, ["run"], BASE_ENV)
     assert code == 2
     assert [line["event"] for line in lines[-2:]] == ["run.internal_error", "run.failed"]
@@ -366,7 +367,7 @@ def test_console_tracebacks_are_masked_too(
     def broken(_settings: Any) -> int:
         raise TypeError(f"a bug near {PASSWORD}")
 
-    monkeypatch.setattr(pipeline, "check", broken)
+    monkeypatch.setattr(runner, "check", broken)
     code, _, out = run_main(monkeypatch, capsys, ["check", "--log-format", "console"], BASE_ENV)
     assert code == 2
     assert "Traceback (most recent call last)" in out
@@ -380,7 +381,7 @@ def test_run_returns_its_exit_code_having_logged_one_summary(
     def busy(_self: Any) -> None:
         raise LockBusyError("another run is scoring churn")
 
-    monkeypatch.setattr(pipeline._RunState, "execute", busy)
+    monkeypatch.setattr(SingleRun, "execute", busy)
     code, lines, _ = run_main(monkeypatch, capsys, ["run"], BASE_ENV)
     assert code == 1
     assert [line["event"] for line in lines] == ["run.failed"]

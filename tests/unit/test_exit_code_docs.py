@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import scorer.run.shard_record  # noqa: F401 - defines RunFailedError, a kind of its own
+import scorer.run.shard_plan  # noqa: F401 - defines RunFailedError, a kind of its own
 from scorer.errors import InternalError, PermanentError, RetryableError, ScorerError
 
 README = Path(__file__).resolve().parents[2] / "README.md"

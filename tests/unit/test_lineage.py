@@ -19,13 +19,9 @@ from openlineage.client.serde import Serde
 from scorer import config, logs
 from scorer.errors import ConfigError
 from scorer.lineage import mlflow, openlineage
-from scorer.lineage.recorder import (
-    Outcome,
-    Start,
-    Table,
-    openlineage_config,
-    scheduled_time,
-)
+from scorer.lineage.config import openlineage_config
+from scorer.lineage.recorder import scheduled_time
+from scorer.lineage.types import Outcome, Start, Table
 from scorer.model.registry import ResolvedModel
 from tests.lineage_schema import validate
 

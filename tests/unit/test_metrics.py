@@ -29,7 +29,7 @@ ENV = {
 
 
 class Ended:
-    """A run's end as ``scorer.run.single._RunState`` presents it."""
+    """A run's end as ``scorer.run.progress.RunProgress`` presents it."""
 
     def __init__(self, settings: RunSettings, verdict: Verdict | None, read: int) -> None:
         self.settings = settings

@@ -1,0 +1,152 @@
+"""The steps an unsharded run and a shard of a sharded run share: stream, predict and write;
+refuse what cannot be published; the quality gate. Each works on the run's ``RunProgress``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import structlog
+
+from scorer.errors import (
+    EmptyRelationError,
+    ModelOutputError,
+    QualityGateError,
+    RejectedRowsError,
+)
+from scorer.io import features, sink, workers
+from scorer.postgres import db, wire
+from scorer.run import gate
+from scorer.run.prepare import Prepared
+from scorer.run.progress import RunProgress
+from scorer.run.record import Counts, Evidence
+from scorer.run.statistics import label
+
+log = structlog.get_logger("scorer")
+
+_PROGRESS_EVERY_SECONDS = 5.0
+
+
+def score(  # noqa: PLR0913 - the run, its model and plan, both connections, the table
+    run: RunProgress,
+    prepared: Prepared,
+    reader: db.Connection,
+    writer: db.Connection,
+    table: sink.RunPartition,
+    *,
+    poll: Callable[[], None] = lambda: None,
+) -> None:
+    """Create the run's table, then stream, predict and COPY into it (in the caller's
+    transaction); reading and writing run on threads of their own. ``poll`` is called after
+    each chunk (a shard checks there whether its run still stands)."""
+    settings, counts, plan = run.settings, run.counts, prepared.plan
+    threshold = settings.label_threshold
+    with writer.cursor() as cur:
+        table.create(cur)
+
+    def copy_all(payloads: Iterable[bytes]) -> None:
+        with writer.cursor() as cur:
+            sink.write(cur, table.copy_statement, payloads)
+
+    with workers.consumed(copy_all, writer.cancel, name="scorer-writer") as send:
+        begin = last = time.perf_counter()
+        for chunk in features.stream(reader, plan, settings.chunk_rows):
+            counts.read += chunk.read
+            counts.rejected_by.update(chunk.rejected_by)
+            run.feature_counts.add(chunk.nulls, chunk.empties)
+            if chunk.ids.size:
+                scores = prepared.model.predict(chunk, plan)
+                labels = None if threshold is None else label(scores, threshold)
+                run.stats.add(scores, labels)
+                send(wire.encode_predictions(chunk.ids, scores, labels))
+            now = time.perf_counter()
+            poll()
+            if now - last >= _PROGRESS_EVERY_SECONDS or counts.read == chunk.read:
+                log.info(
+                    "batch.scored",
+                    rows=counts.read,
+                    rejected=counts.rejected,
+                    rows_per_s=round(counts.read / max(now - begin, 1e-9)),
+                )
+                last = now
+
+
+def check_scored(run: RunProgress, prepared: Prepared) -> None:
+    """Refuse to publish what the scorer cannot stand behind."""
+    settings, counts = run.settings, run.counts
+    where = settings.features_table
+    if prepared.plan.snapshot.column is not None:
+        where += f" (snapshot {run.snapshot})"
+    if counts.read == 0:
+        raise EmptyRelationError(
+            f"feature relation {where} has no rows; nothing published, the previous "
+            "predictions stay (check the upstream load)"
+        )
+    ratio = counts.rejected / counts.read
+    if ratio > settings.max_rejected_ratio:
+        raise RejectedRowsError(
+            f"{counts.rejected} of {counts.read} rows rejected ({ratio:.2%}: {_reasons(counts)}), "
+            f"more than SCORER_MAX_REJECTED_RATIO={settings.max_rejected_ratio:g}; "
+            "nothing published"
+        )
+    if run.stats.count == 0:
+        raise RejectedRowsError(
+            f"all {counts.read} rows of {where} were rejected ({_reasons(counts)}); "
+            "nothing published"
+        )
+    if prepared.model.score_kind == "probability" and run.stats.all_extreme:
+        raise ModelOutputError(
+            f"the model's {prepared.model.method} returned only 0 and 1: labels, not "
+            "probabilities; log it so that it returns probabilities, e.g. "
+            'mlflow.pyfunc.log_model(..., pyfunc_predict_fn="predict_proba")'
+        )
+
+
+def check_gate(run: RunProgress, writer: db.Connection, prepared: Prepared) -> None:
+    """Record the evidence and compare it with the previous published run (see
+    ``scorer.run.gate``); past a limit, refuse to publish unless overridden."""
+    settings = run.settings
+    probabilities = prepared.model.score_kind == "probability"
+    histogram = gate.coarse_histogram(run.stats.histogram) if probabilities else None
+    stats = run.feature_counts.shares(run.stats.count)
+    meaning = gate.Meaning(
+        prepared.resolved.name,
+        settings.features_table,
+        prepared.model.score_kind,
+        prepared.model.positive_class,
+    )
+    reference = gate.previous(writer, settings.target_schema, meaning, settings.run_id)
+    limits = gate.Limits(
+        settings.max_score_psi, settings.min_rows_ratio, settings.max_null_share_increase
+    )
+    observed = gate.Observed(run.stats.count, histogram, stats)
+    verdict = gate.evaluate(reference, observed, limits, settings.quality_override)
+    run.verdict = verdict
+    run.evidence = Evidence(
+        None if histogram is None else histogram.tolist(),
+        stats,
+        verdict.as_json(),
+        settings.quality_override,
+    )
+    for check in verdict.warnings:
+        log.warning("quality.warning", check=check.check, value=check.value, warn=check.warn)
+    if isinstance(reference, gate.NoReference):
+        log.info("quality.no_reference", detail=reference.reason)
+    failed = "; ".join(check.describe() for check in verdict.failed)
+    if failed and settings.quality_override is not None:
+        log.warning("quality.overridden", failed=failed, reason=settings.quality_override)
+    elif failed:
+        raise QualityGateError(
+            f"quality gate: {failed} against run {verdict.reference_run_id}; nothing "
+            "published. If the change is deliberate (e.g. a new model version), let this "
+            "run through with SCORER_QUALITY_OVERRIDE=<reason>"
+        )
+
+
+def _reasons(counts: Counts) -> str:
+    """Why rows were rejected, by column: ``contract: 1000 rows not a number``."""
+    parts = []
+    for key, count in counts.rejected_by.most_common():
+        column, _, reason = key.partition(": ")
+        parts.append(f"{column}: {count} rows {reason}")
+    return ", ".join(parts)

@@ -64,7 +64,7 @@ class LogSettings(BaseSettings):
 class SchemaSettings(LogSettings):
     """Which schema holds the tables (``grant --dry-run`` reads no more)."""
 
-    target_schema: str = Field("scoring", description="Schema holding scoring_runs/predictions")
+    target_schema: str = Field("scoring", description="Schema of the scorer's tables and views")
 
     @field_validator("target_schema")
     @classmethod
@@ -260,8 +260,9 @@ class RunSettings(DatabaseSettings):
 
     pushgateway_url: str | None = Field(
         None,
-        description="Prometheus Pushgateway each run pushes its metrics to, http(s)://host:port"
-        " (default: off); best effort: a Pushgateway down only warns",
+        description="Prometheus Pushgateway each run pushes its metrics to,"
+        " http(s)://host[:port][/path], no credentials (default: off); best effort: a"
+        " Pushgateway down only warns",
     )
     pushgateway_timeout_seconds: float = Field(
         5.0,

@@ -1,4 +1,4 @@
-"""Make the README's MLflow UI screenshots from real scoring runs, in headless Chromium.
+"""Make docs/lineage.md's MLflow UI screenshots from real scoring runs, in headless Chromium.
 
 Seven nightly runs of a churn model (one snapshot each, the charges drifting up, one rough
 night) are scored by the real scorer into a throwaway MLflow server and PostgreSQL database

@@ -62,9 +62,9 @@ class LogSettings(BaseSettings):
 
 
 class SchemaSettings(LogSettings):
-    """Which schema holds the tables (``grant --dry-run`` needs no more)."""
+    """Which schema holds the tables (``grant --dry-run`` reads no more)."""
 
-    target_schema: str = Field("scoring", description="Schema holding scoring_runs/predictions")
+    target_schema: str = Field("scoring", description="Schema of the scorer's tables and views")
 
     @field_validator("target_schema")
     @classmethod
@@ -73,7 +73,8 @@ class SchemaSettings(LogSettings):
 
 
 class DatabaseSettings(SchemaSettings):
-    """What every database command needs: where the tables live."""
+    """What every database command needs: where the tables live (``migrate``, ``grant``,
+    ``runs``, ``show`` and ``explain`` read no more)."""
 
     database_url: SecretStr = Field(
         description="PostgreSQL URL, postgresql://user:password@host:port/db[?sslmode=...];"
@@ -137,7 +138,7 @@ def _default_run_id() -> str:
 
 
 class RunSettings(DatabaseSettings):
-    """Everything ``run`` and ``check`` need."""
+    """Everything ``run``, ``check`` and ``backfill`` need."""
 
     tracking_uri: str = Field(
         validation_alias=AliasChoices(*_TRACKING_URI_ALIASES),
@@ -194,7 +195,8 @@ class RunSettings(DatabaseSettings):
     run_id: str = Field(
         default_factory=_default_run_id,
         description="Run identity, 1-128 of letters, digits, '.', '_', ':', '-'; a retry under"
-        " the same id replaces its own partial output (the chart passes the Job name)",
+        " the same id replaces its own partial output (the chart passes the Job name;"
+        " default: a fresh run-<UTC time>-<hex>)",
     )
     chunk_rows: int = Field(
         50_000,
@@ -258,8 +260,9 @@ class RunSettings(DatabaseSettings):
 
     pushgateway_url: str | None = Field(
         None,
-        description="Prometheus Pushgateway each run pushes its metrics to, http(s)://host:port"
-        " (default: off); best effort: a Pushgateway down only warns",
+        description="Prometheus Pushgateway each run pushes its metrics to,"
+        " http(s)://host[:port][/path], no credentials (default: off); best effort: a"
+        " Pushgateway down only warns",
     )
     pushgateway_timeout_seconds: float = Field(
         5.0,

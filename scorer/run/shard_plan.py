@@ -14,7 +14,7 @@ so the parts are disjoint and cover every row whatever the table holds. The cond
 of the COPY query: a shard receives only its own rows, and with an index on the id (after the
 snapshot column, if any) its scan reads only its own range. Each shard's table carries its
 range as a CHECK, so at publish it becomes a range partition of the run's table without a scan,
-and the run's primary key holds across shards. See the README for the measured cost.
+and the run's primary key holds across shards. The measured cost: benchmarks/RESULTS.md.
 
 **Who may score.** A shard holds the (model, snapshot) advisory lock *shared* for its session
 (an unsharded run holds it exclusively, so the two exclude each other), plus a shared lock on

@@ -1,4 +1,4 @@
-"""The README lists every failure kind with its exit code, as the code defines them."""
+"""docs/concepts.md lists every failure kind with its exit code, as the code defines them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import scorer.run.shard_plan  # noqa: F401 - defines RunFailedError, a kind of its own
 from scorer.errors import InternalError, PermanentError, RetryableError, ScorerError
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CONCEPTS = Path(__file__).resolve().parents[2] / "docs" / "concepts.md"
 ROW = re.compile(r"^\| `([a-z_]+)` \| ([012]) \|", re.MULTILINE)
 BASES = {ScorerError, RetryableError, PermanentError}
 
@@ -26,7 +26,7 @@ def kinds() -> dict[str, int]:
 
 
 def test_every_kind_is_documented_with_its_exit_code() -> None:
-    documented = {kind: int(code) for kind, code in ROW.findall(README.read_text())}
+    documented = {kind: int(code) for kind, code in ROW.findall(CONCEPTS.read_text())}
     assert documented == kinds()
 
 

@@ -1,6 +1,6 @@
 {{/*
-The container's environment: the contract with the scorer (see the README's "Environment"
-section). Optional SCORER_* variables are only set when their value is set, so the scorer's
+The container's environment: the contract with the scorer (docs/configuration.md lists
+every variable). Optional SCORER_* variables are only set when their value is set, so the scorer's
 own defaults apply. Takes a dict:
   root      the chart's root context
   database  a Job's own database Secret (existingSecret, urlKey; empty: the release's)

@@ -16,15 +16,35 @@ import json
 import os
 import statistics
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import fixtures
-from benchmarks.cli import Bench, Sample, extract, progress
+from benchmarks.bench import Bench
+from benchmarks.children import extract
 from benchmarks.cluster import Cluster
+from benchmarks.config import TRAIN_ROWS
 from benchmarks.fixtures import NUMERIC
+from benchmarks.progress import progress
+from benchmarks.types import Sample
 
 BEFORE_TABLE = fixtures.TABLE + "_before"
 SMALL = 100
+
+
+@dataclass(frozen=True)
+class ChunkSizes:
+    """The command line: rows, chunk sizes, runs per size, and the older commit if any."""
+
+    rows: int
+    sizes: tuple[int, ...]
+    repeat: int
+    before: str | None
+    before_rows: int
+
+    def rows_scored(self, tree: str, size: int) -> int:
+        """Rows the ``tree`` (after or before) scores at chunk ``size``."""
+        return self.before_rows if tree == "before" and size < SMALL else self.rows
 
 
 def _score_seconds(sample: Sample) -> float:
@@ -34,11 +54,8 @@ def _score_seconds(sample: Sample) -> float:
     raise RuntimeError("no run.succeeded line")
 
 
-def _rows(tree: str, size: int, args: argparse.Namespace) -> int:
-    return args.before_rows if tree == "before" and size < SMALL else int(args.rows)
-
-
-def main(argv: list[str] | None = None) -> int:
+def parse_config(argv: list[str] | None = None) -> ChunkSizes:
+    """The command line as a ``ChunkSizes``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.chunk_sizes", description=__doc__)
     parser.add_argument("--rows", type=int, default=20_000, help="rows scored")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 50_000])
@@ -48,25 +65,31 @@ def main(argv: list[str] | None = None) -> int:
         "--before-rows", type=int, default=2_000, help=f"rows it scores at sizes under {SMALL}"
     )
     args = parser.parse_args(argv)
+    return ChunkSizes(args.rows, tuple(args.sizes), args.repeat, args.before, args.before_rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Score the numeric case at every chunk size, interleaved; print the medians."""
+    config = parse_config(argv)
     with tempfile.TemporaryDirectory(prefix="scorer-chunks-") as tmp:
         workdir = Path(tmp)
         cluster = Cluster.start()
         try:
-            before = extract(args.before, workdir) if args.before else None
+            before = extract(config.before, workdir) if config.before else None
             bench = Bench(cluster, workdir, before)
-            bench.setup(args.rows, [NUMERIC], 20_000)
+            bench.setup(config.rows, [NUMERIC], TRAIN_ROWS)
             trees = ["after"]
             if before is not None:
-                fixtures.create_features(bench.db_url, args.before_rows, BEFORE_TABLE)
+                fixtures.create_features(bench.db_url, config.before_rows, BEFORE_TABLE)
                 trees.append("before")
             load = [os.getloadavg()]
             found: dict[tuple[str, int], list[tuple[float, float]]] = {}
-            for attempt in range(args.repeat):
+            for attempt in range(config.repeat):
                 for tree in trees:
-                    for size in args.sizes:
-                        rows = _rows(tree, size, args)
+                    for size in config.sizes:
+                        rows = config.rows_scored(tree, size)
                         extra = {"SCORER_CHUNK_ROWS": str(size)}
-                        if rows != args.rows:
+                        if rows != config.rows:
                             extra["SCORER_FEATURES_TABLE"] = BEFORE_TABLE
                         sample = bench.scorer(
                             NUMERIC, rows, attempt, before=tree == "before", extra=extra
@@ -79,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             load.append(os.getloadavg())
         finally:
             cluster.stop()
-    print(f"\nload average {load[0]} before, {load[1]} after; medians of {args.repeat}\n")
+    print(f"\nload average {load[0]} before, {load[1]} after; medians of {config.repeat}\n")
     print("| scorer | rows | SCORER_CHUNK_ROWS | wall s | rows/s end to end | rows/s scoring |")
     print("|---|---|---|---|---|---|")
     for (tree, size), samples in found.items():
-        rows = _rows(tree, size, args)
+        rows = config.rows_scored(tree, size)
         wall = statistics.median(wall for wall, _ in samples)
         score = statistics.median(score for _, score in samples)
         print(

@@ -38,11 +38,13 @@ def rows(count: int) -> wire.Rows:
     for i in range(FEATURES):
         data[f"len{i}"], data[f"f{i}"] = 8, rng.random(count) * 100
     names = ["id", "null_id", *(f"f{i}" for i in range(FEATURES))]
+    fields = data.dtype.fields
+    assert fields is not None
     fixed = np.dtype(
         {
             "names": names,
-            "formats": [data.dtype[name] for name in names],
-            "offsets": [data.dtype.fields[name][1] for name in names],  # type: ignore[index]
+            "formats": [fields[name][0] for name in names],
+            "offsets": [int(fields[name][1]) for name in names],
             "itemsize": data.dtype.itemsize,
         }
     )

@@ -183,7 +183,8 @@ def _labels(x: np.ndarray[Any, Any], rng: np.random.Generator) -> np.ndarray[Any
         + x[:, 5:20].sum(axis=1)
         - 7.5
     )
-    return (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    labels: np.ndarray[Any, Any] = rng.random(len(x)) < 1 / (1 + np.exp(-logit))
+    return labels.astype(np.int8)
 
 
 def _requirements(package: str, module: str) -> list[str]:

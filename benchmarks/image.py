@@ -14,13 +14,14 @@ import json
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from benchmarks import cluster, fixtures
-from benchmarks.cli import Bench, Sample, progress, shard_envs
-from benchmarks.levers import Lever
+from benchmarks.bench import Bench, shard_envs
+from benchmarks.progress import progress
+from benchmarks.types import Lever, Sample
 from tests.services import mlflow_server
 
 _ENV = (
@@ -34,9 +35,19 @@ _ENV = (
 )
 
 
+@dataclass
+class ImageRuns:
+    """What ``measure_image`` measured in the image."""
+
+    to_model_loaded: float  # median seconds, the container's process start to ``model.loaded``
+    run: list[Sample]  # at N rows
+    quarter: list[Sample]  # at N/4 rows
+    levers: dict[str, list[Sample]]  # at N rows, per lever
+
+
 def measure_image(
-    image: str, bench: Bench, rows: int, repeat: int, levers: list[Lever]
-) -> dict[str, Any]:
+    image: str, bench: Bench, rows: int, repeat: int, levers: Sequence[Lever]
+) -> ImageRuns:
     """Start-up, and ``run`` at ``rows`` and at N/4 rows, in ``image`` (HTTP registry); the
     run at ``rows`` also under each lever, interleaved."""
     small = max(rows // 4, 1)
@@ -66,11 +77,11 @@ def measure_image(
                 by_lever[lever.name].append(
                     run_in_image(image, lever_env, attempt, server_cpu, rows)
                 )
-    return {"to_model_loaded": startup, "run": full, "quarter": quarter, "levers": by_lever}
+    return ImageRuns(startup, full, quarter, by_lever)
 
 
 def measure_image_shards(
-    image: str, bench: Bench, rows: int, counts: list[int], repeat: int
+    image: str, bench: Bench, rows: int, counts: Sequence[int], repeat: int
 ) -> tuple[dict[int, list[Sample]], float]:
     """The numeric case's run as 1, 2, 4 ... concurrent shard containers over the same rows,
     interleaved; and a joining shard's fixed start-up in the image (``joiner_cpu_in_image``)."""

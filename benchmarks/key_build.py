@@ -34,14 +34,24 @@ import numpy as np
 import numpy.typing as npt
 import psycopg2
 
-from benchmarks.cli import progress
 from benchmarks.cluster import Cluster, server_cpu
 from benchmarks.fixtures import telco_id
+from benchmarks.progress import progress
 from benchmarks.stages import CHUNK, bench_lineage
 from scorer.io import sink
 from scorer.postgres import schema, wire
 
 SCHEMA = "scoring"
+
+
+@dataclass(frozen=True)
+class KeyBuild:
+    """The command line: sizes, runs per variant, id types, and the variants chosen."""
+
+    rows: tuple[int, ...]
+    repeat: int
+    kinds: tuple[str, ...]
+    only: tuple[str, ...]  # variants whose name contains one of these words (and the baseline)
 
 
 @dataclass(frozen=True)
@@ -199,10 +209,10 @@ def _chose(notices: list[str]) -> str:
     return f"serial, {where}"
 
 
-def measure(cluster: Cluster, url: str, rows: int, options: argparse.Namespace) -> None:
+def measure(cluster: Cluster, url: str, rows: int, config: KeyBuild) -> None:
     """Every variant for one size, interleaved; a markdown table per id type, on stdout."""
-    repeat = options.repeat
-    for kind in options.kinds:
+    repeat = config.repeat
+    for kind in config.kinds:
         ids = _ids(url, kind, rows)
         payloads = {order: _payloads(values) for order, values in ids.items()}
         del ids
@@ -210,7 +220,7 @@ def measure(cluster: Cluster, url: str, rows: int, options: argparse.Namespace) 
             v
             for v in VARIANTS
             if kind in v.kinds
-            and (v is VARIANTS[0] or not options.only or any(o in v.name for o in options.only))
+            and (v is VARIANTS[0] or not config.only or any(o in v.name for o in config.only))
         ]
         writer = Writer(url, cluster.postmaster)
         writer.sample(variants[0], kind, payloads["natural"])  # warm-up, not counted
@@ -285,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="+", default=[], help="variants whose name contains one of these words"
     )
     args = parser.parse_args(argv)
+    config = KeyBuild(tuple(args.rows), args.repeat, tuple(args.kinds), tuple(args.only))
     cluster = Cluster.start()
     try:
         with closing(psycopg2.connect(cluster.url)) as conn:
@@ -304,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             f" shared_buffers 256MB, lc_collate {collation}).\n",
             flush=True,
         )
-        for rows in args.rows:
-            measure(cluster, url, rows, args)
+        for rows in config.rows:
+            measure(cluster, url, rows, config)
     finally:
         cluster.stop()
     return 0

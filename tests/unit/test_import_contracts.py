@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -14,13 +15,39 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_layer_contracts_hold() -> None:
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` over the contracts of ``cwd / "pyproject.toml"``, without its cache;
+    the packages of ``cwd`` first, then this checkout's."""
     command = shutil.which("lint-imports")
     assert command is not None, "import-linter is a test dependency: pip install -e '.[dev]'"
-    result = subprocess.run(
-        [command, "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False
+    return subprocess.run(
+        [command, "--no-cache"],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
     )
+
+
+def test_the_layer_contracts_hold() -> None:
+    result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_benchmarks_module_importing_a_layer_above_breaks_its_contract(tmp_path: Path) -> None:
+    """The benchmarks' layers catch what they are for: ``types`` (the lowest layer) importing
+    the command line, lazily, inside a function."""
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    shutil.copytree(ROOT / "benchmarks", tmp_path / "benchmarks")
+    types = tmp_path / "benchmarks" / "types.py"
+    types.write_text(types.read_text() + "\n\ndef _up() -> None:\n    import benchmarks.cli\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    contract = "benchmarks: command lines > report > measurement > harness > types"
+    assert f"{contract} BROKEN" in result.stdout
+    assert "benchmarks.types is not allowed to import benchmarks.cli" in result.stdout
+    assert "scorer's layers follow one run's flow KEPT" in result.stdout
 
 
 def cycles(graph: grimp.ImportGraph, package: str) -> list[list[str]]:

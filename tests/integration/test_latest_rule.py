@@ -107,9 +107,11 @@ def test_views_prune_and_explain_agree(postgres_url: str, target: str, runs: Non
     assert published_view == published("churn") | published("telco")
 
     with closing(psycopg2.connect(postgres_url)) as conn:
-        # keep_runs=2: the plan keeps each model's first two runs by the rule, in its order.
+        # keep_runs=2: prune keeps each model's first two runs by the rule, in its order.
         with db.transaction(conn):
-            plan = retention.plan(conn, target, retention.Rules(keep_runs=2, keep_days=None))
+            plan = retention.published_runs(
+                conn, target, retention.Rules(keep_runs=2, keep_days=None)
+            )
         explained = {
             model: history.explain(conn, target, sim.entity(kind, 1), model)["scores"]
             for model, kind in KINDS.items()
@@ -146,7 +148,7 @@ def test_a_run_of_a_newer_snapshot_becomes_latest_everywhere(
     }
     with closing(psycopg2.connect(postgres_url)) as conn:
         with db.transaction(conn):
-            plan = retention.plan(conn, target, retention.Rules(None, None, "churn"))
+            plan = retention.published_runs(conn, target, retention.Rules(None, None, "churn"))
         scores = history.explain(conn, target, sim.entity("bigint", 1), "churn")["scores"]
     assert [run.run_id for run in plan if run.kept_by == "latest"] == ["churn-apr"]
     assert [score["run_id"] for score in scores if score["latest"]] == ["churn-apr"]

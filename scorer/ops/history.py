@@ -17,7 +17,7 @@ from typing import Any
 
 from scorer.errors import RunNotFoundError
 from scorer.io import sink
-from scorer.postgres import db
+from scorer.postgres import db, ranking
 from scorer.postgres.identifiers import quote_identifier
 from scorer.run.gate import FIRST_RUN, HISTOGRAM_BINS
 
@@ -330,26 +330,22 @@ def explain(conn: db.Connection, target: str, entity_id: str, model: str | None)
                 f"""
                 WITH ranked AS (
                     SELECT run_id, model_name, model_selector, model_version, snapshot,
-                           snapshot_order, features_relation, entity_type, finished_at,
-                           row_number() OVER (PARTITION BY model_name ORDER BY snapshot_order
-                                              DESC, finished_at DESC, run_id DESC) = 1 AS latest,
-                           row_number() OVER (PARTITION BY model_name, snapshot
-                                              ORDER BY finished_at DESC, run_id DESC) = 1
-                               AS published
+                           features_relation, entity_type,
+                           {ranking.LATEST_RANK} AS rank, {ranking.PUBLISHED_RANK} AS newest
                     FROM {table}
                     WHERE status = 'succeeded'
                       AND (%(model)s::text IS NULL OR model_name = %(model)s::text)
                 )
                 SELECT r.run_id, r.model_name, r.model_selector, r.model_version, r.snapshot,
                        r.features_relation, r.entity_type, p.score, p.label, p.scored_at,
-                       r.latest, r.published
+                       r.rank = 1 AS latest, r.newest = 1 AS published
                 FROM ranked AS r
                 CROSS JOIN LATERAL (
                     SELECT score, label, scored_at FROM {quote_identifier(target)}.{parent} AS p
                     WHERE p.run_id = r.run_id AND p.entity_id = %(id)s::{kind} OFFSET 0
                 ) AS p
                 WHERE r.entity_type = %(kind)s
-                ORDER BY r.model_name, r.snapshot_order DESC, r.finished_at DESC, r.run_id DESC
+                ORDER BY r.model_name, r.rank
                 """,
                 {"model": model, "id": value, "kind": kind},
             )

@@ -49,7 +49,7 @@ import structlog
 from scorer.config import PruneSettings
 from scorer.errors import EXIT_OK, LockBusyError
 from scorer.io import sink
-from scorer.postgres import db, locks, privileges, schema, sessions
+from scorer.postgres import db, locks, privileges, ranking, schema, sessions
 from scorer.postgres.identifiers import quote_identifier
 
 log = structlog.get_logger("scorer")
@@ -201,10 +201,7 @@ def published_runs(conn: db.Connection, target: str, rules: Rules) -> list[Publi
             f"""
             WITH published AS (
                 SELECT run_id, model_name, snapshot, entity_type, finished_at,
-                       row_number() OVER (PARTITION BY model_name ORDER BY snapshot_order DESC,
-                                          finished_at DESC, run_id DESC) AS rank,
-                       row_number() OVER (PARTITION BY model_name, snapshot
-                                          ORDER BY finished_at DESC, run_id DESC) AS newest
+                       {ranking.LATEST_RANK} AS rank, {ranking.PUBLISHED_RANK} AS newest
                 FROM {table}
                 WHERE status = 'succeeded'
                   AND (%(model)s::text IS NULL OR model_name = %(model)s::text)

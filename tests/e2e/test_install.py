@@ -59,20 +59,15 @@ BAD_SECRET = "scorer-migration-wrong-password"
 
 
 def build_next_image(cluster: Any, work: Path) -> None:
-    """``IMAGE`` plus one migration, as ``NEXT_IMAGE``, loaded into the cluster."""
-    source = (services.REPO / "scorer" / "schema.py").read_text()
-    line = "SCHEMA_VERSION = len(_MIGRATIONS)\n"
-    assert source.count(line) == 1, (
-        "scorer/postgres/schema.py no longer ends its migrations this way"
-    )
-    extra = f'_MIGRATIONS = (*_MIGRATIONS, "CREATE TABLE {{s}}.{MARKER} (note text)")\n'
+    """``IMAGE`` plus one migration file, as ``NEXT_IMAGE``, loaded into the cluster."""
+    name = f"{SCHEMA_VERSION + 1:04d}_{MARKER}.sql"
     context = work / "next-image"
     context.mkdir()
-    (context / "schema.py").write_text(source.replace(line, extra + line))
+    (context / name).write_text(f"CREATE TABLE {{s}}.{MARKER} (note text);\n")
     (context / "Dockerfile").write_text(
-        f"FROM {IMAGE}\nUSER 0:0\nCOPY schema.py /tmp/schema.py\n"
-        "RUN python -c \"import shutil, scorer.postgres.schema as s; shutil.copy('/tmp/schema.py',"
-        ' s.__file__)" && python -m compileall -q /opt/venv && rm /tmp/schema.py\n'
+        f"FROM {IMAGE}\nUSER 0:0\nCOPY {name} /tmp/{name}\n"
+        'RUN python -c "import pathlib, shutil, scorer.postgres.schema as s; shutil.copy('
+        f"'/tmp/{name}', pathlib.Path(s.__file__).parent / 'migrations')\" && rm /tmp/{name}\n"
         "USER 10001:10001\n"
     )
     docker = shutil.which("docker") or "docker"

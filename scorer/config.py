@@ -184,6 +184,13 @@ class RunSettings(DatabaseSettings):
     max_null_share_increase: float = Field(
         0.2, ge=0.0, le=1.0, description="Quality gate: largest rise of a feature's NULL share"
     )
+    max_feature_psi: float = Field(
+        0.2,
+        ge=0.0,
+        description="Quality gate: largest PSI of any feature's distribution against the previous"
+        " run's (numeric: over its quantile bins; categorical: over the model's categories and"
+        " 'other'); a warning from 0.1",
+    )
     quality_override: str | None = Field(
         None, min_length=1, description="Let this run through the quality gate, for this reason"
     )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -75,6 +75,9 @@ class LoadedModel:
     positive_class: str | None
     threads: int | None = None
     dtype: Precision = np.float64  # the numbers' dtype, the one the model's library computes in
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per string input, the categories the model knows, where it records them (xgboost,
+    lightgbm): model metadata, which the drift check counts values by."""
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -153,7 +156,28 @@ def load(
         chosen,
         threads,
         np.float32 if float32 else np.float64,
+        _known_categories(flavor, model, inputs, codes),
     )
+
+
+def _known_categories(
+    flavor: str, model: Any, inputs: tuple[ModelInput, ...], codes: dict[str, _TrainingCodes]
+) -> dict[str, tuple[str, ...]]:
+    """The categories an xgboost booster or a lightgbm model stored at training, per string
+    input (lightgbm's ``pandas_categorical`` lists them in the order of its categorical
+    inputs); empty for the other flavors, which record none the scorer can read."""
+    if codes:
+        return {
+            name: tuple(v.decode() for v in found.known.tolist()) for name, found in codes.items()
+        }
+    strings = [item.name for item in inputs if item.kind == "string"]
+    stored = getattr(getattr(model, "booster_", model), "pandas_categorical", None)
+    if flavor != "lightgbm" or not stored or len(stored) != len(strings):
+        return {}
+    return {
+        name: tuple(str(value) for value in values)
+        for name, values in zip(strings, stored, strict=True)
+    }
 
 
 def _load_native(flavor: str, path: Path, meta: mlmodel.ModelMeta, threads: int) -> Any:

@@ -19,8 +19,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from scorer.config import RunSettings
 from scorer.postgres import db
 from scorer.postgres.identifiers import quote_identifier
+from scorer.run import drift
 
 HISTOGRAM_BINS = 1000
 """``score_histogram`` counts the run's scores in [i/1000, (i+1)/1000), i = 0..999."""
@@ -63,6 +65,8 @@ class Limits:
     warn_score_psi: float = 0.1
     warn_rows_ratio: float = 0.95
     warn_null_share_increase: float = 0.05
+    max_feature_psi: float = RunSettings.model_fields["max_feature_psi"].default
+    warn_feature_psi: float = drift.WARN_PSI
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class Reference:
     rows: int
     histogram: npt.NDArray[np.int64] | None
     feature_stats: dict[str, dict[str, float]]
+    feature_bins: drift.Bins = field(default_factory=drift.Bins)
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class Verdict:
     checks: tuple[Check, ...]
     override: str | None
     no_reference: str | None = None  # why there was no reference run
+    drift_unchecked: dict[str, str] = field(default_factory=dict)  # feature -> why
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -151,6 +157,8 @@ class Verdict:
         }
         if self.no_reference is not None:
             recorded["no_reference"] = self.no_reference
+        if self.drift_unchecked:
+            recorded["feature_psi_unchecked"] = self.drift_unchecked
         return recorded
 
 
@@ -170,7 +178,7 @@ def previous(
     with conn.cursor() as cur:
         cur.execute(
             f"SELECT run_id, rows_scored, score_histogram, feature_stats, score_kind,"
-            f" positive_class FROM {table}"
+            f" positive_class, feature_bins FROM {table}"
             " WHERE model_name = %(model)s AND features_relation = %(relation)s"
             " AND run_id <> %(run_id)s AND status IN ('succeeded', 'pruned')"
             " ORDER BY (score_kind = %(kind)s"
@@ -195,7 +203,8 @@ def previous(
             "run's would not mean"
         )
     histogram = None if row[2] is None else np.asarray(row[2], dtype=np.int64)
-    return Reference(str(row[0]), int(row[1] or 0), histogram, dict(row[3] or {}))
+    bins = drift.Bins.from_json(row[6])
+    return Reference(str(row[0]), int(row[1] or 0), histogram, dict(row[3] or {}), bins)
 
 
 @dataclass(frozen=True)
@@ -205,6 +214,7 @@ class Observed:
     rows: int
     histogram: npt.NDArray[np.int64] | None
     feature_stats: dict[str, dict[str, float]]
+    drift: drift.Figures | None = None  # PSI per feature against the reference's bins
 
 
 def evaluate(
@@ -236,7 +246,19 @@ def evaluate(
                 limits.warn_null_share_increase,
             )
         )
-    return Verdict(reference.run_id, tuple(checks), override)
+    unchecked: dict[str, str] = {}
+    if observed.drift is not None:
+        checks += _drift_checks(observed.drift, limits)
+        unchecked = observed.drift.unchecked
+    return Verdict(reference.run_id, tuple(checks), override, drift_unchecked=unchecked)
+
+
+def _drift_checks(figures: drift.Figures, limits: Limits) -> list[Check]:
+    """``feature_psi:<name>`` per feature checked against the reference's bins."""
+    return [
+        _check(f"feature_psi:{name}", value, limits.max_feature_psi, limits.warn_feature_psi)
+        for name, value in figures.psi.items()
+    ]
 
 
 def _check(name: str, value: float, limit: float, warn: float, low: bool = False) -> Check:

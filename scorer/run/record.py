@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg2
 
@@ -226,6 +226,7 @@ class Evidence:
     feature_stats: dict[str, dict[str, float]] | None = None
     quality: dict[str, object] | None = None
     override: str | None = None
+    feature_bins: dict[str, Any] | None = None  # scorer.run.drift: bin edges and shares
 
     def columns(self) -> dict[str, str | None]:
         """The run row's evidence columns, as query parameters."""
@@ -234,12 +235,14 @@ class Evidence:
             "feature_stats": None if self.feature_stats is None else json.dumps(self.feature_stats),
             "quality": None if self.quality is None else json.dumps(self.quality),
             "quality_override": self.override,
+            "feature_bins": None if self.feature_bins is None else json.dumps(self.feature_bins),
         }
 
 
 _EVIDENCE = (
     "score_histogram = %(score_histogram)s, feature_stats = %(feature_stats)s,"
-    " quality = %(quality)s, quality_override = %(quality_override)s"
+    " quality = %(quality)s, quality_override = %(quality_override)s,"
+    " feature_bins = %(feature_bins)s"
 )
 
 

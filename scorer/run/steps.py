@@ -13,10 +13,11 @@ from scorer.errors import (
     ModelOutputError,
     QualityGateError,
     RejectedRowsError,
+    RetryableError,
 )
 from scorer.io import features, sink, workers
 from scorer.postgres import db, wire
-from scorer.run import gate
+from scorer.run import drift, gate
 from scorer.run.prepare import Prepared
 from scorer.run.progress import RunProgress
 from scorer.run.record import Counts, Evidence
@@ -43,6 +44,7 @@ def score(  # noqa: PLR0913 - the run, its model and plan, both connections, the
     threshold = settings.label_threshold
     with writer.cursor() as cur:
         table.create(cur)
+    run.feature_drift = None if settings.sharded else _drift_collector(run, writer, prepared)
 
     def copy_all(payloads: Iterable[bytes]) -> None:
         with writer.cursor() as cur:
@@ -58,6 +60,8 @@ def score(  # noqa: PLR0913 - the run, its model and plan, both connections, the
                 scores = prepared.model.predict(chunk, plan)
                 labels = None if threshold is None else label(scores, threshold)
                 run.stats.add(scores, labels)
+                if run.feature_drift is not None:
+                    run.feature_drift.add(chunk)
                 send(wire.encode_predictions(chunk.ids, scores, labels))
             now = time.perf_counter()
             poll()
@@ -109,29 +113,33 @@ def check_gate(run: RunProgress, writer: db.Connection, prepared: Prepared) -> N
     probabilities = prepared.model.score_kind == "probability"
     histogram = gate.coarse_histogram(run.stats.histogram) if probabilities else None
     stats = run.feature_counts.shares(run.stats.count)
-    meaning = gate.Meaning(
-        prepared.resolved.name,
-        settings.features_table,
-        prepared.model.score_kind,
-        prepared.model.positive_class,
-    )
+    meaning = _meaning(run, prepared)
     reference = gate.previous(writer, settings.target_schema, meaning, settings.run_id)
+    _check_drift_reference(run, reference)
     limits = gate.Limits(
-        settings.max_score_psi, settings.min_rows_ratio, settings.max_null_share_increase
+        settings.max_score_psi,
+        settings.min_rows_ratio,
+        settings.max_null_share_increase,
+        settings.max_feature_psi,
     )
-    observed = gate.Observed(run.stats.count, histogram, stats)
+    figures = _drift_figures(run, prepared)
+    observed = gate.Observed(run.stats.count, histogram, stats, figures)
     verdict = gate.evaluate(reference, observed, limits, settings.quality_override)
     run.verdict = verdict
+    binned = run.feature_drift
     run.evidence = Evidence(
         None if histogram is None else histogram.tolist(),
         stats,
         verdict.as_json(),
         settings.quality_override,
+        None if binned is None else binned.bins().as_json(),
     )
     for check in verdict.warnings:
         log.warning("quality.warning", check=check.check, value=check.value, warn=check.warn)
     if isinstance(reference, gate.NoReference):
         log.info("quality.no_reference", detail=reference.reason)
+    elif verdict.drift_unchecked:  # names and reasons only, never a value
+        log.info("quality.feature_psi_unchecked", features=verdict.drift_unchecked)
     failed = "; ".join(check.describe() for check in verdict.failed)
     if failed and settings.quality_override is not None:
         log.warning("quality.overridden", failed=failed, reason=settings.quality_override)
@@ -141,6 +149,52 @@ def check_gate(run: RunProgress, writer: db.Connection, prepared: Prepared) -> N
             "published. If the change is deliberate (e.g. a new model version), let this "
             "run through with SCORER_QUALITY_OVERRIDE=<reason>"
         )
+
+
+def _meaning(run: RunProgress, prepared: Prepared) -> gate.Meaning:
+    """What this run's scores mean: runs are compared only with runs of the same."""
+    return gate.Meaning(
+        prepared.resolved.name,
+        run.settings.features_table,
+        prepared.model.score_kind,
+        prepared.model.positive_class,
+    )
+
+
+def _drift_collector(
+    run: RunProgress, writer: db.Connection, prepared: Prepared
+) -> drift.Collector:
+    """Per-feature drift evidence against the bins of the run the gate will compare with,
+    looked up before streaming (``scorer.run.drift``)."""
+    settings = run.settings
+    meaning = _meaning(run, prepared)
+    reference = gate.previous(writer, settings.target_schema, meaning, settings.run_id)
+    categories = prepared.model.categories
+    if isinstance(reference, gate.NoReference):
+        return drift.Collector(prepared.plan, categories, None, None)
+    return drift.Collector(prepared.plan, categories, reference.feature_bins, reference.run_id)
+
+
+def _check_drift_reference(run: RunProgress, reference: gate.Reference | gate.NoReference) -> None:
+    """The features were binned against the reference looked up before streaming: it must
+    still be the gate's (a run of the model that published meanwhile moves it)."""
+    binned = run.feature_drift
+    found = reference.run_id if isinstance(reference, gate.Reference) else None
+    if binned is not None and binned.reference_run_id != found:
+        raise RetryableError(
+            f"the quality gate's reference run changed while this run scored (from "
+            f"{binned.reference_run_id} to {found}: a run published meanwhile), so its "
+            "features were binned against another run's; nothing published. Run again"
+        )
+
+
+def _drift_figures(run: RunProgress, prepared: Prepared) -> drift.Figures:
+    """This run's feature PSI; a sharded run's features are not checked (docs/drift.md)."""
+    if run.feature_drift is not None:
+        return run.feature_drift.figures()
+    why = "a sharded run: its feature drift is not checked (docs/drift.md)"
+    names = prepared.plan.numbers + prepared.plan.strings
+    return drift.Figures(None, {}, dict.fromkeys(names, why))
 
 
 def _reasons(counts: Counts) -> str:

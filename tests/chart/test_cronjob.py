@@ -239,6 +239,7 @@ def test_env_only_sets_what_is_set(base: Rendered) -> None:
         "SCORER_MAX_SCORE_PSI",
         "SCORER_MIN_ROWS_RATIO",
         "SCORER_MAX_NULL_SHARE_INCREASE",
+        "SCORER_MAX_FEATURE_PSI",
         "SCORER_QUALITY_OVERRIDE",
         "SCORER_LOG_LEVEL",
         "MLFLOW_TRACKING_USERNAME",
@@ -589,6 +590,7 @@ def test_quality_gate_values_reach_the_scorer(helm: Helm) -> None:
                     "maxScorePsi": 0.3,
                     "minRowsRatio": 0.9,
                     "maxNullShareIncrease": 0.1,
+                    "maxFeaturePsi": 0.15,
                     "override": "v8 promoted (CHURN-42)",
                 }
             },
@@ -597,6 +599,7 @@ def test_quality_gate_values_reach_the_scorer(helm: Helm) -> None:
     assert r.env_value("SCORER_MAX_SCORE_PSI") == "0.3"
     assert r.env_value("SCORER_MIN_ROWS_RATIO") == "0.9"
     assert r.env_value("SCORER_MAX_NULL_SHARE_INCREASE") == "0.1"
+    assert r.env_value("SCORER_MAX_FEATURE_PSI") == "0.15"
     assert r.env_value("SCORER_QUALITY_OVERRIDE") == "v8 promoted (CHURN-42)"
 
 

@@ -29,6 +29,7 @@ own defaults apply. Takes a dict:
   (list "SCORER_MAX_SCORE_PSI" $v.quality.maxScorePsi)
   (list "SCORER_MIN_ROWS_RATIO" $v.quality.minRowsRatio)
   (list "SCORER_MAX_NULL_SHARE_INCREASE" $v.quality.maxNullShareIncrease)
+  (list "SCORER_MAX_FEATURE_PSI" $v.quality.maxFeaturePsi)
   (list "SCORER_QUALITY_OVERRIDE" $v.quality.override)
   (list "SCORER_SHARD_TIMEOUT_SECONDS" $v.shardTimeoutSeconds)
   (list "SCORER_LOG_FORMAT" $v.log.format)

@@ -1,0 +1,214 @@
+"""Per-feature drift in the quality gate, against real runs: a fresh night passes, a shifted
+numeric or categorical column fails naming itself with its PSI, and no feature value is shown."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests import fixtures, services
+
+pytestmark = pytest.mark.integration
+
+NUMERIC = "features.drift_nightly"
+TELCO = "features.drift_telco"
+ROWS = 4_000
+TELCO_ROWS = 3_000
+PLANTED = 98765.4321  # one customer's usage: a value that must never be shown
+
+
+def night(seed: int) -> pd.DataFrame:
+    """One night's load: the same population, a fresh draw."""
+    return fixtures.synthetic_customers(ROWS, seed=seed)
+
+
+def score(env: dict[str, str], run_id: str, **extra: str) -> Any:
+    return services.run_scorer({**env, "SCORER_RUN_ID": run_id, **extra}, "run")
+
+
+def run_row(url: str, target: str, run_id: str) -> dict[str, Any]:
+    rows = services.query(
+        url,
+        f'SELECT status, quality, feature_bins FROM "{target}".scoring_runs WHERE run_id = %s',
+        (run_id,),
+    )
+    status, quality, bins = rows[0]
+    return {"status": status, "quality": quality, "feature_bins": bins}
+
+
+def feature_checks(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        check["check"].removeprefix("feature_psi:"): check
+        for check in record["quality"]["checks"]
+        if check["check"].startswith("feature_psi:")
+    }
+
+
+def published(url: str, target: str, view: str = "latest_predictions") -> list[str]:
+    rows = services.query(url, f'SELECT DISTINCT run_id FROM "{target}".{view}')
+    return [str(row[0]) for row in rows]
+
+
+@pytest.fixture
+def env(scorer_env: dict[str, str]) -> dict[str, str]:
+    return {**scorer_env, "SCORER_FEATURES_TABLE": NUMERIC}
+
+
+def test_noise_passes_and_a_shifted_numeric_column_fails_naming_it_with_its_psi(
+    env: dict[str, str], postgres_url: str, target_schema: str
+) -> None:
+    fixtures.load_features(postgres_url, NUMERIC, night(1))
+    assert score(env, "d1").returncode == 0
+    bins = run_row(postgres_url, target_schema, "d1")["feature_bins"]
+    assert set(bins["numeric"]) == set(fixtures.NUMERIC_FEATURES)
+    assert bins["categorical"] == {}
+
+    fixtures.load_features(postgres_url, NUMERIC, night(2))  # night-to-night noise
+    noise = score(env, "d2")
+    assert noise.returncode == 0, noise.stdout + noise.stderr
+    found = feature_checks(run_row(postgres_url, target_schema, "d2"))
+    assert set(found) == set(fixtures.NUMERIC_FEATURES)
+    assert all(check["status"] == "passed" for check in found.values()), found
+    assert max(check["value"] for check in found.values()) < 0.02
+
+    shifted = night(3)
+    shifted["data_usage_gb"] *= 1.5  # an upstream unit change the model barely uses
+    fixtures.load_features(postgres_url, NUMERIC, shifted)
+    refused = score(env, "d3")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    summary = services.json_lines(refused.stdout)[-1]
+    assert summary["kind"] == "quality_gate"
+    record = run_row(postgres_url, target_schema, "d3")
+    found = feature_checks(record)
+    failed = {name for name, check in found.items() if check["status"] == "failed"}
+    assert failed == {"data_usage_gb"}
+    psi = found["data_usage_gb"]["value"]
+    assert psi > 0.2
+    assert f"feature_psi:data_usage_gb {psi:.4g} > 0.2" in summary["error"]
+    assert record["status"] == "failed"
+    assert record["quality"]["reference_run_id"] == "d2"
+    assert published(postgres_url, target_schema) == ["d2"]  # nothing published
+
+
+def test_no_feature_value_is_logged_or_recorded(
+    env: dict[str, str], postgres_url: str, target_schema: str
+) -> None:
+    first = night(1)
+    first.loc[7, "data_usage_gb"] = PLANTED
+    fixtures.load_features(postgres_url, NUMERIC, first)
+    runs = [score(env, "v1")]
+    second = night(2)
+    second.loc[9, "data_usage_gb"] = PLANTED
+    fixtures.load_features(postgres_url, NUMERIC, second)
+    runs.append(score(env, "v2"))
+    assert [run.returncode for run in runs] == [0, 0]
+    rows = services.query(
+        postgres_url, f'SELECT row_to_json(r)::text FROM "{target_schema}".scoring_runs AS r'
+    )
+    shown = "".join(run.stdout + run.stderr for run in runs) + "".join(row[0] for row in rows)
+    for text in (repr(PLANTED), "98765"):
+        assert text not in shown
+    # What a run row records of the features: bin edges at the deciles (and the 0.1% and 99.9%
+    # quantiles), halfway between two
+    # distinct values (no value of the column itself), and each bin's share.
+    bins = run_row(postgres_url, target_schema, "v2")["feature_bins"]["numeric"]
+    usage = second["data_usage_gb"].to_numpy()
+    for edge in bins["data_usage_gb"]["edges"]:
+        assert edge not in usage
+    assert len(bins["data_usage_gb"]["edges"]) == 11
+    assert sum(bins["data_usage_gb"]["shares"]) == pytest.approx(1.0)
+
+
+def test_a_sharded_run_names_its_features_unchecked_and_records_no_bins(
+    env: dict[str, str], postgres_url: str, target_schema: str
+) -> None:
+    """Documented (docs/drift.md): the bins come from a sample no shard sees whole."""
+    fixtures.load_features(postgres_url, NUMERIC, night(1))
+    assert score(env, "s1").returncode == 0
+    shifted = night(2)
+    shifted["data_usage_gb"] *= 1.5
+    fixtures.load_features(postgres_url, NUMERIC, shifted)
+    for index in range(2):
+        result = services.run_scorer(services.shard_env(env, "s2", 2, index), "run")
+        assert result.returncode == 0, result.stdout + result.stderr
+    logged = services.json_lines(result.stdout)
+    assert logged[-1]["outcome"] == "published"
+    record = run_row(postgres_url, target_schema, "s2")
+    assert record["feature_bins"] is None
+    assert feature_checks(record) == {}
+    unchecked = record["quality"]["feature_psi_unchecked"]
+    assert set(unchecked) == set(fixtures.NUMERIC_FEATURES)
+    assert all("sharded run" in why for why in unchecked.values())
+    (line,) = [line for line in logged if line["event"] == "quality.feature_psi_unchecked"]
+    assert line["features"] == unchecked
+
+
+def telco_night(seed: int, contracts: tuple[float, float, float]) -> pd.DataFrame:
+    """One snapshot of the Telco table, contracts drawn with the given shares."""
+    frame = fixtures.telco_customers(TELCO_ROWS, snapshots=[f"2026-11-{seed:02d}"], seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    frame["contract"] = rng.choice(fixtures.CONTRACTS, len(frame), p=contracts)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def telco_model(mlflow_uri: str) -> str:
+    """An xgboost classifier with categorical inputs: its booster records the categories."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    name = "drift-xgboost"
+    inputs, target = fixtures.telco_training(telco_night(1, (0.55, 0.25, 0.2)))
+    model = fixtures.train_classifier("xgboost", inputs, target)
+
+    def log(registered: str) -> Any:
+        signature = infer_signature(inputs.head(50), None)
+        return mlflow.xgboost.log_model(
+            model, name="model", signature=signature, registered_model_name=registered
+        )
+
+    fixtures.register(mlflow_uri, name, log)
+    return name
+
+
+def test_a_categorical_shift_fails_naming_the_feature_and_noise_passes(
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str, telco_model: str
+) -> None:
+    usual = (0.55, 0.25, 0.2)
+    nights = pd.concat(
+        [telco_night(1, usual), telco_night(2, usual), telco_night(3, (0.2, 0.4, 0.4))],
+        ignore_index=True,
+    )
+    fixtures.load_telco(postgres_url, TELCO, nights)
+    env = {
+        **scorer_env,
+        "SCORER_MODEL_NAME": telco_model,
+        "SCORER_FEATURES_TABLE": TELCO,
+        "SCORER_ENTITY_COLUMN": "customer_id",
+        "SCORER_SNAPSHOT_COLUMN": "snapshot_date",
+    }
+    assert score(env, "c1", SCORER_SNAPSHOT="2026-11-01").returncode == 0
+    bins = run_row(postgres_url, target_schema, "c1")["feature_bins"]
+    assert set(bins["categorical"]) == set(fixtures.CATEGORICAL)
+    assert set(bins["categorical"]["contract"]["categories"]) == set(fixtures.CONTRACTS)
+    assert bins["categorical"]["contract"]["other"] == 0.0
+
+    noise = score(env, "c2", SCORER_SNAPSHOT="2026-11-02")
+    assert noise.returncode == 0, noise.stdout + noise.stderr
+    found = feature_checks(run_row(postgres_url, target_schema, "c2"))
+    assert {"contract", "payment_method", "tenure", "monthly_charges"} <= set(found)
+    assert all(check["status"] == "passed" for check in found.values()), found
+
+    refused = score(env, "c3", SCORER_SNAPSHOT="2026-11-03", SCORER_MAX_SCORE_PSI="100")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    summary = services.json_lines(refused.stdout)[-1]
+    found = feature_checks(run_row(postgres_url, target_schema, "c3"))
+    assert {name for name, check in found.items() if check["status"] == "failed"} == {"contract"}
+    psi = found["contract"]["value"]
+    assert f"feature_psi:contract {psi:.4g} > 0.2" in summary["error"]
+    assert published(postgres_url, target_schema, "latest_predictions_text") == ["c2"]
+    assert json.dumps(summary["quality"]).count("feature_psi:contract") == 1

@@ -4,8 +4,9 @@ Every run records its evidence: a fixed histogram of its scores over [0, 1], and
 the share of NULL/NaN values (and, for strings, of empty ones). It is compared with the
 latest published run whose scores mean the same: the same model and feature relation, the
 same score kind and positive class. The checks: the population stability index of the
-scores over the reference run's deciles, the row count as a ratio of the reference's, and
-each feature's increase in NULL share. Past a limit the run publishes nothing
+scores over the reference run's deciles, the row count as a ratio of the reference's, each
+feature's increase in NULL share, and each feature's PSI against the reference's bins
+(``scorer.run.drift``). Past a limit the run publishes nothing
 (``QualityGateError``, exit 2) unless ``SCORER_QUALITY_OVERRIDE`` gives a reason; past a
 warning level it logs a warning. A run with no such reference (a first run, or the first to
 score another class or kind) passes and records why it had none.

@@ -22,7 +22,7 @@ from benchmarks import cluster, fixtures
 from benchmarks.bench import Bench, shard_envs
 from benchmarks.progress import progress
 from benchmarks.types import Lever, Sample
-from tests.services import mlflow_server
+from tests.support.services import mlflow_server
 
 _ENV = (
     "SCORER_DATABASE_URL",

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scorer.postgres import db, schema  # noqa: E402
-from tests import services  # noqa: E402
-from tests.fixtures import (  # noqa: E402
+from tests.support import services  # noqa: E402
+from tests.support.fixtures import (  # noqa: E402
     NUMERIC_FEATURES,
     load_table,
     register_versions,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the Prometheus tools the metrics tests need from the Go module proxy into
-# ~/.cache/scorer/bin: the Pushgateway (tests/services.py starts it on loopback for the
+# ~/.cache/scorer/bin: the Pushgateway (tests/support/services.py starts it on loopback for the
 # integration tests) and promtool (`promtool check rules` / `promtool test rules` on the chart's
 # PrometheusRule, tests/chart/test_metrics.py).
 #

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import REPO
+from tests.support.services import REPO
 
 pytestmark = pytest.mark.benchmark
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.helm import Helm, fake_discovery_server, require_tool
+from tests.support.helm import Helm, fake_discovery_server, require_tool
 
 HERE = Path(__file__).parent
 

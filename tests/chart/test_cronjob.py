@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.helm import (
+from tests.support.helm import (
     BASE_VALUES,
     CHART,
     CI_VALUES,

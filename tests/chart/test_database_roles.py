@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.helm import BASE_VALUES, Helm, HelmError, merged
+from tests.support.helm import BASE_VALUES, Helm, HelmError, merged
 
 JOBS = {
     "features": {"snapshotColumn": "snapshot_date"},

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tests.chart.helm import CHART, ROOT, require_tool
+from tests.support.helm import CHART, ROOT, require_tool
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 README = (CHART / "README.md").read_text()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.helm import CHART, CI_VALUES, ENV_VALUES, Helm, require_tool
+from tests.support.helm import CHART, CI_VALUES, ENV_VALUES, Helm, require_tool
 
 SCENARIOS = [pytest.param(path, id=f"env-{env}") for env, path in ENV_VALUES.items()] + [
     pytest.param(path, id=f"ci-{path.name}") for path in CI_VALUES

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.helm import BASE_VALUES, CHART, Helm, HelmError, merged
+from tests.support.helm import BASE_VALUES, CHART, Helm, HelmError, merged
 
 
 def secret_ref(entry: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.helm import CI_VALUES, ENV_VALUES, Helm, HelmError
+from tests.support.helm import CI_VALUES, ENV_VALUES, Helm, HelmError
 
 SCENARIOS = [pytest.param(path, id=f"env-{env}") for env, path in ENV_VALUES.items()] + [
     pytest.param(path, id=f"ci-{path.name}") for path in CI_VALUES

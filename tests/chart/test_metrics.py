@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from scorer.run import gate, metrics
-from tests.chart.helm import BASE_VALUES, CHART, ROOT, Helm, HelmError, Rendered, merged
-from tests.services import CACHE
+from tests.support.helm import BASE_VALUES, CHART, ROOT, Helm, HelmError, Rendered, merged
+from tests.support.services import CACHE
 
 HERE = Path(__file__).parent
 RULES_TEST = HERE / "prometheus_rules_test.yaml"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.helm import BASE_VALUES, CHART, Helm, HelmError, Rendered, merged
+from tests.support.helm import BASE_VALUES, CHART, Helm, HelmError, Rendered, merged
 
 HOOK = "pre-install,pre-upgrade"
 DEV_SECRET = {"database": {"createSecret": True, "urlKey": "dsn", "url": "postgresql://u:p@db/x"}}

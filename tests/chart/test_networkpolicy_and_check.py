@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chart.helm import BASE_VALUES, ENV_VALUES, Helm, HelmError, merged
+from tests.support.helm import BASE_VALUES, ENV_VALUES, Helm, HelmError, merged
 
 
 def test_no_network_policy_by_default(helm: Helm) -> None:

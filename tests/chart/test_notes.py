@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.chart.helm import BASE_VALUES, CHART, CI_VALUES, ENV_VALUES, Helm, merged
+from tests.support.helm import BASE_VALUES, CHART, CI_VALUES, ENV_VALUES, Helm, merged
 
 CI = {path.name.removesuffix("-values.yaml"): path for path in CI_VALUES}
 VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.chart.helm import (
+from tests.support.helm import (
     BASE_VALUES,
     CHART,
     CI_VALUES,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.helm import BASE_VALUES, CHART, Helm, HelmError, merged
+from tests.support.helm import BASE_VALUES, CHART, Helm, HelmError, merged
 
 JOB_NAME_FIELD = "metadata.labels['batch.kubernetes.io/job-name']"
 INDEXED_KEYS = ("completionMode", "completions", "parallelism", "backoffLimitPerIndex")

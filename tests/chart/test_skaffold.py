@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.helm import CHART, ENV_VALUES, ROOT, Helm, Rendered, require_tool
+from tests.support.helm import CHART, ENV_VALUES, ROOT, Helm, Rendered, require_tool
 
 SKAFFOLD_YAML = ROOT / "skaffold.yaml"
 CONFIG: dict[str, Any] = yaml.safe_load(SKAFFOLD_YAML.read_text())

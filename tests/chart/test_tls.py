@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.helm import BASE_VALUES, CHART, Helm, HelmError, Rendered, merged
+from tests.support.helm import BASE_VALUES, CHART, Helm, HelmError, Rendered, merged
 
 CA_PATH = "/etc/scorer/tls/ca.crt"
 TLS_VALUES = CHART / "ci" / "tls-values.yaml"

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import CACHE
+from tests.support.services import CACHE
 
 KIND_ENV_FILE = Path(os.environ.get("SCORER_KIND_ENV") or CACHE / "kind.env")
 KIND_NETWORK = "kind"  # the docker network kind puts its nodes on

@@ -28,9 +28,10 @@ import yaml
 from mlflow import MlflowClient
 
 from scorer.postgres.schema import SCHEMA_VERSION
-from tests import services
-from tests.chart.helm import ENV_VALUES, find_helm
-from tests.e2e.kube import (
+from tests.support import services
+from tests.support.fixtures import load_features, register_versions, synthetic_customers
+from tests.support.helm import ENV_VALUES, find_helm
+from tests.support.kube import (
     CRONJOB,
     DATABASE_SECRET,
     IMAGE,
@@ -41,7 +42,6 @@ from tests.e2e.kube import (
     build_and_load_image,
     create_database_secret,
 )
-from tests.fixtures import load_features, register_versions, synthetic_customers
 
 pytestmark = pytest.mark.e2e
 

@@ -20,9 +20,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests import services
-from tests.chart.helm import ENV_VALUES, find_helm
-from tests.e2e.kube import (
+from tests.support import services
+from tests.support.fixtures import load_features, register_versions, synthetic_customers
+from tests.support.helm import ENV_VALUES, find_helm
+from tests.support.kube import (
     CRONJOB,
     DATABASE_SECRET,
     IMAGE,
@@ -32,8 +33,7 @@ from tests.e2e.kube import (
     build_and_load_image,
     create_database_secret,
 )
-from tests.fixtures import load_features, register_versions, synthetic_customers
-from tests.lineage_schema import validate
+from tests.support.lineage_schema import validate
 
 pytestmark = pytest.mark.e2e
 

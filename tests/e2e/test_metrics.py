@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import services
-from tests.chart.helm import ENV_VALUES, find_helm
-from tests.e2e.kube import (
+from tests.support import services
+from tests.support.helm import ENV_VALUES, find_helm
+from tests.support.kube import (
     CRONJOB,
     DATABASE_SECRET,
     IMAGE,

@@ -23,9 +23,10 @@ import yaml
 from mlflow import MlflowClient
 
 from scorer.postgres.identifiers import quote_identifier as q
-from tests import services
-from tests.chart.helm import ENV_VALUES, find_helm
-from tests.e2e.kube import (
+from tests.support import services
+from tests.support.fixtures import load_features, register_versions, synthetic_customers
+from tests.support.helm import ENV_VALUES, find_helm
+from tests.support.kube import (
     CRONJOB,
     IMAGE,
     IMAGE_REPOSITORY,
@@ -34,7 +35,6 @@ from tests.e2e.kube import (
     Kube,
     build_and_load_image,
 )
-from tests.fixtures import load_features, register_versions, synthetic_customers
 
 pytestmark = pytest.mark.e2e
 

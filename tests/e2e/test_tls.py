@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import services, tls
-from tests.chart.helm import find_helm
-from tests.e2e.kube import (
+from tests.support import services, tls
+from tests.support.helm import find_helm
+from tests.support.kube import (
     CRONJOB,
     DATABASE_SECRET,
     IMAGE_REPOSITORY,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.services import REPO
+from tests.support.services import REPO
 
 
 def test_shards_run_as_containers_of_the_image(image: str, tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ import numpy as np
 import psycopg2
 import pytest
 
-from tests import fixtures
 from tests.image.conftest import EXTRA_LIBRARIES
 from tests.image.test_image import BYTECODE_PROBE, docker_run, inspect
+from tests.support import fixtures
 
 pytestmark = pytest.mark.image
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests import fixtures, services
-from tests.conftest import ChurnModel
+from tests.support import fixtures, services
+from tests.support.stack import ChurnModel
 
 pytestmark = pytest.mark.integration
 

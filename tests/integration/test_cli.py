@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import services
+from tests.support import services
 
 pytestmark = pytest.mark.integration
 

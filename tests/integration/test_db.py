@@ -12,7 +12,7 @@ import pytest
 
 from scorer.errors import InternalError, ScorerError
 from scorer.postgres import db
-from tests import services
+from tests.support import services
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests import services
+from tests.support import services
 
 
 def test_the_demo_scores_the_newest_snapshot_and_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Exact or refused, on every flavor: published scores are the model's own on the table's values.
 
 For each flavor a model is trained, registered through the real MLflow server, and scored
-over a table built on its own split thresholds (``tests/thresholds.py``): each threshold,
+over a table built on its own split thresholds (``tests/support/thresholds.py``): each threshold,
 and the nearest values the column holds on either side, in ``float8`` columns, two-decimal
 ``numeric(10,2)`` money, epoch seconds near 1.8e9 (where float32 steps by 128 s), values near
 1e39 (beyond float32) and, for the pyfunc model, a ``timestamptz`` at microsecond precision.
@@ -31,8 +31,8 @@ import psycopg2
 import pytest
 from mlflow.models import infer_signature
 
-from tests import fixtures, services, thresholds
-from tests.thresholds import Split
+from tests.support import fixtures, services, thresholds
+from tests.support.thresholds import Split
 
 pytestmark = pytest.mark.integration
 

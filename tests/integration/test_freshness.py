@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from scorer.postgres.identifiers import quote_identifier
-from tests import services
+from tests.support import services
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ import psycopg2
 import pytest
 
 from scorer.io import sink
-from tests import services
-from tests.conftest import CUSTOMERS, ChurnModel
-from tests.integration import simulated as sim
-from tests.integration.simulated import NOW, target
+from tests.support import services
+from tests.support import simulated as sim
+from tests.support.simulated import NOW, target
+from tests.support.stack import CUSTOMERS, ChurnModel
 
 pytestmark = pytest.mark.integration
 __all__ = ["target"]  # the fixture, imported

@@ -17,8 +17,8 @@ import pytest
 
 from scorer.ops import history, retention
 from scorer.postgres import db
-from tests.integration import simulated as sim
-from tests.integration.simulated import NOW, target
+from tests.support import simulated as sim
+from tests.support.simulated import NOW, target
 
 pytestmark = pytest.mark.integration
 __all__ = ["target"]  # the fixture, imported

@@ -27,9 +27,9 @@ from mlflow import MlflowClient
 
 from scorer.io.sink import partition_name, shard_table_name
 from scorer.postgres.identifiers import quote_identifier
-from tests import services
-from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
-from tests.lineage_schema import validate
+from tests.support import services
+from tests.support.lineage_schema import validate
+from tests.support.stack import CUSTOMERS, FEATURES_TABLE, ChurnModel
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from scorer.run import metrics
-from tests import fixtures, services
-from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
+from tests.support import fixtures, services
+from tests.support.stack import CUSTOMERS, FEATURES_TABLE, ChurnModel
 
 pytestmark = pytest.mark.integration
 

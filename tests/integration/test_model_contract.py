@@ -16,8 +16,8 @@ import pytest
 from mlflow.models import infer_signature
 
 from scorer.postgres.identifiers import quote_identifier
-from tests import fixtures, services
-from tests.conftest import ChurnModel
+from tests.support import fixtures, services
+from tests.support.stack import ChurnModel
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 from scorer.io import features
 from scorer.io.features import ModelInput, Source
 from scorer.postgres.identifiers import Relation
-from tests import fixtures, services
+from tests.support import fixtures, services
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 
 from scorer.postgres.identifiers import quote_identifier
 from scorer.postgres.schema import SCHEMA_VERSION
-from tests import services
-from tests.conftest import CUSTOMERS
+from tests.support import services
+from tests.support.stack import CUSTOMERS
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests import fixtures, services
-from tests.conftest import ChurnModel
+from tests.support import fixtures, services
+from tests.support.stack import ChurnModel
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ ROWS = 4_000
 
 @pytest.fixture
 def target(target_schema: str) -> str:
-    """This test's own target schema (``tests/conftest.py``)."""
+    """This test's own target schema (``tests/support/stack.py``)."""
     return target_schema
 
 

@@ -22,8 +22,8 @@ from scorer.io import features
 from scorer.io.features import ModelInput, Source
 from scorer.postgres import schema
 from scorer.postgres.identifiers import Relation
-from tests import fixtures, services
-from tests.conftest import ChurnModel
+from tests.support import fixtures, services
+from tests.support.stack import ChurnModel
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ PLANTED = "ZQXPLANTED"
 
 @pytest.fixture
 def target(target_schema: str) -> str:
-    """This test's own target schema (``tests/conftest.py``)."""
+    """This test's own target schema (``tests/support/stack.py``)."""
     return target_schema
 
 

@@ -20,11 +20,11 @@ import pytest
 
 from scorer.io import sink
 from scorer.postgres import locks, schema
-from tests import services
-from tests.conftest import ChurnModel
-from tests.fixtures import loaded_customers
-from tests.integration import simulated as sim
-from tests.integration.simulated import NOW, target
+from tests.support import services
+from tests.support import simulated as sim
+from tests.support.fixtures import loaded_customers
+from tests.support.simulated import NOW, target
+from tests.support.stack import ChurnModel
 
 pytestmark = pytest.mark.integration
 __all__ = ["target"]  # the fixture, imported

@@ -19,8 +19,8 @@ import pytest
 
 from scorer.io import sink
 from scorer.postgres.identifiers import quote_identifier as q
-from tests import services
-from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
+from tests.support import services
+from tests.support.stack import CUSTOMERS, FEATURES_TABLE, ChurnModel
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ from mlflow import MlflowClient
 from scorer.io.sink import partition_name
 from scorer.postgres import schema
 from scorer.postgres.identifiers import quote_identifier
-from tests import services
-from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
-from tests.fixtures import NUMERIC_FEATURES as FEATURES
-from tests.fixtures import load_features, loaded_customers, synthetic_customers
+from tests.support import services
+from tests.support.fixtures import NUMERIC_FEATURES as FEATURES
+from tests.support.fixtures import load_features, loaded_customers, synthetic_customers
+from tests.support.stack import CUSTOMERS, FEATURES_TABLE, ChurnModel
 
 pytestmark = pytest.mark.integration
 

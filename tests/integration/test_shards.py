@@ -23,9 +23,9 @@ from scorer.io import features
 from scorer.postgres import db, wire
 from scorer.postgres.identifiers import Relation, quote_identifier
 from scorer.run import shard_plan
-from tests import services
-from tests.conftest import CUSTOMERS, FEATURES_TABLE, ChurnModel
-from tests.fixtures import NUMERIC_FEATURES, loaded_customers
+from tests.support import services
+from tests.support.fixtures import NUMERIC_FEATURES, loaded_customers
+from tests.support.stack import CUSTOMERS, FEATURES_TABLE, ChurnModel
 
 pytestmark = pytest.mark.integration
 

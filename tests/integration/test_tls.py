@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from scorer.postgres import db
-from tests import services, tls
+from tests.support import services, tls
 
 pytestmark = pytest.mark.integration
 

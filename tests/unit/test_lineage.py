@@ -23,7 +23,7 @@ from scorer.lineage.config import openlineage_config
 from scorer.lineage.recorder import scheduled_time
 from scorer.lineage.types import Outcome, Start, Table
 from scorer.model.registry import ResolvedModel
-from tests.lineage_schema import validate
+from tests.support.lineage_schema import validate
 
 PASSWORD = "Sup3r-s3cret-pw"
 MINUTE = 29_131_920  # 2025-05-22T12:00Z, as a CronJob names its Job

@@ -15,8 +15,8 @@ from subprocess import CompletedProcess
 from typing import Any
 
 from scorer.postgres import db, schema
-from tests import services
-from tests.fixtures import load_features, register_versions, synthetic_customers
+from tests.support import services
+from tests.support.fixtures import load_features, register_versions, synthetic_customers
 
 RELEASE = "scorer"
 CRONJOB = "scorer"  # the chart's fullname for release "scorer"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.services import CACHE
+from tests.support.services import CACHE
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "scorer"

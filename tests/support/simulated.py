@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 
 from scorer.io import sink
-from tests import services
+from tests.support import services
 
 NOW = datetime.now(UTC)
 

@@ -28,7 +28,7 @@ from scorer.postgres.identifiers import quote_identifier
 CACHE = Path(os.environ.get("SCORER_CACHE") or Path.home() / ".cache" / "scorer")
 """Where the hack/ scripts cache their builds (binaries under ``CACHE / "bin"``)."""
 DEFAULT_ADMIN_URL = "postgresql://scorer:scorer-test-pw@127.0.0.1:5432/postgres"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def admin_url() -> str:

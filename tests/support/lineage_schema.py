@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import referencing
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "tests" / "openlineage_spec"
 RUN_EVENT = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 _VALIDATOR = jsonschema.Draft202012Validator

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.services import free_port
+from tests.support.services import free_port
 
 # A throwaway cluster's password: the tests assert that it never leaks into output.
 PASSWORD = "tls-test-pw-Zq7"

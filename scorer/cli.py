@@ -343,7 +343,7 @@ def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace)
     if command in ("migrate", "grant"):  # the migration role's commands
         if command == "grant":
             return _grant(overrides, args)
-        return _migrate(load(DatabaseSettings, **overrides), _granted_roles(args))
+        return migrate(load(DatabaseSettings, **overrides), _granted_roles(args))
     if command == "prune" or command in _HISTORY:
         return _database_command(command, overrides, args)
     settings = _run_settings(overrides)
@@ -428,7 +428,7 @@ def _granted_roles(args: argparse.Namespace) -> tuple[str, str] | None:
     return (args.grant_runtime, args.grant_reader) if args.grant_runtime else None
 
 
-def _migrate(settings: DatabaseSettings, roles: tuple[str, str] | None) -> int:
+def migrate(settings: DatabaseSettings, roles: tuple[str, str] | None) -> int:
     """``migrate``; with ``roles`` (runtime, reader), then ``grant`` them."""
     from scorer.postgres import db, privileges, schema  # noqa: PLC0415
 

@@ -2,7 +2,7 @@
 
 One run of every case (the numeric table and the telco table with text ids, categories and
 snapshots, scored by an xgboost categorical model and an sklearn pipeline), each against
-the naive pipeline on the same rows in the same sitting. Timing goals are in the printed
+the naive pipeline on the same rows in the same run. Timing goals are in the printed
 figures (``python -m benchmarks``), not here.
 """
 

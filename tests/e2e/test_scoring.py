@@ -429,7 +429,7 @@ def test_pods_run_restricted_read_only_as_10001(deployment: Deployment) -> None:
     assert "violates PodSecurity" in refused.stderr
 
 
-# --- issue 9: a real feature table (text ids, categories, snapshots) and the backfill ------
+# --- a real feature table (text ids, categories, snapshots) and the backfill ---------------
 
 
 @dataclass
@@ -610,7 +610,7 @@ def test_the_backfill_command_from_the_notes_scores_older_snapshots(
         time.sleep(2)
 
 
-# --- issue 10: the quality gate refuses a broken load ---------------------------------------
+# --- the quality gate refuses a broken load -----------------------------------------------
 
 
 def land_half_of_the_newest_snapshot(deployment: Deployment, telco: Telco) -> str:
@@ -700,7 +700,7 @@ def test_quality_override_lets_one_run_through_and_is_recorded(
     assert "SCORER_QUALITY_OVERRIDE" not in {variable["name"] for variable in container["env"]}
 
 
-# --- issue 10: retention on the cluster -----------------------------------------------------
+# --- retention on the cluster -------------------------------------------------------------
 
 
 def published_runs(deployment: Deployment) -> dict[str, tuple[str, str]]:

@@ -177,7 +177,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     monkeypatch.setattr(runner, "run", record)
     monkeypatch.setattr(runner, "check", record)
-    monkeypatch.setattr(cli, "_migrate", record)
+    monkeypatch.setattr(cli, "migrate", record)
     return seen
 
 

@@ -319,7 +319,7 @@ def test_the_validator_is_not_vacuous() -> None:
 # --- the MLflow record, as data ------------------------------------------------------------
 
 
-def test_the_record_says_what_the_issue_asks_and_no_credential() -> None:
+def test_the_record_names_the_run_its_model_and_snapshot_and_no_credential() -> None:
     params = {p.key: p.value for p in mlflow.params(START)}
     assert params == {
         "run_id": f"scorer-{MINUTE}",

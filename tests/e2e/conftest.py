@@ -22,6 +22,14 @@ Fixtures:
 ``probe_image``
     a small Debian image (bash, getent, iproute2) loaded into the cluster; pods
     use it with ``imagePullPolicy: Never``.
+``cluster``
+    ``tests.support.kube.Cluster``: the kind cluster with the scorer image built and loaded
+    (once per session) and helm. A module deploys with it, in a module-scoped fixture::
+
+        with cluster.deploy(NAMESPACE, tmp_path_factory.mktemp("e2e-x"), model=MODEL,
+                            customers=CUSTOMERS, seed=5) as deployment:
+            deployment.install({"schedule": "* * * * *"})
+            yield deployment
 """
 
 from __future__ import annotations
@@ -33,9 +41,12 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.helm import find_helm
+from tests.support.kube import IMAGE, Cluster, build_and_load_image
 from tests.support.services import CACHE
 
 KIND_ENV_FILE = Path(os.environ.get("SCORER_KIND_ENV") or CACHE / "kind.env")
@@ -237,3 +248,13 @@ def probe_image(kind_env: dict[str, str], kind_cluster: object) -> str:
     _ensure_docker_image(image, kind_env.get("E2E_PROBE_ROOTFS_TAR"), rootfs=True)
     kind_cluster.load_docker_image(image)  # type: ignore[attr-defined]
     return image
+
+
+@pytest.fixture(scope="session")
+def cluster(kind_cluster: Any, host_address_for_pods: str) -> Cluster:
+    """The cluster e2e modules deploy to: the scorer image built and loaded once, helm found."""
+    helm = find_helm()
+    if helm is None:
+        pytest.fail("helm is not built: run hack/helm.sh")
+    build_and_load_image(kind_cluster, IMAGE)
+    return Cluster(kind_cluster, helm, host_address_for_pods)

@@ -17,30 +17,24 @@ import os
 import shutil
 import subprocess
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from mlflow import MlflowClient
 
 from scorer.postgres.schema import SCHEMA_VERSION
 from tests.support import services
-from tests.support.fixtures import load_features, register_versions, synthetic_customers
-from tests.support.helm import ENV_VALUES, find_helm
 from tests.support.kube import (
     CRONJOB,
-    DATABASE_SECRET,
     IMAGE,
     IMAGE_REPOSITORY,
     IMAGE_TAG,
     RELEASE,
+    Cluster,
+    Deployment,
     Kube,
-    build_and_load_image,
-    create_database_secret,
 )
 
 pytestmark = pytest.mark.e2e
@@ -88,12 +82,17 @@ def build_next_image(cluster: Any, work: Path) -> None:
 
 @dataclass
 class Release:
-    """The install under test: kubectl and helm in its namespace, its database and values."""
+    """The install under test: its deployment (kubectl, helm, its database) and values."""
 
-    kube: Kube
-    database_url: str
-    mlflow_uri: str
-    values_file: Path
+    deployment: Deployment
+
+    @property
+    def kube(self) -> Kube:
+        return self.deployment.kube
+
+    @property
+    def database_url(self) -> str:
+        return self.deployment.database_url
 
     def upgrade(self, *, check: bool = True, **override: Any) -> subprocess.CompletedProcess[str]:
         """`helm upgrade --install --wait` with the dev values and the e2e ones (+ override)."""
@@ -105,21 +104,10 @@ class Release:
             "failedJobsHistoryLimit": 20,
             "backoffLimit": 2,
             "suspend": False,
-            "model": {"name": MODEL, "alias": "champion"},
-            "features": {"table": "features.customers", "entityColumn": "customer_id"},
-            "log": {"format": "json", "level": "INFO"},
-            "mlflow": {"trackingUri": self.mlflow_uri, "recordRuns": False},
-            "database": {"existingSecret": DATABASE_SECRET},
-            "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
+            "mlflow": {"recordRuns": False},
             **override,
         }
-        self.values_file.write_text(yaml.safe_dump(values))
-        return self.kube.helm(
-            "upgrade", "--install", RELEASE, str(services.REPO / "charts" / "scorer"),
-            "-f", str(ENV_VALUES["dev"]), "-f", str(self.values_file),
-            "--wait", "--timeout", "4m",
-            check=check,
-        )  # fmt: skip
+        return self.deployment.install(values, check=check)
 
     def migrations(self) -> list[int]:
         rows = services.query(
@@ -137,12 +125,9 @@ class Release:
         return bool(found)
 
     def run_row(self, run_id: str) -> dict[str, Any]:
-        ((row,),) = services.query(
-            self.database_url,
-            "SELECT row_to_json(r) FROM scoring.scoring_runs r WHERE run_id = %s",
-            (run_id,),
-        )
-        return dict(row)
+        row = self.deployment.run_row(run_id)
+        assert row is not None, f"no scoring_runs row for {run_id}"
+        return row
 
     def exists(self, kind: str, name: str) -> bool:
         return self.kube.kubectl("get", kind, name, check=False).returncode == 0
@@ -158,43 +143,13 @@ class Release:
 
 
 @pytest.fixture(scope="module")
-def release(
-    kind_cluster: Any, host_address_for_pods: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Release]:
-    helm = find_helm()
-    if helm is None:
-        pytest.fail("helm is not built: run hack/helm.sh")
+def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     work = tmp_path_factory.mktemp("e2e-install")
-    build_and_load_image(kind_cluster, IMAGE)
-    build_next_image(kind_cluster, work)
-    with (
-        services.mlflow_server(work / "mlflow", host=host_address_for_pods) as mlflow_uri,
-        services.fresh_database("scorer_e2e_install") as database_url,
-    ):
-        load_features(database_url, "features.customers", synthetic_customers(CUSTOMERS, seed=5))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            (version,) = register_versions(
-                mlflow_uri, MODEL, synthetic_customers(2_000, seed=4), versions=1
-            )
-        MlflowClient(mlflow_uri).set_registered_model_alias(MODEL, "champion", str(version))
-        kube = Kube(
-            kubectl_path=Path(kind_cluster.kubectl_path),
-            helm_path=helm,
-            kubeconfig=Path(kind_cluster.kubeconfig_path),
-            namespace=NAMESPACE,
-        )
-        kube.kubectl("create", "namespace", NAMESPACE)
-        kube.kubectl(
-            "label", "namespace", NAMESPACE,
-            "pod-security.kubernetes.io/enforce=restricted",
-            "pod-security.kubernetes.io/enforce-version=latest",
-        )  # fmt: skip
-        create_database_secret(kube.kubectl, NAMESPACE, database_url, host_address_for_pods)
-        try:
-            yield Release(kube, database_url, mlflow_uri, work / "values.yaml")
-        finally:
-            kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+    build_next_image(cluster.kind, work)
+    with cluster.deploy(
+        NAMESPACE, work, model=MODEL, customers=CUSTOMERS, seed=5, restricted=True
+    ) as deployment:
+        yield Release(deployment)
 
 
 def test_helm_install_migrates_the_empty_database(release: Release) -> None:

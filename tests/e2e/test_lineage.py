@@ -5,33 +5,22 @@ host. One install of the chart in a namespace of its own (beside tests/e2e/test_
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from mlflow import MlflowClient
 
 from tests.support import services
-from tests.support.fixtures import load_features, register_versions, synthetic_customers
-from tests.support.helm import ENV_VALUES, find_helm
 from tests.support.kube import (
     CRONJOB,
-    DATABASE_SECRET,
     IMAGE,
-    IMAGE_REPOSITORY,
-    IMAGE_TAG,
-    RELEASE,
-    build_and_load_image,
-    create_database_secret,
+    Cluster,
+    Deployment,
 )
 from tests.support.lineage_schema import validate
 
@@ -70,120 +59,59 @@ class _EventServer(ThreadingHTTPServer):
 
 @dataclass
 class Install:
-    kubectl_path: Path
-    kubeconfig: Path
-    database_url: str
-    mlflow_uri: str
+    deployment: Deployment
     events: Events
 
-    def kubectl(self, *args: str) -> Any:
-        proc = subprocess.run(
-            [str(self.kubectl_path), *args],
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
-        assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
-        return proc.stdout
+    @property
+    def database_url(self) -> str:
+        return self.deployment.database_url
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.deployment.mlflow_uri
 
     def kubectl_json(self, *args: str) -> Any:
-        return json.loads(self.kubectl(*args, "-o", "json"))
+        return self.deployment.kube.kubectl_json(*args)
 
     def logs(self, job: str) -> str:
-        return str(self.kubectl("logs", f"job/{job}", "-n", NAMESPACE))
+        return self.deployment.kube.kubectl("logs", f"job/{job}").stdout
 
 
 @pytest.fixture(scope="module")
-def install(
-    kind_cluster: Any, host_address_for_pods: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Install]:
-    helm = find_helm()
-    if helm is None:
-        pytest.fail("helm is not built: run hack/helm.sh")
-    work = tmp_path_factory.mktemp("e2e-lineage")
-    build_and_load_image(kind_cluster, IMAGE)
-
-    server = _EventServer((host_address_for_pods, 0), _Collect)
+def install(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
+    server = _EventServer((cluster.host, 0), _Collect)
     server.events = Events()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    with (
-        services.mlflow_server(work / "mlflow", host=host_address_for_pods) as mlflow_uri,
-        services.fresh_database("scorer_e2e_lineage") as database_url,
-    ):
-        load_features(database_url, "features.customers", synthetic_customers(CUSTOMERS, seed=8))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            register_versions(mlflow_uri, MODEL, synthetic_customers(2_000, seed=4), versions=1)
-        deployment = Install(
-            Path(kind_cluster.kubectl_path),
-            Path(kind_cluster.kubeconfig_path),
-            database_url,
-            mlflow_uri,
-            server.events,
-        )
-        deployment.kubectl("create", "namespace", NAMESPACE)
-        create_database_secret(deployment.kubectl, NAMESPACE, database_url, host_address_for_pods)
-        host, port = server.server_address[:2]
-        values = {
-            "schedule": "* * * * *",
-            "timeZone": "Etc/UTC",
-            "startingDeadlineSeconds": 300,
-            "activeDeadlineSeconds": 600,
-            "successfulJobsHistoryLimit": 5,
-            "failedJobsHistoryLimit": 5,
-            "model": {"name": MODEL, "alias": "champion", "stage": "", "version": ""},
-            "features": {"table": "features.customers", "entityColumn": "customer_id"},
-            "mlflow": {"trackingUri": mlflow_uri},
-            "openlineage": {"url": f"http://{host}:{port}", "namespace": "e2e"},
-            "database": {"existingSecret": DATABASE_SECRET},
-            "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
-        }
-        path = work / "values.yaml"
-        path.write_text(yaml.safe_dump(values))
-        proc = subprocess.run(
-            [
-                str(helm),
-                "upgrade",
-                "--install",
-                RELEASE,
-                str(services.REPO / "charts" / "scorer"),
-                "-n",
-                NAMESPACE,
-                "-f",
-                str(ENV_VALUES["dev"]),
-                "-f",
-                str(path),
-                "--wait",
-            ],
-            env={**os.environ, "KUBECONFIG": str(deployment.kubeconfig)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        try:
-            yield deployment
-        finally:
-            subprocess.run(
-                [str(deployment.kubectl_path), "delete", "namespace", NAMESPACE, "--wait=false"],
-                env={**os.environ, "KUBECONFIG": str(deployment.kubeconfig)},
-                capture_output=True,
-                check=False,
-                timeout=120,
+    work = tmp_path_factory.mktemp("e2e-lineage")
+    try:
+        with cluster.deploy(
+            NAMESPACE, work, model=MODEL, customers=CUSTOMERS, seed=8
+        ) as deployment:
+            host, port = server.server_address[:2]
+            deployment.install(
+                {
+                    "schedule": "* * * * *",
+                    "timeZone": "Etc/UTC",
+                    "startingDeadlineSeconds": 300,
+                    "activeDeadlineSeconds": 600,
+                    "successfulJobsHistoryLimit": 5,
+                    "failedJobsHistoryLimit": 5,
+                    "model": {"stage": "", "version": ""},
+                    "openlineage": {"url": f"http://{host}:{port}", "namespace": "e2e"},
+                }
             )
-            server.shutdown()
-            server.server_close()
+            yield Install(deployment, server.events)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def first_scheduled_job(install: Install) -> str:
     """The first Job the CronJob creates, once it has completed."""
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
-        jobs = install.kubectl_json("get", "jobs", "-n", NAMESPACE)["items"]
+        jobs = install.kubectl_json("get", "jobs")["items"]
         owned = sorted(
             job["metadata"]["name"]
             for job in jobs

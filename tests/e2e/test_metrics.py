@@ -7,25 +7,17 @@ own."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.support import services
-from tests.support.helm import ENV_VALUES, find_helm
 from tests.support.kube import (
     CRONJOB,
-    DATABASE_SECRET,
-    IMAGE,
-    IMAGE_REPOSITORY,
-    IMAGE_TAG,
     RELEASE,
+    Cluster,
+    Deployment,
     Kube,
-    build_and_load_image,
-    create_database_secret,
-    seed,
 )
 
 pytestmark = pytest.mark.e2e
@@ -35,13 +27,8 @@ MODEL = "churn-e2e-metrics"
 CUSTOMERS = 2_000
 
 
-def install_values(host: str, mlflow_uri: str, pushgateway: str, suspend: bool) -> dict[str, Any]:
+def install_values(deployment: Deployment, pushgateway: str, suspend: bool) -> dict[str, Any]:
     """A scheduled release that pushes its metrics, with egress to this host's services only."""
-    host_peer = [{"ipBlock": {"cidr": f"{host}/32"}}]
-
-    def port(url: str) -> list[dict[str, Any]]:
-        return [{"port": int(url.rsplit(":", 1)[1]), "protocol": "TCP"}]
-
     return {
         "schedule": "* * * * *",
         "timeZone": "Etc/UTC",
@@ -49,69 +36,32 @@ def install_values(host: str, mlflow_uri: str, pushgateway: str, suspend: bool) 
         "activeDeadlineSeconds": 600,
         "successfulJobsHistoryLimit": 20,
         "suspend": suspend,
-        "model": {"name": MODEL, "alias": "champion", "stage": "", "version": ""},
-        "features": {"table": "features.customers", "entityColumn": "customer_id"},
-        "log": {"format": "json", "level": "INFO"},  # the dev values log for people
-        "mlflow": {"trackingUri": mlflow_uri, "recordRuns": False},
-        "database": {"existingSecret": DATABASE_SECRET},
+        "model": {"stage": "", "version": ""},
+        "mlflow": {"recordRuns": False},
         "metrics": {"pushgateway": {"url": pushgateway}},
-        "networkPolicy": {
-            "enabled": True,
-            "database": {"to": host_peer, "ports": [{"port": 5432, "protocol": "TCP"}]},
-            "mlflow": {"to": host_peer, "ports": port(mlflow_uri)},
-            "pushgateway": {"to": host_peer, "ports": port(pushgateway)},
-        },
-        "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
+        "networkPolicy": deployment.network_policy(pushgateway=pushgateway),
     }
 
 
 @pytest.fixture(scope="module")
 def pushing(
-    kind_cluster: Any, host_address_for_pods: str, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Kube, str, str]]:
     """The release installed, its first scheduled Job run (then suspended): the namespace, the
     Pushgateway's URL and the Job's name."""
-    helm = find_helm()
-    if helm is None:
-        pytest.fail("helm is not built: run hack/helm.sh")
     work = tmp_path_factory.mktemp("e2e-metrics")
-    build_and_load_image(kind_cluster, IMAGE)
-    host = host_address_for_pods
     with (
-        services.pushgateway(work / "pushgateway", host=host) as pushgateway,
-        services.mlflow_server(work / "mlflow", host=host) as mlflow_uri,
-        services.fresh_database("scorer_e2e_metrics") as database_url,
+        services.pushgateway(work / "pushgateway", host=cluster.host) as pushgateway,
+        cluster.deploy(NAMESPACE, work, model=MODEL, customers=CUSTOMERS, seed=5) as deployment,
     ):
-        seed(database_url, mlflow_uri, MODEL, CUSTOMERS, seed=5)
-        kube = Kube(
-            kubectl_path=Path(kind_cluster.kubectl_path),
-            helm_path=helm,
-            kubeconfig=Path(kind_cluster.kubeconfig_path),
-            namespace=NAMESPACE,
-        )
-        kube.kubectl("create", "namespace", NAMESPACE)
-        create_database_secret(kube.kubectl, NAMESPACE, database_url, host)
-        values = work / "metrics-values.yaml"
-
-        def install(suspend: bool) -> None:
-            values.write_text(
-                yaml.safe_dump(install_values(host, mlflow_uri, pushgateway, suspend))
-            )
-            kube.helm(
-                "upgrade", "--install", RELEASE, str(services.REPO / "charts" / "scorer"),
-                "-f", str(ENV_VALUES["dev"]), "-f", str(values), "--wait",
-            )  # fmt: skip
-
-        install(suspend=False)
-        try:
-            job = kube.first_scheduled_job(timeout=150)
-            kube.wait_job(job, "complete")
-            install(suspend=True)
-            for other in kube.scheduled_jobs():
-                kube.wait_job(other, "complete")
-            yield kube, pushgateway, job
-        finally:
-            kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+        kube = deployment.kube
+        deployment.install(install_values(deployment, pushgateway, suspend=False))
+        job = kube.first_scheduled_job(timeout=150)
+        kube.wait_job(job, "complete")
+        deployment.install(install_values(deployment, pushgateway, suspend=True))
+        for other in kube.scheduled_jobs():
+            kube.wait_job(other, "complete")
+        yield kube, pushgateway, job
 
 
 def test_a_scheduled_run_pushes_through_the_network_policy(

@@ -10,30 +10,19 @@ test host but reads.
 from __future__ import annotations
 
 import secrets
-import warnings
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import psycopg2
 import pytest
-import yaml
-from mlflow import MlflowClient
 
 from scorer.postgres.identifiers import quote_identifier as q
 from tests.support import services
-from tests.support.fixtures import load_features, register_versions, synthetic_customers
-from tests.support.helm import ENV_VALUES, find_helm
 from tests.support.kube import (
     CRONJOB,
-    IMAGE,
-    IMAGE_REPOSITORY,
-    IMAGE_TAG,
-    RELEASE,
+    Cluster,
     Kube,
-    build_and_load_image,
 )
 
 pytestmark = pytest.mark.e2e
@@ -68,26 +57,17 @@ class Release:
 
 
 @pytest.fixture(scope="module")
-def release(
-    kind_cluster: Any, host_address_for_pods: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Release]:
-    helm = find_helm()
-    if helm is None:
-        pytest.fail("helm is not built: run hack/helm.sh")
-    work = tmp_path_factory.mktemp("e2e-roles")
-    build_and_load_image(kind_cluster, IMAGE)
+def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     suffix = secrets.token_hex(3)
-    with (
-        services.mlflow_server(work / "mlflow", host=host_address_for_pods) as mlflow_uri,
-        services.fresh_database("scorer_e2e_roles") as admin_url,
-    ):
-        load_features(admin_url, "features.customers", synthetic_customers(CUSTOMERS, seed=7))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            (version,) = register_versions(
-                mlflow_uri, MODEL, synthetic_customers(2_000, seed=4), versions=1
-            )
-        MlflowClient(mlflow_uri).set_registered_model_alias(MODEL, "champion", str(version))
+    with cluster.deploy(
+        NAMESPACE,
+        tmp_path_factory.mktemp("e2e-roles"),
+        model=MODEL,
+        customers=CUSTOMERS,
+        seed=7,
+        database_secret=False,  # each Job has the Secret of its own role
+    ) as deployment:
+        admin_url = deployment.database_url
         roles = Roles(
             admin_url,
             {kind: f"scorer_e2e_{kind}_{suffix}" for kind in KINDS},
@@ -106,41 +86,26 @@ def release(
                 f" GRANT USAGE ON SCHEMA features TO {q(roles.names['runtime'])};"
                 f" GRANT SELECT ON features.customers TO {q(roles.names['runtime'])}",
             )
-            kube = Kube(
-                kubectl_path=Path(kind_cluster.kubectl_path),
-                helm_path=helm,
-                kubeconfig=Path(kind_cluster.kubeconfig_path),
-                namespace=NAMESPACE,
-            )
-            kube.kubectl("create", "namespace", NAMESPACE)
             for kind in ("migration", "runtime"):
-                kube.kubectl(
+                deployment.kube.kubectl(
                     "create", "secret", "generic", f"scorer-{kind}",
-                    f"--from-literal=url={roles.url(kind, host_address_for_pods)}",
+                    f"--from-literal=url={roles.url(kind, cluster.host)}",
                 )  # fmt: skip
-            values = {
-                "model": {"name": MODEL, "alias": "champion"},
-                "features": {"table": "features.customers", "entityColumn": "customer_id"},
-                "mlflow": {"trackingUri": mlflow_uri, "recordRuns": False},
-                "database": {"existingSecret": "scorer-runtime"},
-                "migrate": {
-                    "database": {"existingSecret": "scorer-migration"},
-                    "grant": {
-                        "runtimeRole": roles.names["runtime"],
-                        "readerRole": roles.names["reader"],
+            deployment.install(
+                {
+                    "mlflow": {"recordRuns": False},
+                    "database": {"existingSecret": "scorer-runtime"},
+                    "migrate": {
+                        "database": {"existingSecret": "scorer-migration"},
+                        "grant": {
+                            "runtimeRole": roles.names["runtime"],
+                            "readerRole": roles.names["reader"],
+                        },
                     },
-                },
-                "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
-            }
-            values_file = work / "values.yaml"
-            values_file.write_text(yaml.safe_dump(values))
-            kube.helm(
-                "upgrade", "--install", RELEASE, str(services.REPO / "charts" / "scorer"),
-                "-f", str(ENV_VALUES["dev"]), "-f", str(values_file), "--wait", "--timeout", "4m",
-            )  # fmt: skip
-            yield Release(kube, roles)
+                }
+            )
+            yield Release(deployment.kube, roles)
         finally:
-            kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
             services.execute(
                 admin_url,
                 "; ".join(

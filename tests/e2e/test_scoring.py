@@ -12,10 +12,8 @@ import os
 import shlex
 import subprocess
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,18 +23,11 @@ import yaml
 from mlflow import MlflowClient
 
 from scorer.io import sink
-from tests.support import fixtures, services
-from tests.support.fixtures import load_features, register_versions, synthetic_customers
-from tests.support.helm import ENV_VALUES, find_helm
+from tests.support import fixtures, kube, services
 from tests.support.kube import (
     CRONJOB,
-    DATABASE_SECRET,
     IMAGE,
-    IMAGE_REPOSITORY,
-    IMAGE_TAG,
     RELEASE,
-    build_and_load_image,
-    create_database_secret,
 )
 
 pytestmark = pytest.mark.e2e
@@ -56,18 +47,21 @@ CHART = services.REPO / "charts" / "scorer"
 class Deployment:
     """Everything the scenarios share: the cluster, the services and the install."""
 
-    cluster: Any
-    kubeconfig: Path
-    helm_bin: Path
-    database_url: str
-    mlflow_uri: str
-    values_dir: Path
+    base: kube.Deployment
     versions: tuple[int, ...]
+
+    @property
+    def database_url(self) -> str:
+        return self.base.database_url
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.base.mlflow_uri
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [str(self.cluster.kubectl_path), *args],
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            [str(self.base.kube.kubectl_path), *args],
+            env={**os.environ, "KUBECONFIG": str(self.base.kube.kubeconfig)},
             capture_output=True,
             text=True,
             timeout=JOB_TIMEOUT_S,
@@ -83,8 +77,8 @@ class Deployment:
     def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run helm against the cluster; fail on a non-zero exit."""
         proc = subprocess.run(
-            [str(self.helm_bin), *args],
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            [str(self.base.kube.helm_path), *args],
+            env={**os.environ, "KUBECONFIG": str(self.base.kube.kubeconfig)},
             capture_output=True,
             text=True,
             timeout=300,
@@ -107,42 +101,21 @@ class Deployment:
         Every call writes the whole set of values again, so a value (a quality override, say)
         lasts until the next call that does not pass it.
         """
-        values = {
-            "schedule": "* * * * *",
-            "timeZone": "Etc/UTC",
-            "startingDeadlineSeconds": 300,
-            "activeDeadlineSeconds": 600,
-            "successfulJobsHistoryLimit": 20,
-            "failedJobsHistoryLimit": 20,
-            "backoffLimit": 3,
-            "suspend": suspend,
-            "model": {"name": MODEL, "alias": "", "stage": "", "version": "", **model},
-            "features": features or {"table": "features.customers", "entityColumn": "customer_id"},
-            "quality": quality or {},
-            "retention": retention or {},
-            "log": {"format": "json", "level": "INFO"},
-            "mlflow": {"trackingUri": self.mlflow_uri},
-            "database": {"existingSecret": DATABASE_SECRET},
-            "image": {
-                "repository": IMAGE_REPOSITORY,
-                "tag": IMAGE_TAG,
-                "pullPolicy": "Never",
-            },
-        }
-        path = self.values_dir / "e2e-values.yaml"
-        path.write_text(yaml.safe_dump(values))
-        self.helm(
-            "upgrade",
-            "--install",
-            RELEASE,
-            str(CHART),
-            "-n",
-            NAMESPACE,
-            "-f",
-            str(ENV_VALUES["dev"]),
-            "-f",
-            str(path),
-            "--wait",
+        self.base.install(
+            {
+                "schedule": "* * * * *",
+                "timeZone": "Etc/UTC",
+                "startingDeadlineSeconds": 300,
+                "activeDeadlineSeconds": 600,
+                "successfulJobsHistoryLimit": 20,
+                "failedJobsHistoryLimit": 20,
+                "backoffLimit": 3,
+                "suspend": suspend,
+                "model": {"name": MODEL, "alias": "", "stage": "", "version": "", **model},
+                "features": features or {},
+                "quality": quality or {},
+                "retention": retention or {},
+            }
         )
 
     def notes_command(self, marker: str, **placeholders: str) -> list[str]:
@@ -193,12 +166,7 @@ class Deployment:
         return [json.loads(line) for line in self.logs(job).splitlines() if line.startswith("{")]
 
     def run_row(self, run_id: str) -> dict[str, Any] | None:
-        rows = services.query(
-            self.database_url,
-            "SELECT row_to_json(r) FROM scoring.scoring_runs r WHERE run_id = %s",
-            (run_id,),
-        )
-        return None if not rows else dict(rows[0][0])
+        return self.base.run_row(run_id)
 
     def prediction_versions(self, run_id: str) -> list[tuple[int, int]]:
         return [
@@ -225,51 +193,24 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deployment(
-    kind_cluster: Any,
-    host_address_for_pods: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    cluster: kube.Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    helm = find_helm()
-    if helm is None:
-        pytest.fail("helm is not built: run hack/helm.sh")
-    work = tmp_path_factory.mktemp("e2e")
-
-    build_and_load_image(kind_cluster, IMAGE)
-
-    with (
-        services.mlflow_server(work / "mlflow", host=host_address_for_pods) as mlflow_uri,
-        services.fresh_database("scorer_e2e") as database_url,
-    ):
-        load_features(database_url, "features.customers", synthetic_customers(CUSTOMERS, seed=21))
-        with warnings.catch_warnings():  # MLflow's own notes while logging a model
-            warnings.simplefilter("ignore")
-            customers = synthetic_customers(2_000, seed=4)
-            versions = tuple(register_versions(mlflow_uri, MODEL, customers))
-        MlflowClient(mlflow_uri).set_registered_model_alias(MODEL, "champion", str(versions[0]))
-
-        deployment = Deployment(
-            cluster=kind_cluster,
-            kubeconfig=Path(kind_cluster.kubeconfig_path),
-            helm_bin=helm,
-            database_url=database_url,
-            mlflow_uri=mlflow_uri,
-            values_dir=work,
-            versions=versions,
+    with cluster.deploy(
+        NAMESPACE,
+        tmp_path_factory.mktemp("e2e"),
+        model=MODEL,
+        customers=CUSTOMERS,
+        seed=21,
+        versions=2,
+        restricted=True,
+    ) as base:
+        versions = base.versions
+        MlflowClient(base.mlflow_uri).set_registered_model_alias(
+            MODEL, "champion", str(versions[0])
         )
-        deployment.kubectl("create", "namespace", NAMESPACE)
-        deployment.kubectl(
-            "label",
-            "namespace",
-            NAMESPACE,
-            "pod-security.kubernetes.io/enforce=restricted",
-            "pod-security.kubernetes.io/enforce-version=latest",
-        )
-        create_database_secret(deployment.kubectl, NAMESPACE, database_url, host_address_for_pods)
+        deployment = Deployment(base, versions)
         deployment.helm_install(alias="champion")
-        try:
-            yield deployment
-        finally:
-            deployment.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+        yield deployment
 
 
 def assert_succeeded_run(

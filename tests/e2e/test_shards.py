@@ -7,32 +7,23 @@ its own (beside tests/e2e/test_scoring.py's)."""
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg2
 import pytest
-import yaml
 
 from scorer.postgres import locks
 from tests.support import services
-from tests.support.fixtures import load_features, register_versions, synthetic_customers
-from tests.support.helm import ENV_VALUES, find_helm
 from tests.support.kube import (
     CRONJOB,
-    DATABASE_SECRET,
-    IMAGE,
-    IMAGE_REPOSITORY,
-    IMAGE_TAG,
     INDEX_ANNOTATION,
     RELEASE,
+    Cluster,
+    Deployment,
     Kube,
-    build_and_load_image,
-    create_database_secret,
 )
 
 pytestmark = pytest.mark.e2e
@@ -46,65 +37,45 @@ BROKEN = "features.customers_with_a_duplicate"  # no key: one id twice, in one s
 
 
 @dataclass
-class Release(Kube):
-    """The sharded release, its database and its values file."""
+class Release:
+    """The sharded release and its database."""
 
-    database_url: str = ""
-    mlflow_uri: str = ""
-    host: str = ""  # the docker host as pods see it: PostgreSQL and MLflow run there
-    values_path: Path = Path()
+    deployment: Deployment
 
-    def network_policy(self) -> dict[str, Any]:
-        """Egress to this host's PostgreSQL and MLflow only (and the cluster DNS)."""
-        host = [{"ipBlock": {"cidr": f"{self.host}/32"}}]
-        mlflow_port = int(self.mlflow_uri.rsplit(":", 1)[1])
-        return {
-            "enabled": True,
-            "database": {"to": host, "ports": [{"port": 5432, "protocol": "TCP"}]},
-            "mlflow": {"to": host, "ports": [{"port": mlflow_port, "protocol": "TCP"}]},
-        }
+    @property
+    def kube(self) -> Kube:
+        return self.deployment.kube
+
+    @property
+    def database_url(self) -> str:
+        return self.deployment.database_url
 
     def install(self, *, suspend: bool, table: str = TABLE) -> None:
-        values = {
-            "schedule": "* * * * *",
-            "timeZone": "Etc/UTC",
-            "startingDeadlineSeconds": 300,
-            "activeDeadlineSeconds": 600,
-            "successfulJobsHistoryLimit": 20,
-            "failedJobsHistoryLimit": 20,
-            "suspend": suspend,
-            "shards": SHARDS,
-            "backoffLimitPerIndex": 2,
-            "model": {"name": MODEL, "alias": "champion", "stage": "", "version": ""},
-            "features": {"table": table, "entityColumn": "customer_id"},
-            "log": {"format": "json", "level": "INFO"},
-            "mlflow": {"trackingUri": self.mlflow_uri, "recordRuns": False},
-            "database": {"existingSecret": DATABASE_SECRET},
-            "networkPolicy": self.network_policy(),
-            "image": {
-                "repository": IMAGE_REPOSITORY,
-                "tag": IMAGE_TAG,
-                "digest": "",
-                "pullPolicy": "Never",
-            },
-            "resources": {
-                "requests": {"cpu": "50m", "memory": "256Mi"},
-                "limits": {"memory": "1Gi"},
-            },
-        }
-        self.values_path.write_text(yaml.safe_dump(values))
-        self.helm(
-            "upgrade", "--install", RELEASE, str(services.REPO / "charts" / "scorer"),
-            "-f", str(ENV_VALUES["dev"]), "-f", str(self.values_path), "--wait",
-        )  # fmt: skip
+        self.deployment.install(
+            {
+                "schedule": "* * * * *",
+                "timeZone": "Etc/UTC",
+                "startingDeadlineSeconds": 300,
+                "activeDeadlineSeconds": 600,
+                "successfulJobsHistoryLimit": 20,
+                "failedJobsHistoryLimit": 20,
+                "suspend": suspend,
+                "shards": SHARDS,
+                "backoffLimitPerIndex": 2,
+                "model": {"stage": "", "version": ""},
+                "features": {"table": table},
+                "mlflow": {"recordRuns": False},
+                "networkPolicy": self.deployment.network_policy(),
+                "image": {"digest": ""},
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "256Mi"},
+                    "limits": {"memory": "1Gi"},
+                },
+            }
+        )
 
     def run_row(self, run_id: str) -> dict[str, Any] | None:
-        rows = services.query(
-            self.database_url,
-            "SELECT row_to_json(r) FROM scoring.scoring_runs r WHERE run_id = %s",
-            (run_id,),
-        )
-        return None if not rows else dict(rows[0][0])
+        return self.deployment.run_row(run_id)
 
     def shard_rows(self, run_id: str) -> list[tuple[int, str, int | None]]:
         return [
@@ -129,52 +100,24 @@ class Release(Kube):
 
 
 @pytest.fixture(scope="module")
-def release(
-    kind_cluster: Any, host_address_for_pods: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Release]:
-    helm = find_helm()
-    if helm is None:
-        pytest.fail("helm is not built: run hack/helm.sh")
+def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     work = tmp_path_factory.mktemp("e2e-shards")
-    build_and_load_image(kind_cluster, IMAGE)
-    with (
-        services.mlflow_server(work / "mlflow", host=host_address_for_pods) as mlflow_uri,
-        services.fresh_database("scorer_e2e_shards") as database_url,
-    ):
-        customers = synthetic_customers(CUSTOMERS, seed=13)
-        load_features(database_url, TABLE, customers)
+    with cluster.deploy(NAMESPACE, work, model=MODEL, customers=CUSTOMERS, seed=13) as deployment:
         services.execute(
-            database_url,
+            deployment.database_url,
             f"CREATE TABLE {BROKEN} AS SELECT * FROM {TABLE};"
             f" INSERT INTO {BROKEN} SELECT * FROM {TABLE} WHERE customer_id = 12345",
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            register_versions(mlflow_uri, MODEL, synthetic_customers(2_000, seed=4), versions=1)
-        release = Release(
-            kubectl_path=Path(kind_cluster.kubectl_path),
-            helm_path=helm,
-            kubeconfig=Path(kind_cluster.kubeconfig_path),
-            namespace=NAMESPACE,
-            database_url=database_url,
-            mlflow_uri=mlflow_uri,
-            host=host_address_for_pods,
-            values_path=work / "shards-values.yaml",
-        )
-        release.kubectl("create", "namespace", NAMESPACE)
-        create_database_secret(release.kubectl, NAMESPACE, database_url, host_address_for_pods)
+        release = Release(deployment)
         release.install(suspend=False)
-        try:
-            yield release
-        finally:
-            release.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+        yield release
 
 
 def assert_published_exactly_once(release: Release, job: str) -> tuple[dict[str, Any], list[str]]:
     """The run published once, exactly; returns its row and where each surviving pod loaded
     the model from (one files digest across all of them)."""
     row = release.run_row(job)
-    assert row is not None, release.logs(job)
+    assert row is not None, release.kube.logs(job)
     assert row["status"] == "succeeded"
     assert row["shards"] == SHARDS
     assert row["rows_scored"] == CUSTOMERS
@@ -184,7 +127,7 @@ def assert_published_exactly_once(release: Release, job: str) -> tuple[dict[str,
         (index, "succeeded") for index in range(SHARDS)
     ]
     assert sum(scored or 0 for _, _, scored in shards) == CUSTOMERS
-    lines = [line for pod in release.pods_of(job) for line in release.pod_log_lines(pod)]
+    lines = [line for pod in release.kube.pods_of(job) for line in release.kube.pod_log_lines(pod)]
     assert [line["event"] for line in lines].count("run.published") == 1  # by the last shard
     loads = [line for line in lines if line["event"] == "model.loaded"]
     assert len({line["files_sha256"] for line in loads}) == 1, loads  # the very same files
@@ -196,19 +139,19 @@ def assert_published_exactly_once(release: Release, job: str) -> tuple[dict[str,
 
 
 def test_a_sharded_cronjob_fires_three_pods_and_publishes_once(release: Release) -> None:
-    spec = release.kubectl_json("get", "cronjob", CRONJOB)["spec"]["jobTemplate"]["spec"]
+    spec = release.kube.kubectl_json("get", "cronjob", CRONJOB)["spec"]["jobTemplate"]["spec"]
     assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == (
         "Indexed",
         SHARDS,
         SHARDS,
     )
     assert spec["backoffLimitPerIndex"] == 2
-    job = release.first_scheduled_job(timeout=150)
-    release.wait_job(job, "complete")
+    job = release.kube.first_scheduled_job(timeout=150)
+    release.kube.wait_job(job, "complete")
     release.install(suspend=True)  # the next scenarios own the (model, snapshot) lock
-    for other in release.scheduled_jobs():
-        release.wait_job(other, "complete")
-    pods = release.pods_of(job)
+    for other in release.kube.scheduled_jobs():
+        release.kube.wait_job(other, "complete")
+    pods = release.kube.pods_of(job)
     indexes = sorted(int(p["metadata"]["annotations"][INDEX_ANNOTATION]) for p in pods)
     assert indexes == list(range(SHARDS))
     row, sources = assert_published_exactly_once(release, job)
@@ -236,15 +179,16 @@ def test_a_shard_pod_deleted_mid_run_is_retried_on_its_index(release: Release) -
     with closing(psycopg2.connect(release.database_url)) as holder, holder.cursor() as cur:
         holder.autocommit = True
         cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
-        release.kubectl("create", "job", f"--from=cronjob/{CRONJOB}", job)
+        kube = release.kube
+        kube.kubectl("create", "job", f"--from=cronjob/{CRONJOB}", job)
         deadline = time.monotonic() + 180
         while waiting_on_lock(cur, key) < SHARDS:
-            assert time.monotonic() < deadline, f"the shards never all waited:\n{release.logs(job)}"
+            assert time.monotonic() < deadline, f"the shards never all waited:\n{kube.logs(job)}"
             time.sleep(0.5)
-        victim = release.wait_pod_running(job, index=1)
+        victim = release.kube.wait_pod_running(job, index=1)
         # SIGTERM waits behind the lock wait; the kill a second later ends the pod.
-        release.kubectl("delete", "pod", victim, "--grace-period=1", "--wait=true")
-    release.wait_job(job, "complete")
+        release.kube.kubectl("delete", "pod", victim, "--grace-period=1", "--wait=true")
+    release.kube.wait_job(job, "complete")
     (scored_by,) = services.query(
         release.database_url,
         "SELECT k8s_pod FROM scoring.scoring_run_shards WHERE run_id = %s AND shard = 1",
@@ -259,8 +203,8 @@ def test_a_shard_exiting_2_fails_the_job_and_nothing_is_published(release: Relea
     release.install(suspend=True, table=BROKEN)
     try:
         job = f"{CRONJOB}-duplicate-{int(time.time())}"
-        release.kubectl("create", "job", f"--from=cronjob/{CRONJOB}", job)
-        status = release.wait_job(job, "failed")["status"]
+        release.kube.kubectl("create", "job", f"--from=cronjob/{CRONJOB}", job)
+        status = release.kube.wait_job(job, "failed")["status"]
         failed = next(c for c in status["conditions"] if c["type"] == "Failed")
         assert failed["reason"] == "PodFailurePolicy"  # exit 2 fails the Job at once
         row = release.run_row(job)
@@ -276,16 +220,16 @@ def test_a_shard_exiting_2_fails_the_job_and_nothing_is_published(release: Relea
 def test_the_network_policy_is_accepted_and_the_runs_pass_it(release: Release) -> None:
     # Accepted by the API server, as rendered; whether this cluster's CNI enforces it is not
     # asserted (kind's kindnet may or may not). Every scenario above ran with it in place.
-    (policy,) = release.kubectl_json("get", "networkpolicy")["items"]
+    (policy,) = release.kube.kubectl_json("get", "networkpolicy")["items"]
     spec = policy["spec"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     assert not spec.get("ingress")  # nothing connects to a batch job
     peers = [peer for rule in spec["egress"] for peer in rule.get("to", [])]
-    assert {"ipBlock": {"cidr": f"{release.host}/32"}} in peers
+    assert {"ipBlock": {"cidr": f"{release.deployment.host}/32"}} in peers
     assert spec["podSelector"]["matchLabels"]
 
 
 def test_helm_test_checks_the_installed_release(release: Release) -> None:
-    out = release.helm("test", RELEASE, "--logs").stdout
+    out = release.kube.helm("test", RELEASE, "--logs").stdout
     assert "Phase:          Succeeded" in out, out
     assert "check.passed" in out, out  # the test pod's own `scorer check` summary

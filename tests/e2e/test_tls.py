@@ -11,22 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.support import services, tls
-from tests.support.helm import find_helm
 from tests.support.kube import (
     CRONJOB,
     DATABASE_SECRET,
-    IMAGE_REPOSITORY,
-    IMAGE_TAG,
-    RELEASE,
+    Cluster,
+    Deployment,
     Kube,
-    build_and_load_image,
 )
 
 pytestmark = pytest.mark.e2e
@@ -38,10 +33,13 @@ WRONG_CA_SECRET = "another-ca"
 
 @dataclass
 class TlsInstall:
-    kube: Kube
+    deployment: Deployment  # no MLflow: the pods run `scorer migrate`
     server: tls.Cluster
     ca: tls.Certificate
-    values: Path
+
+    @property
+    def kube(self) -> Kube:
+        return self.deployment.kube
 
     def install(self, ca_secret: str, *, migrate_hook: bool) -> None:
         """`helm upgrade --install`, suspended, its pods running `migrate` with this CA; with
@@ -51,22 +49,9 @@ class TlsInstall:
             "migrate": {"enabled": migrate_hook},
             "args": ["migrate"],
             "backoffLimit": 3,
-            "model": {"name": "churn-e2e-tls", "alias": "champion"},
-            "features": {"table": "features.customers", "entityColumn": "customer_id"},
-            "mlflow": {"trackingUri": "http://mlflow.invalid:5000"},
-            "database": {"existingSecret": DATABASE_SECRET, "tls": {"caSecret": ca_secret}},
-            "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
+            "database": {"tls": {"caSecret": ca_secret}},
         }
-        self.values.write_text(yaml.safe_dump(values))
-        self.kube.helm(
-            "upgrade",
-            "--install",
-            RELEASE,
-            str(services.REPO / "charts" / "scorer"),
-            "-f",
-            str(self.values),
-            "--wait",
-        )
+        self.deployment.install(values, dev=False)
 
     def run_job(self, name: str, outcome: str) -> dict[str, Any]:
         self.kube.kubectl("create", "job", f"--from=cronjob/{CRONJOB}", name)
@@ -74,32 +59,24 @@ class TlsInstall:
 
 
 @pytest.fixture(scope="module")
-def setup(
-    kind_cluster: Any, host_address_for_pods: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TlsInstall]:
-    helm = find_helm()
-    if helm is None:
-        pytest.fail("helm is not built: run hack/helm.sh")
+def setup(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsInstall]:
     work = tmp_path_factory.mktemp("e2e-tls")
-    build_and_load_image(kind_cluster, f"{IMAGE_REPOSITORY}:{IMAGE_TAG}")
     ca = tls.make_ca(work / "ca")
     another_ca = tls.make_ca(work / "another-ca", "another CA")
     # The certificate names the address pods reach the host by, as a real server's names its host.
-    certificate = tls.issue(ca, work / "server", [host_address_for_pods])
-    kube = Kube(
-        Path(kind_cluster.kubectl_path), helm, Path(kind_cluster.kubeconfig_path), NAMESPACE
-    )
-    with tls.postgres_cluster(certificate, listen=host_address_for_pods) as server:
-        kube.kubectl("create", "namespace", NAMESPACE)
-        try:
-            kube.kubectl(
-                "create", "secret", "generic", DATABASE_SECRET, f"--from-literal=url={server.url}"
-            )
-            for name, cert in ((CA_SECRET, ca.cert), (WRONG_CA_SECRET, another_ca.cert)):
-                kube.kubectl("create", "secret", "generic", name, f"--from-file=ca.crt={cert}")
-            yield TlsInstall(kube, server, ca, work / "values.yaml")
-        finally:
-            kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+    certificate = tls.issue(ca, work / "server", [cluster.host])
+    with (
+        tls.postgres_cluster(certificate, listen=cluster.host) as server,
+        cluster.namespace(NAMESPACE) as kube,
+    ):
+        kube.kubectl(
+            "create", "secret", "generic", DATABASE_SECRET, f"--from-literal=url={server.url}"
+        )
+        for name, cert in ((CA_SECRET, ca.cert), (WRONG_CA_SECRET, another_ca.cert)):
+            kube.kubectl("create", "secret", "generic", name, f"--from-file=ca.crt={cert}")
+        mlflow = "http://mlflow.invalid:5000"
+        deployment = Deployment(kube, server.url, mlflow, cluster.host, "churn-e2e-tls", (), work)
+        yield TlsInstall(deployment, server, ca)
 
 
 def test_verify_full_with_the_mounted_ca_passes(setup: TlsInstall) -> None:

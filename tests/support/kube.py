@@ -1,4 +1,9 @@
-"""What the e2e installs share: the database Secret, kubectl/helm in one namespace, the image."""
+"""What the e2e installs share: the cluster with the image loaded, a namespace, its services.
+
+``Cluster.deploy`` is the one set-up every e2e module opens with: an MLflow server and a fresh
+database on the host (where pods reach them), the customers and the model seeded, a namespace
+with the database Secret; ``Deployment.install`` helm-installs the release into it.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,19 @@ import os
 import subprocess
 import time
 import warnings
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
 
+import yaml
+
 from scorer.postgres import db, schema
 from tests.support import services
 from tests.support.fixtures import load_features, register_versions, synthetic_customers
+from tests.support.helm import ENV_VALUES, merged
 
 RELEASE = "scorer"
 CRONJOB = "scorer"  # the chart's fullname for release "scorer"
@@ -27,6 +35,7 @@ IMAGE = f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
 JOB_TIMEOUT_S = 300
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
+CHART = services.REPO / "charts" / "scorer"
 DATABASE_SECRET = "scorer-database"
 """The chart's ``database.existingSecret``: key ``url``, the test database as pods reach it."""
 
@@ -50,7 +59,11 @@ def create_database_secret(
 
 def seed(database_url: str, mlflow_uri: str, model: str, customers: int, seed: int) -> None:
     """What one install scores: the ``scoring`` schema, ``features.customers`` with
-    ``customers`` rows, and version 1 of ``model`` (alias champion) in the registry."""
+    ``customers`` rows, and version 1 of ``model`` (alias champion) in the registry.
+
+    For a module that sets up its own services; ``Cluster.deploy`` does all of this (but the
+    migration, which the release's hook runs) and the namespace too.
+    """
     with closing(db.connect(database_url)) as conn:
         schema.migrate(conn, "scoring")
     load_features(database_url, "features.customers", synthetic_customers(customers, seed=seed))
@@ -162,3 +175,133 @@ def build_and_load_image(cluster: Any, image: str) -> None:
     )
     assert build.returncode == 0, build.stderr[-3000:]
     cluster.load_docker_image(image)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The e2e kind cluster, the scorer image loaded into it, helm: where a module deploys."""
+
+    kind: Any  # pytest_kind.KindCluster
+    helm_path: Path
+    host: str
+    """The docker host's address as pods see it: the services the tests run bind to it."""
+
+    def kube(self, namespace: str) -> Kube:
+        return Kube(
+            Path(self.kind.kubectl_path), self.helm_path, Path(self.kind.kubeconfig_path), namespace
+        )
+
+    @contextmanager
+    def namespace(self, name: str, *, restricted: bool = False) -> Iterator[Kube]:
+        """A namespace of the module's own (``restricted``: Pod Security enforced), deleted
+        after it."""
+        kube = self.kube(name)
+        kube.kubectl("create", "namespace", name)
+        try:
+            if restricted:
+                kube.kubectl(
+                    "label", "namespace", name,
+                    "pod-security.kubernetes.io/enforce=restricted",
+                    "pod-security.kubernetes.io/enforce-version=latest",
+                )  # fmt: skip
+            yield kube
+        finally:
+            kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+    @contextmanager
+    def deploy(
+        self,
+        namespace: str,
+        work: Path,
+        *,
+        model: str,
+        customers: int,
+        seed: int,
+        versions: int = 1,
+        restricted: bool = False,
+        database_secret: bool = True,
+    ) -> Iterator[Deployment]:
+        """Services on the host (MLflow, a fresh database named after ``namespace``) with
+        ``customers`` rows of ``features.customers`` and ``versions`` of ``model`` (alias
+        champion on the last), and a namespace with the database Secret (unless not
+        ``database_secret``). Nothing is installed yet: ``Deployment.install`` does that."""
+        with (
+            services.mlflow_server(work / "mlflow", host=self.host) as mlflow_uri,
+            services.fresh_database(namespace.replace("-", "_")) as database_url,
+        ):
+            frame = synthetic_customers(customers, seed=seed)
+            load_features(database_url, "features.customers", frame)
+            with warnings.catch_warnings():  # MLflow's own notes while logging a model
+                warnings.simplefilter("ignore")
+                registered = register_versions(
+                    mlflow_uri, model, synthetic_customers(2_000, seed=4), versions=versions
+                )
+            with self.namespace(namespace, restricted=restricted) as kube:
+                if database_secret:
+                    create_database_secret(kube.kubectl, namespace, database_url, self.host)
+                yield Deployment(
+                    kube, database_url, mlflow_uri, self.host, model, tuple(registered), work
+                )
+
+
+@dataclass
+class Deployment:
+    """One module's install: kubectl and helm in its namespace, its database and MLflow."""
+
+    kube: Kube
+    database_url: str
+    mlflow_uri: str
+    host: str
+    model: str
+    versions: tuple[int, ...]
+    work: Path
+
+    def values(self) -> dict[str, Any]:
+        """The values every install starts from: the e2e image, the seeded model and table,
+        the host's MLflow, the database Secret, JSON logs."""
+        return {
+            "model": {"name": self.model, "alias": "champion"},
+            "features": {"table": "features.customers", "entityColumn": "customer_id"},
+            "log": {"format": "json", "level": "INFO"},
+            "mlflow": {"trackingUri": self.mlflow_uri},
+            "database": {"existingSecret": DATABASE_SECRET},
+            "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
+        }
+
+    def network_policy(self, **others: str) -> dict[str, Any]:
+        """The ``networkPolicy`` values: egress to this host's PostgreSQL and MLflow only (and
+        the cluster DNS), and to each of ``others`` (its values key: its URL on this host)."""
+        host = [{"ipBlock": {"cidr": f"{self.host}/32"}}]
+
+        def on_host(url: str) -> dict[str, Any]:
+            return {"to": host, "ports": [{"port": int(url.rsplit(":", 1)[1]), "protocol": "TCP"}]}
+
+        return {
+            "enabled": True,
+            "database": {"to": host, "ports": [{"port": 5432, "protocol": "TCP"}]},
+            "mlflow": on_host(self.mlflow_uri),
+            **{key: on_host(url) for key, url in others.items()},
+        }
+
+    def install(
+        self, values: Mapping[str, Any], *, dev: bool = True, check: bool = True
+    ) -> CompletedProcess[str]:
+        """`helm upgrade --install --wait` of the chart with the dev environment's values
+        (unless not ``dev``), then ``values()`` deep-merged with ``values``."""
+        path = self.work / "values.yaml"
+        path.write_text(yaml.safe_dump(merged(self.values(), values)))
+        files = ("-f", str(ENV_VALUES["dev"])) if dev else ()
+        return self.kube.helm(
+            "upgrade", "--install", RELEASE, str(CHART), *files, "-f", str(path),
+            "--wait", "--timeout", "5m",
+            check=check,
+        )  # fmt: skip
+
+    def run_row(self, run_id: str) -> dict[str, Any] | None:
+        """The run's ``scoring_runs`` row, as JSON, if there is one."""
+        rows = services.query(
+            self.database_url,
+            "SELECT row_to_json(r) FROM scoring.scoring_runs r WHERE run_id = %s",
+            (run_id,),
+        )
+        return None if not rows else dict(rows[0][0])

@@ -28,13 +28,14 @@ from scorer.postgres.schema import SCHEMA_VERSION
 from tests.support import services
 from tests.support.kube import (
     CRONJOB,
+    EVERY_MINUTE,
     IMAGE,
     IMAGE_REPOSITORY,
     IMAGE_TAG,
     RELEASE,
     Cluster,
     Deployment,
-    Kube,
+    OnDeployment,
 )
 
 pytestmark = pytest.mark.e2e
@@ -81,25 +82,15 @@ def build_next_image(cluster: Any, work: Path) -> None:
 
 
 @dataclass
-class Release:
+class Release(OnDeployment):
     """The install under test: its deployment (kubectl, helm, its database) and values."""
 
     deployment: Deployment
 
-    @property
-    def kube(self) -> Kube:
-        return self.deployment.kube
-
-    @property
-    def database_url(self) -> str:
-        return self.deployment.database_url
-
     def upgrade(self, *, check: bool = True, **override: Any) -> subprocess.CompletedProcess[str]:
         """`helm upgrade --install --wait` with the dev values and the e2e ones (+ override)."""
         values = {
-            "schedule": "* * * * *",
-            "timeZone": "Etc/UTC",
-            "startingDeadlineSeconds": 300,
+            **EVERY_MINUTE,
             "successfulJobsHistoryLimit": 20,
             "failedJobsHistoryLimit": 20,
             "backoffLimit": 2,

@@ -18,9 +18,11 @@ from mlflow import MlflowClient
 from tests.support import services
 from tests.support.kube import (
     CRONJOB,
+    EVERY_MINUTE,
     IMAGE,
     Cluster,
     Deployment,
+    OnDeployment,
 )
 from tests.support.lineage_schema import validate
 
@@ -58,23 +60,15 @@ class _EventServer(ThreadingHTTPServer):
 
 
 @dataclass
-class Install:
+class Install(OnDeployment):
     deployment: Deployment
     events: Events
 
-    @property
-    def database_url(self) -> str:
-        return self.deployment.database_url
-
-    @property
-    def mlflow_uri(self) -> str:
-        return self.deployment.mlflow_uri
-
     def kubectl_json(self, *args: str) -> Any:
-        return self.deployment.kube.kubectl_json(*args)
+        return self.kube.kubectl_json(*args)
 
     def logs(self, job: str) -> str:
-        return self.deployment.kube.kubectl("logs", f"job/{job}").stdout
+        return self.kube.kubectl("logs", f"job/{job}").stdout
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +85,7 @@ def install(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
             host, port = server.server_address[:2]
             deployment.install(
                 {
-                    "schedule": "* * * * *",
-                    "timeZone": "Etc/UTC",
-                    "startingDeadlineSeconds": 300,
+                    **EVERY_MINUTE,
                     "activeDeadlineSeconds": 600,
                     "successfulJobsHistoryLimit": 5,
                     "failedJobsHistoryLimit": 5,

@@ -14,6 +14,7 @@ import pytest
 from tests.support import services
 from tests.support.kube import (
     CRONJOB,
+    EVERY_MINUTE,
     RELEASE,
     Cluster,
     Deployment,
@@ -30,9 +31,7 @@ CUSTOMERS = 2_000
 def install_values(deployment: Deployment, pushgateway: str, suspend: bool) -> dict[str, Any]:
     """A scheduled release that pushes its metrics, with egress to this host's services only."""
     return {
-        "schedule": "* * * * *",
-        "timeZone": "Etc/UTC",
-        "startingDeadlineSeconds": 300,
+        **EVERY_MINUTE,
         "activeDeadlineSeconds": 600,
         "successfulJobsHistoryLimit": 20,
         "suspend": suspend,

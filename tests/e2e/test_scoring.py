@@ -26,6 +26,7 @@ from scorer.io import sink
 from tests.support import fixtures, kube, services
 from tests.support.kube import (
     CRONJOB,
+    EVERY_MINUTE,
     IMAGE,
     RELEASE,
 )
@@ -44,24 +45,16 @@ CHART = services.REPO / "charts" / "scorer"
 
 
 @dataclass
-class Deployment:
+class Deployment(kube.OnDeployment):
     """Everything the scenarios share: the cluster, the services and the install."""
 
-    base: kube.Deployment
+    deployment: kube.Deployment
     versions: tuple[int, ...]
-
-    @property
-    def database_url(self) -> str:
-        return self.base.database_url
-
-    @property
-    def mlflow_uri(self) -> str:
-        return self.base.mlflow_uri
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [str(self.base.kube.kubectl_path), *args],
-            env={**os.environ, "KUBECONFIG": str(self.base.kube.kubeconfig)},
+            [str(self.deployment.kube.kubectl_path), *args],
+            env={**os.environ, "KUBECONFIG": str(self.deployment.kube.kubeconfig)},
             capture_output=True,
             text=True,
             timeout=JOB_TIMEOUT_S,
@@ -77,8 +70,8 @@ class Deployment:
     def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run helm against the cluster; fail on a non-zero exit."""
         proc = subprocess.run(
-            [str(self.base.kube.helm_path), *args],
-            env={**os.environ, "KUBECONFIG": str(self.base.kube.kubeconfig)},
+            [str(self.deployment.kube.helm_path), *args],
+            env={**os.environ, "KUBECONFIG": str(self.deployment.kube.kubeconfig)},
             capture_output=True,
             text=True,
             timeout=300,
@@ -101,11 +94,9 @@ class Deployment:
         Every call writes the whole set of values again, so a value (a quality override, say)
         lasts until the next call that does not pass it.
         """
-        self.base.install(
+        self.deployment.install(
             {
-                "schedule": "* * * * *",
-                "timeZone": "Etc/UTC",
-                "startingDeadlineSeconds": 300,
+                **EVERY_MINUTE,
                 "activeDeadlineSeconds": 600,
                 "successfulJobsHistoryLimit": 20,
                 "failedJobsHistoryLimit": 20,
@@ -166,7 +157,7 @@ class Deployment:
         return [json.loads(line) for line in self.logs(job).splitlines() if line.startswith("{")]
 
     def run_row(self, run_id: str) -> dict[str, Any] | None:
-        return self.base.run_row(run_id)
+        return self.deployment.run_row(run_id)
 
     def prediction_versions(self, run_id: str) -> list[tuple[int, int]]:
         return [

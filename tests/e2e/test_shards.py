@@ -19,11 +19,12 @@ from scorer.postgres import locks
 from tests.support import services
 from tests.support.kube import (
     CRONJOB,
+    EVERY_MINUTE,
     INDEX_ANNOTATION,
     RELEASE,
     Cluster,
     Deployment,
-    Kube,
+    OnDeployment,
 )
 
 pytestmark = pytest.mark.e2e
@@ -37,25 +38,15 @@ BROKEN = "features.customers_with_a_duplicate"  # no key: one id twice, in one s
 
 
 @dataclass
-class Release:
+class Release(OnDeployment):
     """The sharded release and its database."""
 
     deployment: Deployment
 
-    @property
-    def kube(self) -> Kube:
-        return self.deployment.kube
-
-    @property
-    def database_url(self) -> str:
-        return self.deployment.database_url
-
     def install(self, *, suspend: bool, table: str = TABLE) -> None:
         self.deployment.install(
             {
-                "schedule": "* * * * *",
-                "timeZone": "Etc/UTC",
-                "startingDeadlineSeconds": 300,
+                **EVERY_MINUTE,
                 "activeDeadlineSeconds": 600,
                 "successfulJobsHistoryLimit": 20,
                 "failedJobsHistoryLimit": 20,

@@ -36,6 +36,8 @@ JOB_TIMEOUT_S = 300
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 CHART = services.REPO / "charts" / "scorer"
+EVERY_MINUTE = {"schedule": "* * * * *", "timeZone": "Etc/UTC", "startingDeadlineSeconds": 300}
+"""The values of a CronJob that fires every minute (and still fires 5 minutes late)."""
 DATABASE_SECRET = "scorer-database"
 """The chart's ``database.existingSecret``: key ``url``, the test database as pods reach it."""
 
@@ -305,3 +307,22 @@ class Deployment:
             (run_id,),
         )
         return None if not rows else dict(rows[0][0])
+
+
+class OnDeployment:
+    """A module's own view of its ``Deployment`` (its release, say): the deployment's kubectl,
+    database and MLflow by their names, beside what the module adds."""
+
+    deployment: Deployment
+
+    @property
+    def kube(self) -> Kube:
+        return self.deployment.kube
+
+    @property
+    def database_url(self) -> str:
+        return self.deployment.database_url
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.deployment.mlflow_uri

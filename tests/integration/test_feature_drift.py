@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests import fixtures, services
+from tests.support import fixtures, services
 
 pytestmark = pytest.mark.integration
 

@@ -229,6 +229,12 @@ def _add_history_arguments(sub: argparse.ArgumentParser, name: str) -> None:
         )
     if name == "explain":
         sub.add_argument("entity_id", metavar="ENTITY_ID", help="the entity id, as text")
+        sub.add_argument(
+            "--run",
+            metavar="RUN_ID",
+            help="only this run's score, with its reasons (default: every kept run's score, "
+            "with the reasons of the run latest_predictions shows)",
+        )
     if name in ("runs", "explain"):
         sub.add_argument("--model", metavar="NAME", help="only this model's runs")
     if name == "runs":
@@ -408,7 +414,7 @@ def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace)
             run = history.show(conn, target, args.show_run_id)
             output = history.to_json(run) if args.json else history.render_show(run, args.bins)
         else:
-            scores = history.explain(conn, target, args.entity_id, args.model)
+            scores = history.explain(conn, target, args.entity_id, args.model, args.run)
             output = history.to_json(scores) if args.json else history.render_explain(scores)
     print(output)  # the command's output (stdout), not a log line
     return EXIT_OK

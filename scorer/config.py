@@ -214,6 +214,15 @@ class RunSettings(DatabaseSettings):
     max_rejected_ratio: float = Field(
         0.0, ge=0.0, le=1.0, description="Share of rejected rows tolerated, 0 to 1"
     )
+    reasons: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Reasons per score: store with each row the K features contributing most"
+        " to its score (by absolute contribution to the margin, the model's own: xgboost"
+        " pred_contribs, lightgbm pred_contrib), 0 to 1000; 0 (the default) stores none;"
+        " other flavors exit 2",
+    )
     lock_wait_seconds: float = Field(
         0.0, ge=0.0, description="Seconds to wait for a concurrent run of the model and snapshot"
     )

@@ -97,6 +97,12 @@ class RunPartition:
         columns = "entity_id, score, label" if labels else "entity_id, score"
         self.copy_statement = f"COPY {self.table} ({columns}) FROM STDIN (FORMAT binary)"
 
+    def carrying_reasons(self) -> RunPartition:
+        """This table, its rows carrying the ``reasons`` column too (``scorer.model.reasons``,
+        written last by ``wire.encode_predictions``)."""
+        self.copy_statement = self.copy_statement.replace(") FROM STDIN", ", reasons) FROM STDIN")
+        return self
+
     def create(self, cur: db.Cursor) -> None:
         """Create the empty table with its lineage defaults and run id CHECK (not yet committed)."""
         self._create(cur, shard=False, bounds=(None, None))

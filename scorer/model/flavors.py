@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from scorer.errors import ConfigError, ModelOutputError, SchemaMismatchError
 from scorer.io.features import Chunk, FeaturePlan, InputKind, ModelInput, Precision
-from scorer.model import mlmodel, output
+from scorer.model import mlmodel, output, reasons
 from scorer.postgres import wire
 
 if TYPE_CHECKING:
@@ -78,6 +78,9 @@ class LoadedModel:
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Per string input, the categories the model knows, where it records them (xgboost,
     lightgbm): model metadata, which the drift check counts values by."""
+    contributions: Callable[[Chunk, FeaturePlan], reasons.Contributions] | None = None
+    """The model's own per-row contributions to its margin (``scorer.model.reasons``), if
+    its flavor gives them."""
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -126,14 +129,15 @@ def load(
     as_frame = not codes and (scoring.frame or not numeric)
     method = scoring.method
 
-    def predict(chunk: Chunk, plan: FeaturePlan) -> Scores:
-        data: Any = chunk.numbers
+    def model_input(chunk: Chunk, plan: FeaturePlan) -> Any:
         if as_frame:
-            data = _frame(chunk, plan, scoring.categories, pyfunc=flavor == "python_function")
-        elif codes:
-            data = _coded(chunk, plan, codes, method)
+            return _frame(chunk, plan, scoring.categories, pyfunc=flavor == "python_function")
+        return _coded(chunk, plan, codes, method) if codes else chunk.numbers
+
+    def call(compute: Callable[[Any], Any], chunk: Chunk, plan: FeaturePlan) -> Any:
+        data = model_input(chunk, plan)
         try:
-            out = np.asarray(scoring.output(data))
+            return np.asarray(compute(data))
         except ModelOutputError:
             raise  # the scorer's own refusal of what the model returned
         except Exception as exc:
@@ -141,7 +145,15 @@ def load(
                 f"the model's {method} failed on a chunk of {chunk.ids.size} rows: "
                 + output.summary(exc, inputs, data)
             ) from None  # the library's message may quote feature values
-        return _scores(out, index, score_kind, method)
+
+    def predict(chunk: Chunk, plan: FeaturePlan) -> Scores:
+        return _scores(call(scoring.output, chunk, plan), index, score_kind, method)
+
+    own = reasons.native(flavor, model, threads, index) if not scoring.named else None
+
+    def contributions(chunk: Chunk, plan: FeaturePlan) -> reasons.Contributions:
+        assert own is not None
+        return np.asarray(call(own, chunk, plan), dtype=np.float64)
 
     # xgboost computes in float32, and converts a DataFrame's float64 itself (a datetime
     # input makes it take one: epoch microseconds do not survive float32).
@@ -157,6 +169,7 @@ def load(
         threads,
         np.float32 if float32 else np.float64,
         _known_categories(flavor, model, inputs, codes),
+        None if own is None else contributions,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from scorer.errors import RunNotFoundError
 from scorer.io import sink
+from scorer.ops import reasons
 from scorer.postgres import db, ranking
 from scorer.postgres.identifiers import quote_identifier
 from scorer.run.gate import FIRST_RUN, HISTOGRAM_BINS
@@ -313,8 +314,12 @@ def _bar(fraction: float) -> str:
 # --- explain ----------------------------------------------------------------------------
 
 
-def explain(conn: db.Connection, target: str, entity_id: str, model: str | None) -> Record:
-    """The entity's score in every kept run (of ``model``, or of every model).
+def explain(
+    conn: db.Connection, target: str, entity_id: str, model: str | None, run: str | None = None
+) -> Record:
+    """The entity's score in every kept run (of ``model``, or of every model; only ``run``'s
+    when given), with its reasons (``scorer.ops.reasons``) in the run each model's
+    ``latest_predictions`` shows, or in ``run``.
 
     Each id type's parent is searched with the id in that type, when it has that form (an
     integer, a uuid; every id is a text id). The lookup is one index probe per kept run.
@@ -330,7 +335,9 @@ def explain(conn: db.Connection, target: str, entity_id: str, model: str | None)
                 f"""
                 WITH ranked AS (
                     SELECT run_id, model_name, model_selector, model_version, snapshot,
-                           features_relation, entity_type,
+                           features_relation, entity_type, snapshot_column,
+                           coalesce(entity_column, run_settings->>'entity_column')
+                               AS entity_column,
                            {ranking.LATEST_RANK} AS rank, {ranking.PUBLISHED_RANK} AS newest
                     FROM {table}
                     WHERE status = 'succeeded'
@@ -338,18 +345,27 @@ def explain(conn: db.Connection, target: str, entity_id: str, model: str | None)
                 )
                 SELECT r.run_id, r.model_name, r.model_selector, r.model_version, r.snapshot,
                        r.features_relation, r.entity_type, p.score, p.label, p.scored_at,
-                       r.rank = 1 AS latest, r.newest = 1 AS published
+                       r.rank = 1 AS latest, r.newest = 1 AS published, r.snapshot_column,
+                       r.entity_column, p.reasons
                 FROM ranked AS r
                 CROSS JOIN LATERAL (
-                    SELECT score, label, scored_at FROM {quote_identifier(target)}.{parent} AS p
+                    SELECT score, label, scored_at, reasons
+                    FROM {quote_identifier(target)}.{parent} AS p
                     WHERE p.run_id = r.run_id AND p.entity_id = %(id)s::{kind} OFFSET 0
                 ) AS p
                 WHERE r.entity_type = %(kind)s
+                  AND (%(run)s::text IS NULL OR r.run_id = %(run)s::text)
                 ORDER BY r.model_name, r.rank
                 """,
-                {"model": model, "id": value, "kind": kind},
+                {"model": model, "id": value, "kind": kind, "run": run},
             )
             found += _records(cur)
+    for score in found:
+        if score["latest"] or run is not None:
+            reasons.attach(conn, score, entity_id)
+        else:
+            score["reasons"] = None  # shown for the run explained only
+        del score["snapshot_column"], score["entity_column"]
     found.sort(key=lambda s: s["model_name"])  # stable: each model's runs stay newest first
     return {"entity_id": entity_id, "model_name": model, "scores": found}
 
@@ -387,7 +403,13 @@ def render_explain(record: Record) -> str:
         f"entity {record['entity_id']}: {len(scores)} scores in the kept runs of {of}"
         " (newest snapshot first)"
     )
-    return f"{title}\n{_table(header, rows, right={'SCORE', 'LABEL'})}"
+    why = [
+        f"reasons ({s['model_name']}, run {s['run_id']}): {reasons.line(s)}"
+        + (f" (values not shown: {s['values_unavailable']})" if "values_unavailable" in s else "")
+        for s in scores
+        if s["reasons"] is not None
+    ]
+    return "\n".join([title, _table(header, rows, right={"SCORE", "LABEL"}), *why])
 
 
 def _as_kind(entity_id: str, kind: str) -> int | str | None:

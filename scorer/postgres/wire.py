@@ -10,7 +10,7 @@ over the chunk's bytes. Rows without a tail have a fixed width and need no walk 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,12 +190,18 @@ def encode_predictions(
     ids: npt.NDArray[Any],
     scores: npt.NDArray[np.float64],
     labels: npt.NDArray[np.int16] | None,
+    last: Sequence[bytes] | None = None,
 ) -> bytes:
-    """One complete binary COPY stream of (entity_id, score[, label]) rows.
+    """One complete binary COPY stream of (entity_id, score[, label][, last]) rows.
 
     ``ids`` are int64 (bigint), ``V16`` (uuid, 16 raw bytes) or ``S<n>`` (UTF-8 text, the
-    length of each row's own).
+    length of each row's own); ``last``: one more field per row, already in its binary form
+    (the reasons' jsonb).
     """
+    if last is not None:
+        body = encode_predictions(ids, scores, labels)[len(_OUT_HEADER) : -len(TRAILER)]
+        given = 2 if labels is None else 3
+        return b"".join((_OUT_HEADER, _append_field(body, ids, given, last), TRAILER))
     n = int(ids.size)
     fields: list[tuple[str, str]] = [("score_len", ">i4"), ("score", ">f8")]
     if labels is not None:
@@ -237,3 +243,23 @@ def _variable_rows(ids: npt.NDArray[np.bytes_], count: int, tail: npt.NDArray[np
     tail_at = starts + 6 + sizes
     out[tail_at[:, None] + np.arange(tail_bytes.shape[1])] = tail_bytes
     return out.tobytes()
+
+
+def _append_field(rows: bytes, ids: npt.NDArray[Any], count: int, last: Sequence[bytes]) -> bytes:
+    """Each of ``rows`` (encoded from ``ids``, ``count`` fields each) with one more field, the
+    value from ``last``."""
+    n = int(ids.size)
+    if n == 0:
+        return rows
+    lengths = np.zeros(n, dtype=np.int64)
+    if ids.dtype.kind not in "iuV":  # text ids: each row as long as its own id
+        lengths = np.char.str_len(ids).astype(np.int64)
+    sizes = (lengths + (len(rows) - int(lengths.sum())) // n).tolist()
+    fields = (count + 1).to_bytes(2, "big")
+    view = memoryview(rows)
+    parts: list[Bytes] = []
+    at = 0
+    for size, value in zip(sizes, last, strict=True):
+        parts += (fields, view[at + 2 : at + size], len(value).to_bytes(4, "big"), value)
+        at += size
+    return b"".join(parts)

@@ -14,7 +14,7 @@ import structlog
 
 from scorer.config import RunSettings
 from scorer.io import features, sink
-from scorer.model import registry, run_copy
+from scorer.model import reasons, registry, run_copy
 from scorer.model.flavors import LoadedModel
 from scorer.postgres import db, privileges, schema
 
@@ -78,6 +78,7 @@ def prepare(
         schema.require_migrated(writer, settings.target_schema)
     with timer.step("load"):
         model, files = registry.load(resolved, settings, share)
+    reasons.require(model, settings.reasons)
     shared = resolved.files or files
     log.info(
         "model.loaded",
@@ -125,4 +126,7 @@ def partition_for(
         scored_at=started_at,
     )
     labelled = settings.label_threshold is not None
-    return sink.RunPartition(settings.target_schema, lineage, prepared.plan.entity_kind, labelled)
+    partition = sink.RunPartition(
+        settings.target_schema, lineage, prepared.plan.entity_kind, labelled
+    )
+    return partition.carrying_reasons() if settings.reasons else partition

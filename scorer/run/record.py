@@ -132,6 +132,8 @@ class RunRecord:
             "score_method": model.method,
             "positive_class": model.positive_class,
             "features_relation": s.features_table,
+            "entity_column": s.entity_column,
+            "reasons": s.reasons or None,
             "trigger": trigger,
             "started_at": started_at,
             "scorer_version": __version__,

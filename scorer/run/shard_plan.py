@@ -57,6 +57,7 @@ RESULT_SETTINGS = (
     "min_rows_ratio",
     "max_null_share_increase",
     "quality_override",
+    "reasons",
 )
 """Settings every shard of a run must share: they change what is scored or published.
 

@@ -312,6 +312,8 @@ class ShardRun:
             settings.label_threshold is not None,
             (self.shard, bounds),
         )
+        if settings.reasons:
+            table.carrying_reasons()
         with db.transaction(writer):
             if has_range:
                 with timer.step("score"):

@@ -16,6 +16,7 @@ from scorer.errors import (
     RetryableError,
 )
 from scorer.io import features, sink, workers
+from scorer.model import reasons
 from scorer.postgres import db, wire
 from scorer.run import drift, gate
 from scorer.run.prepare import Prepared
@@ -41,7 +42,7 @@ def score(  # noqa: PLR0913 - the run, its model and plan, both connections, the
     transaction); reading and writing run on threads of their own. ``poll`` is called after
     each chunk (a shard checks there whether its run still stands)."""
     settings, counts, plan = run.settings, run.counts, prepared.plan
-    threshold = settings.label_threshold
+    threshold, k = settings.label_threshold, settings.reasons
     with writer.cursor() as cur:
         table.create(cur)
     run.feature_drift = None if settings.sharded else _drift_collector(run, writer, prepared)
@@ -62,7 +63,8 @@ def score(  # noqa: PLR0913 - the run, its model and plan, both connections, the
                 run.stats.add(scores, labels)
                 if run.feature_drift is not None:
                     run.feature_drift.add(chunk)
-                send(wire.encode_predictions(chunk.ids, scores, labels))
+                why = reasons.column(prepared.model, chunk, plan, k) if k else None
+                send(wire.encode_predictions(chunk.ids, scores, labels, why))
             now = time.perf_counter()
             poll()
             if now - last >= _PROGRESS_EVERY_SECONDS or counts.read == chunk.read:

@@ -1,0 +1,96 @@
+"""``python -m benchmarks.reasons [--rows N] [--repeat R] [--k K] [--case NAME ...]``: what the
+reasons cost (``SCORER_REASONS``).
+
+Each case (``benchmarks.fixtures``: numeric, 200 trees of depth 6 over 20 float8 columns;
+telco-xgboost, the same over 3 categorical and 17 numeric columns) scored end to end without
+reasons and with ``SCORER_REASONS=K``, interleaved run by run, each over N rows and over the
+case's N/4 table. CPU is the client's (all threads) plus the benchmark's own PostgreSQL's.
+Printed per case, medians of R: CPU per row of the whole run, CPU per row at the margin
+(``(CPU(N) - CPU(N/4)) / (3N/4)``: start-up, the same in both runs, cancels out), and the
+ratios with / without, which the issue requires to be at most 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+from benchmarks import fixtures
+from benchmarks.cli import Bench, Sample, progress
+from benchmarks.cluster import Cluster
+
+
+def _cpu(sample: Sample) -> float:
+    return sample.client_cpu + sample.server_cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.reasons", description=__doc__)
+    parser.add_argument("--rows", type=int, default=10_000, help="rows scored (N)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--k", type=int, default=3, help="SCORER_REASONS of the runs with reasons")
+    parser.add_argument(
+        "--case",
+        nargs="+",
+        default=["numeric", "telco-xgboost"],
+        choices=["numeric", "telco-xgboost"],
+    )
+    args = parser.parse_args(argv)
+    cases = [fixtures.CASES[name] for name in args.case]
+    quarter = max(args.rows // 4, 1)
+    variants = {"without": {}, "with": {"SCORER_REASONS": str(args.k)}}
+    found: dict[tuple[str, str, int], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="scorer-reasons-") as tmp:
+        cluster = Cluster.start()
+        try:
+            bench = Bench(cluster, Path(tmp))
+            bench.setup(args.rows, cases, 20_000)
+            load = [os.getloadavg()]
+            for attempt in range(args.repeat):
+                for case in cases:
+                    for variant, extra in variants.items():
+                        for rows, table in ((args.rows, case.table), (quarter, case.quarter)):
+                            settings = {**extra, "SCORER_FEATURES_TABLE": table}
+                            sample = bench.scorer(case, rows, attempt, extra=settings)
+                            found.setdefault((case.name, variant, rows), []).append(_cpu(sample))
+                            progress(
+                                f"[{case.name} {variant} {rows:,}] {sample.wall:.1f}s wall,"
+                                f" {_cpu(sample):.2f} CPU-s"
+                            )
+            load.append(os.getloadavg())
+        finally:
+            cluster.stop()
+    print(
+        f"\nload average {load[0]} before, {load[1]} after; medians of {args.repeat}; K={args.k}\n"
+    )
+    print(
+        "| case | reasons | CPU µs per row, whole run | CPU µs per row, at the margin |"
+        "\n|---|---|---|---|"
+    )
+    figures: dict[tuple[str, str], tuple[float, float]] = {}
+    for case in cases:
+        for variant in variants:
+            whole = statistics.median(found[case.name, variant, args.rows])
+            small = statistics.median(found[case.name, variant, quarter])
+            per_row = whole / args.rows * 1e6
+            margin = (whole - small) / (args.rows - quarter) * 1e6
+            figures[case.name, variant] = (per_row, margin)
+            print(f"| {case.name} | {variant} | {per_row:,.1f} | {margin:,.1f} |")
+    print("\n| case | with ÷ without, whole run | with ÷ without, at the margin |\n|---|---|---|")
+    for case in cases:
+        (whole_with, margin_with), (whole_without, margin_without) = (
+            figures[case.name, "with"],
+            figures[case.name, "without"],
+        )
+        print(
+            f"| {case.name} | {whole_with / whole_without:.2f} |"
+            f" {margin_with / margin_without:.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

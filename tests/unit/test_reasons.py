@@ -10,8 +10,8 @@ import uuid
 import numpy as np
 import pytest
 
-from scorer import wire
 from scorer.model import reasons
+from scorer.postgres import wire
 
 HEADER = wire.COPY_SIGNATURE + struct.pack(">ii", 0, 0)
 

@@ -7,7 +7,8 @@ reasons and with ``SCORER_REASONS=K``, interleaved run by run, each over N rows 
 case's N/4 table. CPU is the client's (all threads) plus the benchmark's own PostgreSQL's.
 Printed per case, medians of R: CPU per row of the whole run, CPU per row at the margin
 (``(CPU(N) - CPU(N/4)) / (3N/4)``: start-up, the same in both runs, cancels out), and the
-ratios with / without, which the issue requires to be at most 2.
+ratios with / without, which the issue requires to be at most 2. ``--library``: the
+xgboost calls alone, in process (``library``), to show where the cost is.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import os
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from benchmarks import fixtures
@@ -25,6 +27,40 @@ from benchmarks.cluster import Cluster
 
 def _cpu(sample: Sample) -> float:
     return sample.client_cpu + sample.server_cpu
+
+
+def library(rows: int, repeat: int) -> None:
+    """The library calls alone, in process, on one thread: CPU µs per row of the numeric
+    case's booster (200 trees of depth 6 over 20 columns, as ``fixtures``) predicting, and
+    giving its TreeSHAP contributions, and its approximate (Saabas) ones; medians of R."""
+    import numpy as np  # noqa: PLC0415 - the end-to-end runs need neither
+    import xgboost  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    train = rng.random((20_000, 20))
+    booster = fixtures._booster(xgboost.DMatrix(train, label=fixtures._labels(train, rng)))
+    data = rng.random((rows, 20)).astype(np.float32)
+    calls = {
+        "inplace_predict": lambda: booster.inplace_predict(data),
+        "predict(pred_contribs=True)": lambda: booster.predict(
+            xgboost.DMatrix(data, nthread=1), pred_contribs=True
+        ),
+        "predict(pred_contribs=True, approx_contribs=True)": lambda: booster.predict(
+            xgboost.DMatrix(data, nthread=1), pred_contribs=True, approx_contribs=True
+        ),
+    }
+    print(f"\n| xgboost call, 1 thread, {rows:,} rows | CPU µs per row | ÷ inplace_predict |")
+    print("|---|---|---|")
+    base = 0.0
+    for name, call in calls.items():
+        times = []
+        for _ in range(repeat):
+            start = time.process_time()
+            call()
+            times.append((time.process_time() - start) / rows * 1e6)
+        figure = statistics.median(times)
+        base = base or figure
+        print(f"| {name} | {figure:,.1f} | {figure / base:,.0f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         default=["numeric", "telco-xgboost"],
         choices=["numeric", "telco-xgboost"],
     )
+    parser.add_argument(
+        "--library", action="store_true", help="only the library calls, in process (no runs)"
+    )
     args = parser.parse_args(argv)
+    if args.library:
+        library(args.rows, args.repeat)
+        return 0
     cases = [fixtures.CASES[name] for name in args.case]
     quarter = max(args.rows // 4, 1)
     variants = {"without": {}, "with": {"SCORER_REASONS": str(args.k)}}

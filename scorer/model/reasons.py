@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +24,6 @@ from scorer.errors import ConfigError, ModelOutputError
 
 if TYPE_CHECKING:
     from scorer.io.features import Chunk, FeaturePlan
-    from scorer.model.flavors import LoadedModel
 
 Contributions = npt.NDArray[np.float64]
 """(rows, inputs + 1): each input's contribution to the margin, the bias last."""
@@ -33,6 +32,22 @@ Native = Callable[[Any], Contributions]
 FLAVORS = ("xgboost", "lightgbm")
 """The flavors whose libraries give per-row contributions."""
 _JSONB_VERSION = b"\x01"
+
+
+class Explainable(Protocol):
+    """What the reasons need of a loaded model (``flavors.LoadedModel``)."""
+
+    @property
+    def method(self) -> str:
+        """How the model scores, e.g. ``xgboost Booster.inplace_predict``."""
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The input column names, in the model's order."""
+
+    @property
+    def contributions(self) -> Callable[[Chunk, FeaturePlan], Contributions] | None:
+        """The model's own per-row contributions, if its flavor gives them."""
 
 
 def native(flavor: str, model: Any, threads: int, index: int | None) -> Native | None:
@@ -45,7 +60,7 @@ def native(flavor: str, model: Any, threads: int, index: int | None) -> Native |
     return None
 
 
-def require(model: LoadedModel, k: int) -> None:
+def require(model: Explainable, k: int) -> None:
     """Refuse ``SCORER_REASONS`` for a model that gives no contributions of its own."""
     if k and model.contributions is None:
         raise ConfigError(
@@ -55,7 +70,7 @@ def require(model: LoadedModel, k: int) -> None:
         )
 
 
-def column(model: LoadedModel, chunk: Chunk, plan: FeaturePlan, k: int) -> list[bytes]:
+def column(model: Explainable, chunk: Chunk, plan: FeaturePlan, k: int) -> list[bytes]:
     """The chunk's ``reasons`` column: one binary jsonb value per row."""
     assert model.contributions is not None  # require() refused the run before
     found = model.contributions(chunk, plan)

@@ -200,3 +200,22 @@ def test_explain_shows_the_values_which_no_log_or_run_row_holds(
     )
     for text in (run.stdout, run.stderr, shown.stderr, rows[0][0]):
         assert not [value for value in categories if value in text]
+
+
+def test_a_sharded_run_stores_the_reasons_of_every_shard(
+    scorer_env: dict[str, str], postgres_url: str, target_schema: str
+) -> None:
+    """Two shards, one after the other: the published run carries K reasons on every row."""
+    env = {**scorer_env, "SCORER_REASONS": str(K)}
+    run_id = f"reasons-shards-{uuid.uuid4().hex[:8]}"
+    for index in (0, 1):
+        result = services.run_scorer(services.shard_env(env, run_id, 2, index), "run")
+        assert result.returncode == 0, result.stdout + result.stderr
+    counts = services.query(
+        postgres_url,
+        f"SELECT count(*), count(*) FILTER (WHERE jsonb_array_length(reasons) = {K})"
+        f' FROM "{target_schema}".latest_predictions WHERE run_id = %s',
+        (run_id,),
+    )
+    assert counts[0][0] > 0
+    assert counts[0][0] == counts[0][1]

@@ -18,11 +18,14 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import fixtures
-from benchmarks.cli import Bench, Sample, progress
+from benchmarks.bench import Bench
 from benchmarks.cluster import Cluster
+from benchmarks.progress import progress
+from benchmarks.types import Sample
 
 
 def _cpu(sample: Sample) -> float:
@@ -40,7 +43,7 @@ def library(rows: int, repeat: int) -> None:
     train = rng.random((20_000, 20))
     booster = fixtures._booster(xgboost.DMatrix(train, label=fixtures._labels(train, rng)))
     data = rng.random((rows, 20)).astype(np.float32)
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "inplace_predict": lambda: booster.inplace_predict(data),
         "predict(pred_contribs=True)": lambda: booster.predict(
             xgboost.DMatrix(data, nthread=1), pred_contribs=True

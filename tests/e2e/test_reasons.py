@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import services
-from tests.chart.helm import ENV_VALUES, find_helm
-from tests.e2e.kube import (
+from tests.support import services
+from tests.support.fixtures import NUMERIC_FEATURES
+from tests.support.helm import ENV_VALUES, find_helm
+from tests.support.kube import (
     CRONJOB,
     DATABASE_SECRET,
     IMAGE,
@@ -26,7 +27,6 @@ from tests.e2e.kube import (
     create_database_secret,
     seed,
 )
-from tests.fixtures import NUMERIC_FEATURES
 
 pytestmark = pytest.mark.e2e
 

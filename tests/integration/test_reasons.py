@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests import fixtures, services
 from tests.integration.test_real_tables import log_flavor
+from tests.support import fixtures, services
 
 pytestmark = pytest.mark.integration
 

@@ -24,12 +24,14 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from scorer import db, logs, mlflow_record, privileges, schema
+from scorer import logs
 from scorer.config import EvaluateSettings
 from scorer.errors import EXIT_OK, RealizedPerformanceError, SchemaMismatchError
-from scorer.identifiers import quote_identifier
+from scorer.lineage import mlflow as mlflow_record
 from scorer.ops import realized
 from scorer.ops.realized import Figures, Outcomes, Run, Scope
+from scorer.postgres import db, privileges, schema
+from scorer.postgres.identifiers import quote_identifier
 
 log = structlog.get_logger("scorer")
 

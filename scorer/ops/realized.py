@@ -32,9 +32,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from scorer import db, sink
 from scorer.errors import BadDataError, ConfigError, SchemaMismatchError
-from scorer.identifiers import Relation, quote_identifier
+from scorer.io import sink
+from scorer.postgres import db
+from scorer.postgres.identifiers import Relation, quote_identifier
 
 ENTITY_KINDS = {
     "int2": "bigint", "int4": "bigint", "int8": "bigint",

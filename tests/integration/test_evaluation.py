@@ -20,7 +20,7 @@ import pytest
 from mlflow import MlflowClient
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from scorer.identifiers import quote_identifier
+from scorer.postgres.identifiers import quote_identifier
 from tests import services
 from tests.conftest import CUSTOMERS
 from tests.fixtures import load_table, synthetic_customers

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.helm import BASE_VALUES, CHART, Helm, HelmError, Rendered, merged
+from tests.support.helm import BASE_VALUES, CHART, Helm, HelmError, Rendered, merged
 
 EVALUATION = {
     "enabled": True,

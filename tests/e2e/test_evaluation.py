@@ -19,9 +19,10 @@ import yaml
 from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score
 
-from tests import services
-from tests.chart.helm import ENV_VALUES, find_helm
-from tests.e2e.kube import (
+from tests.support import services
+from tests.support.fixtures import load_table, synthetic_customers
+from tests.support.helm import ENV_VALUES, find_helm
+from tests.support.kube import (
     CRONJOB,
     DATABASE_SECRET,
     IMAGE,
@@ -33,7 +34,6 @@ from tests.e2e.kube import (
     create_database_secret,
     seed,
 )
-from tests.fixtures import load_table, synthetic_customers
 
 pytestmark = pytest.mark.e2e
 

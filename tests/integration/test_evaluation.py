@@ -21,11 +21,11 @@ from mlflow import MlflowClient
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from scorer.postgres.identifiers import quote_identifier
-from tests import services
-from tests.conftest import CUSTOMERS
-from tests.fixtures import load_table, synthetic_customers
-from tests.integration import simulated as sim
-from tests.integration.simulated import target
+from tests.support import services
+from tests.support import simulated as sim
+from tests.support.fixtures import load_table, synthetic_customers
+from tests.support.simulated import target
+from tests.support.stack import CUSTOMERS
 
 pytestmark = pytest.mark.integration
 __all__ = ["target"]  # the fixture, imported

@@ -1,5 +1,5 @@
-"""Command line: ``python -m scorer {migrate,grant,check,run,backfill,prune,runs,show,explain,
-demo}``.
+"""Command line: ``python -m scorer {migrate,grant,check,run,backfill,prune,evaluate,runs,show,
+explain,demo}``.
 
 ``main`` is the one place where a failure becomes an exit code: ``runner.run`` returns its
 own (having written its summary line); every other command's ``ScorerError`` is logged here
@@ -24,6 +24,7 @@ from pydantic_core import PydanticUndefined
 from scorer import __version__, logs
 from scorer.config import (
     DatabaseSettings,
+    EvaluateSettings,
     LogSettings,
     PruneSettings,
     RunSettings,
@@ -43,6 +44,8 @@ _COMMANDS = {
     "run": "score the feature relation and publish the predictions atomically",
     "backfill": "score older snapshots, each as its own run (resumable)",
     "prune": "drop old runs' partitions (keep the last K runs and/or D days); rows stay",
+    "evaluate": "join past runs to the outcomes that landed; record realized AUC, precision at k"
+    " and calibration",
     "runs": "list recent runs: status, version, snapshot, rows, mean score, PSI, age",
     "show": "one run's lineage, counts, quality checks and score histogram",
     "explain": "one entity's scores across the kept runs, with each run's version and snapshot",
@@ -110,6 +113,29 @@ _PRUNE_GROUPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
         " newest run of every kept snapshot always stay",
         ("model_name", "keep_runs", "keep_days", "prune_lock_timeout_seconds"),
     ),
+    "evaluation": (
+        "with an outcome table set, runs not yet evaluated (at the horizon, if set) stay",
+        ("outcomes_table", "outcome_horizon_days"),
+    ),
+    "database": _GROUPS["database"],
+    "logging": _GROUPS["logging"],
+}
+# Flags of evaluate, in the order its help shows them.
+_EVALUATE_GROUPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "outcomes": (
+        "an outcome counts for a run when its time lies in (snapshot, snapshot + horizon]",
+        (
+            "outcomes_table",
+            "outcome_entity_column",
+            "outcome_column",
+            "outcome_time_column",
+            "outcome_horizon_days",
+        ),
+    ),
+    "evaluation": (
+        None,
+        ("model_name", "compare_top_share", "min_realized_auc", "tracking_uri"),
+    ),
     "database": _GROUPS["database"],
     "logging": _GROUPS["logging"],
 }
@@ -118,7 +144,7 @@ _ARGUMENTS = {**_HISTORY, "grant": " --runtime ROLE --reader ROLE"}  # for the u
 # Arguments, not settings.
 _NOT_SETTINGS = (
     "command", "rows", "start", "end", "snapshots", "dry_run", "model", "limit", "json",
-    "show_run_id", "entity_id", "bins", "runtime", "reader",
+    "show_run_id", "entity_id", "bins", "runtime", "reader", "reevaluate",
 )  # fmt: skip
 _DEFAULT_TEXT = {
     "run_id": "default run-<UTC time>-<hex>",
@@ -138,8 +164,9 @@ exit codes:
      bad data or duplicate entity ids, rejected rows above the ratio, schema not migrated,
      a privilege the role lacks (database_privilege: named, nothing written), a
      transaction pooler (database_pooler), a snapshot older than SCORER_MAX_SNAPSHOT_AGE
-     (stale_snapshot), an unknown run id (show), an internal error (a bug: its traceback
-     is logged)"""
+     (stale_snapshot), an unknown run id (show), a realized AUC below
+     SCORER_MIN_REALIZED_AUC (evaluate: realized_performance), an internal error (a bug:
+     its traceback is logged)"""
 _EPILOG = f"""\
 Each flag sets the variable shown in brackets; a flag wins over its variable.
 
@@ -177,6 +204,14 @@ def _parser() -> argparse.ArgumentParser:
             continue
         if name == "grant":
             _add_grant_arguments(sub)
+            continue
+        if name == "evaluate":
+            sub.add_argument(
+                "--reevaluate",
+                action="store_true",
+                help="evaluate the runs evaluated before too (for labels that landed late)",
+            )
+            _add_setting_flags(sub, EvaluateSettings, _EVALUATE_GROUPS)
             continue
         if name in _HISTORY:
             _add_history_arguments(sub, name)
@@ -350,7 +385,7 @@ def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace)
         if command == "grant":
             return _grant(overrides, args)
         return migrate(load(DatabaseSettings, **overrides), _granted_roles(args))
-    if command == "prune" or command in _HISTORY:
+    if command in ("prune", "evaluate") or command in _HISTORY:
         return _database_command(command, overrides, args)
     settings = _run_settings(overrides)
     if command == "backfill":
@@ -393,6 +428,13 @@ def _prune(settings: PruneSettings, dry_run: bool) -> int:
     return retention.main(settings, dry_run)
 
 
+def _evaluate(settings: EvaluateSettings, reevaluate: bool) -> int:
+    from scorer.ops import evaluate  # noqa: PLC0415
+
+    logs.register_secret(_password(settings))
+    return evaluate.main(settings, reevaluate)
+
+
 def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace) -> int:
     """``runs``, ``show``, ``explain``: read the history, print a table or ``--json``."""
     from scorer.ops import history  # noqa: PLC0415
@@ -421,9 +463,12 @@ def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace)
 
 
 def _database_command(command: str, overrides: dict[str, str], args: argparse.Namespace) -> int:
-    """``prune``, ``runs``, ``show`` and ``explain``: the commands on the scorer's tables."""
+    """``prune``, ``evaluate``, ``runs``, ``show`` and ``explain``: the commands on the scorer's
+    tables."""
     if command == "prune":
         return _prune(load(PruneSettings, **overrides), dry_run=args.dry_run)
+    if command == "evaluate":
+        return _evaluate(load(EvaluateSettings, **overrides), args.reevaluate)
     return _history(command, load(DatabaseSettings, **overrides), args)
 
 

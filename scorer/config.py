@@ -99,7 +99,102 @@ class DatabaseSettings(SchemaSettings):
         return value
 
 
-class PruneSettings(DatabaseSettings):
+class TopShareSettings(LogSettings):
+    """The top k% that ``compare`` and ``evaluate`` look at (one setting, both commands)."""
+
+    compare_top_share: float = Field(
+        0.1,
+        gt=0.0,
+        le=1.0,
+        description="Share k of the highest scores that compare (top-k overlap) and evaluate"
+        " (precision and lift in the top k) look at, 0 < k <= 1",
+    )
+
+
+class OutcomeWindowSettings(LogSettings):
+    """Where outcomes land and how long after a snapshot they count (``evaluate``; ``prune``
+    keeps runs not yet evaluated when the outcome table is set)."""
+
+    outcomes_table: str | None = Field(
+        None,
+        description="Outcome relation, table or view: schema.table, one row per observed"
+        " outcome (evaluation is configured when set)",
+    )
+    outcome_horizon_days: int | None = Field(
+        None,
+        ge=1,
+        le=3660,
+        description="Days after a run's snapshot an outcome counts: outcome time in"
+        " (snapshot, snapshot + horizon]; a run is evaluated once that window has passed",
+    )
+
+    @field_validator("outcomes_table")
+    @classmethod
+    def _outcomes_is_relation(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        Relation.parse(value)
+        return value
+
+
+class EvaluateSettings(DatabaseSettings, OutcomeWindowSettings, TopShareSettings):
+    """What ``evaluate`` needs: the outcome table, its columns, the horizon, the limit."""
+
+    outcome_entity_column: str | None = Field(
+        None, description="Outcome column holding the entity id, of the runs' id type"
+    )
+    outcome_column: str | None = Field(
+        None, description="Outcome column holding what happened: 0/1 (an integer) or boolean"
+    )
+    outcome_time_column: str | None = Field(
+        None, description="Outcome column holding when it happened: date or timestamp"
+    )
+    min_realized_auc: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Realized ROC AUC below which evaluate exits 2 (realized_performance),"
+        " after recording every figure (off by default)",
+    )
+    model_name: str | None = Field(
+        None, min_length=1, description="Evaluate only this model's runs (default: every model)"
+    )
+    tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices(*_TRACKING_URI_ALIASES, "tracking_uri"),
+        description="MLflow server whose run records get the realized figures as metrics"
+        " (default: none, nothing logged to MLflow)",
+    )
+
+    @field_validator("outcome_entity_column", "outcome_column", "outcome_time_column")
+    @classmethod
+    def _outcome_column_is_identifier(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else validate_identifier(value)
+
+    @model_validator(mode="after")
+    def _outcomes_configured(self) -> EvaluateSettings:
+        missing = [
+            env_name(name)
+            for name in (
+                "outcomes_table",
+                "outcome_entity_column",
+                "outcome_column",
+                "outcome_time_column",
+                "outcome_horizon_days",
+            )
+            if getattr(self, name) is None
+        ]
+        if missing:
+            raise ValueError(f"evaluate needs {', '.join(missing)}")
+        return self
+
+    @property
+    def outcomes(self) -> Relation:
+        """The outcome relation, parsed."""
+        return Relation.parse(self.outcomes_table or "")
+
+
+class PruneSettings(DatabaseSettings, OutcomeWindowSettings):
     """What ``prune`` needs: the retention rules. It reads and drops tables only (no registry)."""
 
     model_name: str | None = Field(

@@ -10,7 +10,7 @@ exit code (``scorer.run.runner.run`` returns it, having written its summary line
   database missing, a TLS or certificate failure, promotion gate not met, schema mismatch, no
   probabilities from the model, an empty relation, bad data, duplicate entity ids, too many
   rejected rows, schema not migrated, insufficient privilege, a transaction pooler between the
-  scorer and PostgreSQL, a stale snapshot).
+  scorer and PostgreSQL, a stale snapshot, a realized AUC below its minimum).
 - ``InternalError`` (exit 2, kind ``internal``): an exception that is none of the known kinds,
   that is, a bug. A retry of a bug only repeats it, so it is permanent: the Job fails at once
   instead of being retried ``backoffLimit`` times in silence, and the traceback (passwords
@@ -220,3 +220,10 @@ class QualityGateError(PermanentError):
     """The run's evidence is past a quality gate limit: nothing is published."""
 
     kind = "quality_gate"
+
+
+class RealizedPerformanceError(PermanentError):
+    """A run's realized ROC AUC is below ``SCORER_MIN_REALIZED_AUC`` (``evaluate``; every
+    figure is recorded first)."""
+
+    kind = "realized_performance"

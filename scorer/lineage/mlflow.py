@@ -253,3 +253,22 @@ def digest(start: Start, outcome: Outcome) -> str:
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def log_realized(tracking_uri: str, run_id: str, values: dict[str, float], step: int) -> None:
+    """Log ``scorer evaluate``'s figures (``realized_*``) on a scoring run's MLflow record, at
+    ``step`` = the horizon in days, so they chart beside ``score_mean``. Raises ``RecordError``."""
+    import time  # noqa: PLC0415
+
+    from mlflow import MlflowClient  # noqa: PLC0415
+    from mlflow.entities import Metric  # noqa: PLC0415
+
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    at = int(time.time() * 1000)
+    try:
+        MlflowClient(tracking_uri=tracking_uri).log_batch(
+            run_id, metrics=[Metric(key, float(value), at, step) for key, value in values.items()]
+        )
+    except Exception as exc:  # MLflow down, or the record deleted: a warning
+        message = getattr(exc, "message", None) or str(exc)
+        raise RecordError(f"{type(exc).__name__}: {message}", run_id) from exc

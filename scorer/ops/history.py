@@ -48,7 +48,9 @@ _RUN_COLUMNS = """
     started_at, finished_at,
     {duration} AS duration_seconds,
     extract(epoch FROM now() - started_at)::double precision AS age_seconds,
-    pruned_at
+    pruned_at,
+    (SELECT e.roc_auc FROM {evaluations} AS e WHERE e.run_id = scoring_runs.run_id
+     ORDER BY e.evaluated_at DESC, e.horizon_days DESC LIMIT 1) AS realized_auc
 """
 
 
@@ -59,7 +61,8 @@ def runs(conn: db.Connection, target: str, model: str | None, limit: int) -> lis
     """The ``limit`` most recent runs (of ``model``, or of every model), newest first."""
     with db.transaction(conn), conn.cursor() as cur:
         cur.execute(
-            f"SELECT {_RUN_COLUMNS.format(duration=_DURATION)} FROM {_runs_table(target)}"
+            f"SELECT {_RUN_COLUMNS.format(duration=_DURATION, evaluations=_evaluations(target))}"
+            f" FROM {_runs_table(target)}"
             " WHERE %(model)s::text IS NULL OR model_name = %(model)s::text"
             " ORDER BY started_at DESC, run_id DESC LIMIT %(limit)s",
             {"model": model, "limit": limit},
@@ -73,7 +76,7 @@ def render_runs(records: Sequence[Record]) -> str:
         return "no runs"
     header = (
         "RUN ID", "STATUS", "TRIGGER", "MODEL", "SELECTOR → VERSION", "SNAPSHOT", "ROWS",
-        "REJECTED", "MEAN", "PSI", "DURATION", "AGE",
+        "REJECTED", "MEAN", "PSI", "AUC", "DURATION", "AGE",
     )  # fmt: skip
     rows = [
         (
@@ -87,12 +90,14 @@ def render_runs(records: Sequence[Record]) -> str:
             _count(r["rows_rejected"]),
             _fixed(r["score_mean"], 4),
             _fixed(r["score_psi"], 3),
+            _fixed(r["realized_auc"], 3),
             _duration(r["duration_seconds"]),
             _age(r["age_seconds"]),
         )
         for r in records
     ]
-    return _table(header, rows, right={"ROWS", "REJECTED", "MEAN", "PSI", "DURATION", "AGE"})
+    right = {"ROWS", "REJECTED", "MEAN", "PSI", "AUC", "DURATION", "AGE"}
+    return _table(header, rows, right=right)
 
 
 # --- show -------------------------------------------------------------------------------
@@ -132,6 +137,11 @@ def show(conn: db.Connection, target: str, run_id: str) -> Record:
                 (run_id,),
             )
             record["shard_runs"] = _records(cur)
+        cur.execute(
+            f"SELECT * FROM {_evaluations(target)} WHERE run_id = %s ORDER BY horizon_days",
+            (run_id,),
+        )
+        record["evaluations"] = _records(cur)
     return record
 
 
@@ -164,6 +174,7 @@ def render_show(record: Record, bins: int = 20) -> str:
         ("nulls", _feature_stats(r["feature_stats"])),
     ]  # fmt: skip
     lines += _quality(r)
+    lines += _evaluations_shown(r.get("evaluations") or [])
     if r["quality_override"]:
         lines.append(("override", r["quality_override"]))
     if r["error"]:
@@ -273,6 +284,45 @@ def _quality(r: Record) -> list[tuple[str, str]]:
         ]
         table = _table(header, rows, right={"VALUE", "WARN", "LIMIT"})
         lines += [("", f"  {line}") for line in table.splitlines()]
+    return lines
+
+
+def _evaluations_shown(evaluations: Sequence[Record]) -> list[tuple[str, str]]:
+    """``scorer evaluate``'s figures, one line per horizon, and its calibration table."""
+    lines = []
+    for e in evaluations:
+        top = f"top {e['top_share']:.0%}"
+        lines.append(
+            (
+                "realized",
+                _join(
+                    f"{e['horizon_days']} days (outcomes {e['window_start']:%Y-%m-%d} to"
+                    f" {e['window_end']:%Y-%m-%d} in {e['outcomes_relation']})",
+                    f"coverage {e['label_coverage']:.1%} of {_count(e['rows_scored'])}",
+                    e["base_rate"] is not None and f"base rate {e['base_rate']:.1%}",
+                    f"AUC {_fixed(e['roc_auc'], 4)}",
+                    f"AP {_fixed(e['average_precision'], 4)}",
+                    f"{top} precision {_fixed(e['precision_top'], 4)}"
+                    f" lift {_fixed(e['lift_top'], 2)}",
+                    e["brier"] is not None and f"Brier {e['brier']:.4f}",
+                    f"evaluated {_when(e['evaluated_at'])}",
+                ),
+            )
+        )
+        bins = [b for b in e["calibration"] or [] if b.get("rows")]
+        if bins:
+            header = ("SCORES", "ROWS", "MEAN SCORE", "POSITIVE RATE")
+            rows = [
+                (
+                    f"[{b['lower']:.1f}, {b['upper']:.1f})",
+                    _count(b["rows"]),
+                    _fixed(b["mean_score"], 4),
+                    _fixed(b["positive_rate"], 4),
+                )
+                for b in bins
+            ]
+            table = _table(header, rows, right={"ROWS", "MEAN SCORE", "POSITIVE RATE"})
+            lines += [("", f"  {line}") for line in table.splitlines()]
     return lines
 
 
@@ -441,6 +491,10 @@ def _json_default(value: object) -> object:
     if isinstance(value, uuid.UUID):
         return str(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _evaluations(target: str) -> str:
+    return f"{quote_identifier(target)}.scoring_run_evaluations"
 
 
 def _runs_table(target: str) -> str:

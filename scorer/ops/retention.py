@@ -5,7 +5,10 @@ the last ``SCORER_KEEP_RUNS`` runs (ranked as ``latest_predictions`` ranks them:
 snapshot first, then latest finished), or it was published in the last ``SCORER_KEEP_DAYS``
 days. Whatever the rules say, the run ``latest_predictions`` shows stays, and so does the
 newest published run of every snapshot that keeps a run, so neither ``latest_predictions``
-nor ``published_predictions`` ever switches to an older run. A pruned run loses its partition
+nor ``published_predictions`` ever switches to an older run. When evaluation is configured
+(``SCORER_OUTCOMES_TABLE``), a run ``scorer evaluate`` has not evaluated yet (at
+``SCORER_OUTCOME_HORIZON_DAYS``, if set) stays too, and each is logged
+(``prune.would_keep_unevaluated`` with ``--dry-run``). A pruned run loses its partition
 to one ``DROP TABLE``, in the transaction that marks its row ``pruned`` (with ``pruned_at``);
 the schema's function ``run_partition_drop`` drops it, and only a partition whose runs are all
 marked ``pruned`` (``scorer.postgres.privileges``).
@@ -60,6 +63,7 @@ _TEXT_DEFAULT = re.compile(r"'((?:[^']|'')*)'::text")
 _APPLICATION = "scorer prune"
 _SCHEMA_LOCK_WAIT_SECONDS = 60
 """How long a prune waits for another prune of the same schema (e.g. another release's)."""
+_NOT_EVALUATED = "not_evaluated"
 _ABANDONED = (
     "abandoned: the run's session ended before it finished (killed, evicted or cut off from "
     "the database); marked failed by prune"
@@ -73,6 +77,10 @@ class Rules:
     keep_runs: int | None
     keep_days: int | None
     model_name: str | None = None
+    keep_unevaluated: bool = False
+    """Evaluation is configured: a run ``scorer evaluate`` has not judged yet stays."""
+    horizon_days: int | None = None
+    """The horizon it evaluates at (``None``: an evaluation at any horizon counts)."""
 
     def describe(self) -> str:
         """Why a run that neither rule keeps goes: ``not among the last 7 runs, …``."""
@@ -136,12 +144,19 @@ class PruneOutcome:
     kept: int = 0
     abandoned: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    kept_unevaluated: int = 0
 
 
 def main(settings: PruneSettings, dry_run: bool) -> int:
     """``scorer prune``: apply the retention rules to the target schema; return the exit code."""
     started = time.perf_counter()
-    rules = Rules(settings.keep_runs, settings.keep_days, settings.model_name)
+    rules = Rules(
+        settings.keep_runs,
+        settings.keep_days,
+        settings.model_name,
+        keep_unevaluated=settings.outcomes_table is not None,
+        horizon_days=settings.outcome_horizon_days,
+    )
     target = settings.target_schema
     url = settings.database_url.get_secret_value()
     with closing(db.connect(url)) as conn, db.database_errors("pruning"):
@@ -163,6 +178,7 @@ def main(settings: PruneSettings, dry_run: bool) -> int:
         **{
             ("would_prune" if dry_run else "pruned"): len(outcome.pruned),
             "kept": outcome.kept,
+            "kept_unevaluated": outcome.kept_unevaluated,
             "busy": len(outcome.busy),
             ("would_abandon" if dry_run else "abandoned"): len(outcome.abandoned),
             ("would_drop_orphans" if dry_run else "orphans_dropped"): len(outcome.orphans),
@@ -196,6 +212,7 @@ def prune(
 def published_runs(conn: db.Connection, target: str, rules: Rules) -> list[Published]:
     """Every published run (of ``rules.model_name``, or of every model) and what keeps it."""
     table = f"{quote_identifier(target)}.scoring_runs"
+    evaluations = f"{quote_identifier(target)}.scoring_run_evaluations"
     with conn.cursor() as cur:
         cur.execute(
             f"""
@@ -209,21 +226,33 @@ def published_runs(conn: db.Connection, target: str, rules: Rules) -> list[Publi
                 SELECT *, rank = 1 AS latest,
                        coalesce(rank <= %(keep_runs)s::integer, false) AS by_runs,
                        coalesce(finished_at >= now()
-                                - make_interval(days => %(keep_days)s::integer), false) AS by_days
+                                - make_interval(days => %(keep_days)s::integer), false) AS by_days,
+                       %(unevaluated)s AND NOT EXISTS (
+                           SELECT FROM {evaluations} AS e WHERE e.run_id = published.run_id
+                             AND (%(horizon)s::integer IS NULL
+                                  OR e.horizon_days = %(horizon)s::integer)) AS unevaluated
                 FROM published
             ), kept_snapshots AS (
-                SELECT DISTINCT model_name, snapshot FROM ruled WHERE latest OR by_runs OR by_days
+                SELECT DISTINCT model_name, snapshot FROM ruled
+                WHERE latest OR by_runs OR by_days OR unevaluated
             )
             SELECT r.run_id, r.model_name, r.snapshot, r.entity_type, r.finished_at,
                    CASE WHEN r.latest THEN 'latest'
                         WHEN r.by_runs THEN 'keep_runs'
                         WHEN r.by_days THEN 'keep_days'
+                        WHEN r.unevaluated THEN 'not_evaluated'
                         WHEN r.newest = 1 AND k.snapshot IS NOT NULL THEN 'newest_of_kept_snapshot'
                    END
             FROM ruled AS r LEFT JOIN kept_snapshots AS k USING (model_name, snapshot)
             ORDER BY r.model_name, r.rank
             """,
-            {"model": rules.model_name, "keep_runs": rules.keep_runs, "keep_days": rules.keep_days},
+            {
+                "model": rules.model_name,
+                "keep_runs": rules.keep_runs,
+                "keep_days": rules.keep_days,
+                "unevaluated": rules.keep_unevaluated,
+                "horizon": rules.horizon_days,
+            },
         )
         return [Published(*row) for row in cur.fetchall()]
 
@@ -332,7 +361,16 @@ class _Pruner:
         doomed = {run.run_id: run for run in published if run.kept_by is None}
         outcome.kept = len(published) - len(doomed)
         for run in published:
-            if run.kept_by is not None:
+            if run.kept_by == _NOT_EVALUATED:
+                outcome.kept_unevaluated += 1
+                log.info(
+                    "prune.would_keep_unevaluated" if self.dry_run else "prune.kept_unevaluated",
+                    run_id=run.run_id,
+                    model_name=run.model_name,
+                    detail="not evaluated yet: evaluation is configured (SCORER_OUTCOMES_TABLE),"
+                    " and scorer evaluate needs its predictions",
+                )
+            elif run.kept_by is not None:
                 log.debug("prune.kept", run_id=run.run_id, kept_by=run.kept_by)
         by_run = {run_id: part for part in partitions for run_id in part.run_ids}
         droppable: dict[str, list[tuple[Partition, list[Published]]]] = defaultdict(list)

@@ -6,9 +6,10 @@ Three roles (``deploy/README.md``):
 - the **migration role** owns the schema and everything in it (every run's table too), and
   runs ``migrate`` and ``grant``;
 - the **runtime role** (``run``, ``check``, ``backfill``, ``prune``, ``runs``, ``show``,
-  ``explain``) reads the features, writes run rows, and creates, publishes and drops run
-  tables only through the schema's SECURITY DEFINER functions (migration 8). It owns nothing,
-  so it cannot DROP, TRUNCATE or ALTER a table, and it has no DELETE on ``scoring_runs``;
+  ``explain``, ``evaluate``) reads the features, writes run rows, and creates, publishes and
+  drops run tables only through the schema's SECURITY DEFINER functions (migration 8). It owns
+  nothing, so it cannot DROP, TRUNCATE or ALTER a table, and it has no DELETE on
+  ``scoring_runs``;
 - the **reader role** selects the consumer views, nothing else.
 """
 
@@ -21,11 +22,11 @@ from scorer.errors import ConfigError, DatabasePrivilegeError, NotMigratedError
 from scorer.postgres import db, schema
 from scorer.postgres.identifiers import Relation, quote_any, quote_identifier
 
-Use = Literal["run", "prune", "history"]
+Use = Literal["run", "prune", "history", "evaluate"]
 """What a command does: ``run`` (also ``check`` and ``backfill``), ``prune``, ``history``
-(``runs``, ``show``, ``explain``)."""
+(``runs``, ``show``, ``explain``), ``evaluate``."""
 
-_ALL: frozenset[Use] = frozenset(("run", "prune", "history"))
+_ALL: frozenset[Use] = frozenset(("run", "prune", "history", "evaluate"))
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ RUNTIME: tuple[Grant, ...] = (
     *_run("INSERT", "UPDATE", kind="table", names=("scoring_run_shards",)),
     *_run("SELECT", "INSERT", "DELETE", kind="table", names=("scoring_run_models",)),
     *(
-        Grant(("SELECT",), "table", parent, frozenset(("history",)))
+        Grant(("SELECT",), "table", parent, frozenset(("history", "evaluate")))
         for parent in ("predictions", "predictions_text", "predictions_uuid")
     ),
     *_run(
@@ -70,6 +71,10 @@ RUNTIME: tuple[Grant, ...] = (
     ),
     Grant(("EXECUTE",), "function", "run_table_drop", frozenset(("run", "prune"))),
     Grant(("EXECUTE",), "function", "run_partition_drop", frozenset(("prune",))),
+    Grant(
+        ("SELECT",), "table", "scoring_run_evaluations", frozenset(("prune", "history", "evaluate"))
+    ),
+    Grant(("INSERT", "UPDATE"), "table", "scoring_run_evaluations", frozenset(("evaluate",))),
 )
 """The runtime role's privileges; each entry names the commands that need it."""
 
@@ -88,6 +93,7 @@ _COMMANDS: dict[Use, str] = {
     "run": "scoring (run, check, backfill)",
     "prune": "prune",
     "history": "reading the history (runs, show, explain)",
+    "evaluate": "evaluate",
 }
 
 

@@ -171,14 +171,14 @@ def test_runs_lists_recent_runs_as_the_database_has_them(
     header, *lines = text.splitlines()
     assert header.split() == [
         "RUN", "ID", "STATUS", "TRIGGER", "MODEL", "SELECTOR", "→", "VERSION", "SNAPSHOT",
-        "ROWS", "REJECTED", "MEAN", "PSI", "DURATION", "AGE",
+        "ROWS", "REJECTED", "MEAN", "PSI", "AUC", "DURATION", "AGE",
     ]  # fmt: skip
     assert [line.split()[0] for line in lines] == [r["run_id"] for r in rows]
     by_id = {line.split()[0]: line for line in lines}
     churn_1 = next(r for r in rows if r["run_id"] == "churn-1")
     assert re.search(
         rf"churn-1\s+succeeded\s+scheduled\s+churn\s+alias:champion → 2\s+2026-11-29\s+41\s+0\s+"
-        rf"{churn_1['score_mean']:.4f}\s+0\.012\s+1\.3s\s+1d$",
+        rf"{churn_1['score_mean']:.4f}\s+0\.012\s+—\s+1\.3s\s+1d$",
         by_id["churn-1"],
     ), by_id["churn-1"]
     assert re.search(r"churn-failed\s+failed\s.*\s0\.410\s", by_id["churn-failed"])

@@ -460,3 +460,29 @@ def test_migrate_with_grant_gives_what_grant_gives(migrated: Roles) -> None:
             assert granted
     finally:
         _drop_roles(roles.admin_url, created)
+
+
+def test_evaluate_runs_as_the_runtime_role_with_select_on_the_outcomes(
+    migrated: Roles, published: str, mlflow_uri: str, churn_model: ChurnModel
+) -> None:
+    table = f"outcomes_{secrets.token_hex(3)}"
+    services.execute(
+        roles_admin := migrated.admin_url,
+        f"CREATE TABLE features.{table} (customer_id bigint, churned boolean, observed_on date)",
+    )
+    env = {
+        **_env(migrated, "runtime", mlflow_uri, churn_model),
+        "SCORER_OUTCOMES_TABLE": f"features.{table}",
+        "SCORER_OUTCOME_ENTITY_COLUMN": "customer_id",
+        "SCORER_OUTCOME_COLUMN": "churned",
+        "SCORER_OUTCOME_TIME_COLUMN": "observed_on",
+        "SCORER_OUTCOME_HORIZON_DAYS": "30",
+    }
+    code, last, output = _scorer(env, "evaluate")
+    assert (code, last["kind"]) == (2, "database_privilege"), output
+    assert f"SELECT on table features.{table}" in last["error"]
+    services.execute(
+        roles_admin, f"GRANT SELECT ON features.{table} TO {q(migrated.names['runtime'])}"
+    )
+    code, last, output = _scorer(env, "evaluate")
+    assert (code, last["event"]) == (0, "evaluate.done"), output

@@ -101,13 +101,22 @@ class Rendered:
     @property
     def cronjob(self) -> dict[str, Any]:
         """The scoring CronJob."""
-        (scoring,) = [job for job in self.all("CronJob") if _component(job) != "prune"]
+        (scoring,) = [
+            job for job in self.all("CronJob") if _component(job) not in ("prune", "evaluate")
+        ]
         return scoring
 
     @property
     def prune_cronjob(self) -> dict[str, Any] | None:
         """The retention CronJob, if retention is on."""
         found = [job for job in self.all("CronJob") if _component(job) == "prune"]
+        assert len(found) <= 1
+        return found[0] if found else None
+
+    @property
+    def evaluation_cronjob(self) -> dict[str, Any] | None:
+        """The evaluation CronJob, if evaluation is on."""
+        found = [job for job in self.all("CronJob") if _component(job) == "evaluate"]
         assert len(found) <= 1
         return found[0] if found else None
 

@@ -221,11 +221,11 @@ def test_runs_table_aligns_and_shows_a_dash_for_missing_figures() -> None:
         "run_id": "r-1", "status": "running", "trigger": "manual", "model_name": "churn",
         "model_selector": "version:7", "model_version": 7, "snapshot": "2026-11-30",
         "rows_read": None, "rows_rejected": None, "score_mean": None, "score_psi": None,
-        "duration_seconds": None, "age_seconds": 30.0,
+        "realized_auc": None, "duration_seconds": None, "age_seconds": 30.0,
     }  # fmt: skip
     header, line = history.render_runs([record]).splitlines()
     assert line.split() == [
         "r-1", "running", "manual", "churn", "version:7", "→", "7", "2026-11-30",
-        "—", "—", "—", "—", "—", "30s",
+        "—", "—", "—", "—", "—", "—", "30s",
     ]  # fmt: skip
     assert header.index("AGE") + len("AGE") == len(header)  # right-aligned column ends flush

@@ -27,6 +27,8 @@ own defaults apply. Takes a dict:
   (list "SCORER_TARGET_SCHEMA" $v.scoring.targetSchema)
   (list "SCORER_KEEP_RUNS" $v.retention.keepRuns)
   (list "SCORER_KEEP_DAYS" $v.retention.keepDays)
+  (list "SCORER_OUTCOMES_TABLE" (ternary $v.evaluation.outcomesTable "" (eq $v.evaluation.enabled true)))
+  (list "SCORER_OUTCOME_HORIZON_DAYS" (ternary $v.evaluation.horizonDays "" (eq $v.evaluation.enabled true)))
   (list "SCORER_MAX_SCORE_PSI" $v.quality.maxScorePsi)
   (list "SCORER_MIN_ROWS_RATIO" $v.quality.minRowsRatio)
   (list "SCORER_MAX_NULL_SHARE_INCREASE" $v.quality.maxNullShareIncrease)
@@ -135,5 +137,27 @@ sslrootcert win over these). In every pod that connects to the database.
   value: {{ include "scorer.databaseCaPath" . | quote }}
 - name: PGSSLMODE
   value: {{ .Values.database.tls.sslmode | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+What `scorer evaluate` reads besides "scorer.env" (which carries the outcome table and the
+horizon whenever evaluation is on, so that prune keeps the runs not evaluated yet).
+*/}}
+{{- define "scorer.evaluationEnv" -}}
+{{- $e := .Values.evaluation }}
+- name: SCORER_OUTCOME_ENTITY_COLUMN
+  value: {{ $e.entityColumn | quote }}
+- name: SCORER_OUTCOME_COLUMN
+  value: {{ $e.outcomeColumn | quote }}
+- name: SCORER_OUTCOME_TIME_COLUMN
+  value: {{ $e.timeColumn | quote }}
+{{- if not (kindIs "invalid" $e.minRealizedAuc) }}
+- name: SCORER_MIN_REALIZED_AUC
+  value: {{ include "scorer.envValue" $e.minRealizedAuc | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" $e.topShare) }}
+- name: SCORER_COMPARE_TOP_SHARE
+  value: {{ include "scorer.envValue" $e.topShare | quote }}
 {{- end }}
 {{- end }}

@@ -118,6 +118,9 @@ def show(conn: db.Connection, target: str, run_id: str) -> Record:
                 f"no run {run_id!r} in {target}.scoring_runs (`scorer runs` lists them)"
             )
         record = found[0]
+        # The per-feature bins stay in the row for the gate; shown, only which features have
+        # them (an edge is a statistic of the reference, yet it may equal some row's value).
+        record["feature_bins"] = sorted(record.get("feature_bins") or {}) or None
         reference_id = (record.get("quality") or {}).get("reference_run_id")
         record["reference"] = None
         if reference_id:

@@ -246,7 +246,9 @@ def test_show_prints_the_whole_lineage_chain(
     )
 
     shown = json.loads(history(postgres_url, target, "show", "churn-1", "--json").stdout)
+    bins = row.pop("feature_bins")
     assert {key: shown[key] for key in row} == {key: as_json(value) for key, value in row.items()}
+    assert shown["feature_bins"] == (sorted(bins) if bins else None)  # names, not edges
     assert shown["reference"]["run_id"] == "churn-2"
     (reference,) = run_rows(postgres_url, target, "run_id = %s", ("churn-2",))
     assert shown["reference"]["score_histogram"] == reference["score_histogram"]
@@ -378,7 +380,9 @@ def test_a_real_run_shown_as_the_scorer_recorded_it(
         (run_id, CUSTOMERS, churn_model.champion)
     ]
     shown = json.loads(history(postgres_url, target, "show", run_id, "--json").stdout)
+    bins = row.pop("feature_bins")
     assert {key: shown[key] for key in row} == {key: as_json(value) for key, value in row.items()}
+    assert shown["feature_bins"] == (sorted(bins) if bins else None)  # names, not edges
     text = history(postgres_url, target, "show", run_id).stdout
     assert (
         f"alias:champion → {churn_model.name} version {churn_model.champion} → MLflow run"

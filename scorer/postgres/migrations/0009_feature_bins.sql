@@ -1,5 +1,4 @@
 -- Per-feature drift (scorer.run.drift). Each run's own bins, for the runs that follow it:
 -- per numeric feature its quantile bin edges and each bin's share, per categorical feature
 -- the share of each category the model knows and of 'other' (docs/drift.md).
--- Meant as migration 11: renumber at merge after 0009 and 0010.
 ALTER TABLE {s}.scoring_runs ADD COLUMN feature_bins jsonb;

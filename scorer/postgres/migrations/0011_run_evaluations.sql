@@ -2,7 +2,6 @@
 -- worth once the outcomes landed: the outcome window read, the label coverage and base rate,
 -- ROC AUC, average precision, precision and lift in the top k, the Brier score and a 10-bin
 -- calibration table. --reevaluate replaces a row.
--- Meant as migration 9: renumber at merge (0009_feature_bins is meant as 11).
 CREATE TABLE {s}.scoring_run_evaluations (
     run_id            text NOT NULL REFERENCES {s}.scoring_runs (run_id) ON DELETE CASCADE,
     horizon_days      integer NOT NULL CHECK (horizon_days >= 1),

@@ -24,7 +24,7 @@ from pydantic_core import PydanticUndefined
 
 from scorer import __version__, logs
 from scorer.config import (
-    CompareRunsSettings,
+    CompareSettings,
     DatabaseSettings,
     LogSettings,
     PruneSettings,
@@ -196,7 +196,7 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("run_a", metavar="RUN_A", help="the reference run, e.g. the champion")
             sub.add_argument("run_b", metavar="RUN_B", help="the run compared with it")
             sub.add_argument("--json", action="store_true", help="one JSON document, for machines")
-            _add_setting_flags(sub, CompareRunsSettings)
+            _add_setting_flags(sub, CompareSettings)
             continue
         if name == "backfill":
             span = sub.add_argument_group("snapshots", "--from and --to, or --snapshots")
@@ -446,7 +446,7 @@ def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace)
     return EXIT_OK
 
 
-def _compare(settings: CompareRunsSettings, args: argparse.Namespace) -> int:
+def _compare(settings: CompareSettings, args: argparse.Namespace) -> int:
     """``compare``: two runs of one snapshot, compared inside PostgreSQL."""
     import json  # noqa: PLC0415
 
@@ -464,7 +464,7 @@ def _database_command(command: str, overrides: dict[str, str], args: argparse.Na
     """``prune``, ``runs``, ``show``, ``explain`` and ``compare``: the commands on the scorer's
     tables."""
     if command == "compare":
-        return _compare(load(CompareRunsSettings, **overrides), args)
+        return _compare(load(CompareSettings, **overrides), args)
     if command == "prune":
         return _prune(load(PruneSettings, **overrides), dry_run=args.dry_run)
     return _history(command, load(DatabaseSettings, **overrides), args)

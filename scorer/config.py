@@ -130,8 +130,9 @@ class PruneSettings(DatabaseSettings):
         return self
 
 
-class CompareSettings(LogSettings):
-    """How two runs of one snapshot are compared (a shadow run and ``scorer compare``)."""
+class CompareSettings(DatabaseSettings):
+    """What ``compare`` needs, and how every comparison of two runs of one snapshot reads:
+    a run and its shadow run (``scorer.run.shadow``), and ``scorer compare``."""
 
     compare_top_share: float = Field(
         0.1,
@@ -142,10 +143,6 @@ class CompareSettings(LogSettings):
     )
 
 
-class CompareRunsSettings(DatabaseSettings, CompareSettings):
-    """What ``compare`` needs: the database and how to compare."""
-
-
 def _default_snapshot() -> str:
     return datetime.now(UTC).date().isoformat()
 
@@ -154,7 +151,7 @@ def _default_run_id() -> str:
     return f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-class RunSettings(DatabaseSettings, CompareSettings):
+class RunSettings(CompareSettings):
     """Everything ``run``, ``check`` and ``backfill`` need."""
 
     tracking_uri: str = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scorer.config import CompareRunsSettings, RunSettings, load
+from scorer.config import CompareSettings, RunSettings, load
 from scorer.errors import ConfigError
 from scorer.run.shadow import shadow_run_id
 from tests.unit.test_config import VALID, _clean_environment, settings
@@ -46,12 +46,11 @@ def test_the_top_share_defaults_to_a_tenth_and_lies_in_0_1() -> None:
     assert settings().compare_top_share == 0.1
     url = VALID["database_url"]
     assert (
-        load(CompareRunsSettings, database_url=url, compare_top_share="0.25").compare_top_share
-        == 0.25
+        load(CompareSettings, database_url=url, compare_top_share="0.25").compare_top_share == 0.25
     )
     for bad in ("0", "1.5", "-0.1"):
         with pytest.raises(ConfigError, match="SCORER_COMPARE_TOP_SHARE"):
-            load(CompareRunsSettings, database_url=url, compare_top_share=bad)
+            load(CompareSettings, database_url=url, compare_top_share=bad)
 
 
 def test_the_shadow_settings_copy_marks_the_run() -> None:

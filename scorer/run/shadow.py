@@ -19,7 +19,6 @@ on its row as evidence, with the override ``shadow of run <champion>``), it push
 from __future__ import annotations
 
 import gc
-import time
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from scorer import logs
 from scorer.config import RunSettings
 from scorer.errors import ScorerError
 from scorer.failures import classify
+from scorer.lineage import mlflow
 from scorer.postgres import db
 from scorer.postgres.identifiers import quote_identifier
 from scorer.run import compare, runner
@@ -184,20 +184,10 @@ def _mlflow_records(cur: db.Cursor, target: str, *run_ids: str) -> dict[str, str
 def _record_in_mlflow(
     settings: RunSettings, comparison: compare.Comparison, records: dict[str, str]
 ) -> str:
-    """The comparison as metrics (``compare_<figure>``) and tags on both runs' MLflow records,
-    best effort: ``recorded``, ``missing`` (warned) or ``disabled``."""
+    """The comparison on both runs' MLflow records (``scorer.lineage.mlflow``), best effort:
+    ``recorded``, ``missing`` (warned) or ``disabled``."""
     if not settings.mlflow_record:
         return "disabled"
-    from mlflow import MlflowClient  # noqa: PLC0415 - loaded by the runs already
-    from mlflow.entities import Metric, RunTag  # noqa: PLC0415
-
-    now = int(time.time() * 1000)
-    metrics = [
-        Metric(f"compare_{name}", value, now, 0)
-        for name, value in comparison.figures().items()
-        if value is not None
-    ]
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
     done = 0
     for run_id, other in (
         (comparison.run_a, comparison.run_b),
@@ -206,13 +196,13 @@ def _record_in_mlflow(
         record = records.get(run_id)
         if record is None:
             continue
-        tags = [RunTag("scorer.compared_with", other)]
+        tags = {"scorer.compared_with": other}
         if run_id == comparison.run_b:
-            tags.append(RunTag("scorer.shadow_of", comparison.run_a))
+            tags["scorer.shadow_of"] = comparison.run_a
         try:
-            client.log_batch(record, metrics=metrics, tags=tags)
-        except Exception as exc:  # MLflow down is a warning, as for every record
-            error = logs.redact(f"{type(exc).__name__}: {exc}")[:2000]
+            mlflow.record_comparison(settings.tracking_uri, record, comparison.figures(), tags)
+        except mlflow.RecordError as exc:  # MLflow down is a warning, as for every record
+            error = logs.redact(str(exc))[:2000]
             log.warning("mlflow.comparison_missing", mlflow_record_run_id=record, error=error)
             continue
         done += 1

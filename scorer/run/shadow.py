@@ -3,7 +3,7 @@
 After the champion's run has published, the challenger scores the same snapshot as a run of
 its own (the run id ``<run id>-shadow``), through the same run machinery, so it has the same
 lineage and evidence. Its row says ``shadow`` (and ``shadow_of``, the champion's run id), so
-no consumer view shows it (migration 10). Then ``scorer.run.compare`` compares the two
+no consumer view shows it (migration `shadow_runs`). Then ``scorer.run.compare`` compares the two
 inside PostgreSQL, and the comparison goes on both run rows, on both MLflow records and in
 the summary line, ``shadow.succeeded`` or ``shadow.failed``, which ends the process.
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.helm import BASE_VALUES, Helm, HelmError, merged
+from tests.support.helm import BASE_VALUES, Helm, HelmError, merged
 
 SHADOW_VARIABLES = ("SCORER_SHADOW_ALIAS", "SCORER_SHADOW_VERSION")
 

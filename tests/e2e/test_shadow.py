@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 from scorer.postgres.privileges import VIEWS
-from tests import services
-from tests.chart.helm import ENV_VALUES, find_helm
-from tests.e2e.kube import (
+from tests.support import services
+from tests.support.fixtures import register_versions, synthetic_customers
+from tests.support.helm import ENV_VALUES, find_helm
+from tests.support.kube import (
     CRONJOB,
     DATABASE_SECRET,
     IMAGE,
@@ -30,7 +31,6 @@ from tests.e2e.kube import (
     create_database_secret,
     seed,
 )
-from tests.fixtures import register_versions, synthetic_customers
 
 pytestmark = pytest.mark.e2e
 

@@ -20,9 +20,9 @@ from mlflow.models import infer_signature
 from scorer.postgres.identifiers import quote_identifier
 from scorer.postgres.privileges import VIEWS
 from scorer.run.shadow import shadow_run_id
-from tests import fixtures, services
-from tests.conftest import CUSTOMERS
 from tests.integration.test_run import run_row
+from tests.support import fixtures, services
+from tests.support.stack import CUSTOMERS
 
 pytestmark = pytest.mark.integration
 

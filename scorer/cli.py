@@ -1,5 +1,5 @@
 """Command line: ``python -m scorer {migrate,grant,check,run,backfill,prune,evaluate,runs,show,
-explain,demo}``.
+explain,compare,demo}``.
 
 ``main`` is the one place where a failure becomes an exit code: ``runner.run`` returns its
 own (having written its summary line); every other command's ``ScorerError`` is logged here
@@ -13,9 +13,10 @@ import argparse
 import os
 import signal
 import typing
-from collections.abc import Sequence
-from contextlib import closing
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import structlog
 from pydantic.fields import FieldInfo
@@ -23,6 +24,7 @@ from pydantic_core import PydanticUndefined
 
 from scorer import __version__, logs
 from scorer.config import (
+    CompareSettings,
     DatabaseSettings,
     EvaluateSettings,
     LogSettings,
@@ -34,6 +36,9 @@ from scorer.config import (
     load,
 )
 from scorer.errors import EXIT_OK, ConfigError, InternalError, ScorerError, TerminationSignal
+
+if TYPE_CHECKING:
+    from scorer.postgres import db
 
 log = structlog.get_logger("scorer")
 
@@ -49,6 +54,7 @@ _COMMANDS = {
     "runs": "list recent runs: status, version, snapshot, rows, mean score, PSI, age",
     "show": "one run's lineage, counts, quality checks and score histogram",
     "explain": "one entity's scores across the kept runs, with each run's version and snapshot",
+    "compare": "compare two runs of one snapshot: rank correlation, top-k overlap, PSI, labels",
     "demo": "train, register and score a churn model against an embedded PostgreSQL",
 }
 _SELECTOR_RULE = """\
@@ -140,11 +146,15 @@ _EVALUATE_GROUPS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "logging": _GROUPS["logging"],
 }
 _HISTORY = {"runs": "", "show": " RUN_ID", "explain": " ENTITY_ID"}  # read-only commands
-_ARGUMENTS = {**_HISTORY, "grant": " --runtime ROLE --reader ROLE"}  # for the usage lines
+_ARGUMENTS = {
+    **_HISTORY,
+    "compare": " RUN_A RUN_B",
+    "grant": " --runtime ROLE --reader ROLE",
+}  # for the usage lines
 # Arguments, not settings.
 _NOT_SETTINGS = (
     "command", "rows", "start", "end", "snapshots", "dry_run", "model", "limit", "json",
-    "show_run_id", "entity_id", "bins", "runtime", "reader", "reevaluate",
+    "show_run_id", "entity_id", "bins", "runtime", "reader", "reevaluate", "run_a", "run_b",
 )  # fmt: skip
 _DEFAULT_TEXT = {
     "run_id": "default run-<UTC time>-<hex>",
@@ -216,6 +226,12 @@ def _parser() -> argparse.ArgumentParser:
         if name in _HISTORY:
             _add_history_arguments(sub, name)
             _add_setting_flags(sub, DatabaseSettings)
+            continue
+        if name == "compare":
+            sub.add_argument("run_a", metavar="RUN_A", help="the reference run, e.g. the champion")
+            sub.add_argument("run_b", metavar="RUN_B", help="the run compared with it")
+            sub.add_argument("--json", action="store_true", help="one JSON document, for machines")
+            _add_setting_flags(sub, CompareSettings)
             continue
         if name == "backfill":
             span = sub.add_argument_group("snapshots", "--from and --to, or --snapshots")
@@ -385,14 +401,15 @@ def _dispatch(command: str, overrides: dict[str, str], args: argparse.Namespace)
         if command == "grant":
             return _grant(overrides, args)
         return migrate(load(DatabaseSettings, **overrides), _granted_roles(args))
-    if command in ("prune", "evaluate") or command in _HISTORY:
+    if command in ("prune", "evaluate", "compare") or command in _HISTORY:
         return _database_command(command, overrides, args)
     settings = _run_settings(overrides)
     if command == "backfill":
         return _backfill(settings, args)
-    from scorer.run import runner  # noqa: PLC0415 - keep --help and migrate light
+    from scorer.run import runner, shadow  # noqa: PLC0415 - keep --help and migrate light
 
-    return runner.check(settings) if command == "check" else runner.run(settings)
+    # run: the run, then its shadow run when a challenger is set (scorer.run.shadow)
+    return runner.check(settings) if command == "check" else shadow.run(settings)
 
 
 def _backfill(settings: RunSettings, args: argparse.Namespace) -> int:
@@ -435,13 +452,11 @@ def _evaluate(settings: EvaluateSettings, reevaluate: bool) -> int:
     return evaluate.main(settings, reevaluate)
 
 
-def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace) -> int:
-    """``runs``, ``show``, ``explain``: read the history, print a table or ``--json``."""
-    from scorer.ops import history  # noqa: PLC0415
+@contextmanager
+def _reading(settings: DatabaseSettings) -> Iterator[db.Connection]:
+    """A connection for reading the history, once the role may and the schema is current."""
     from scorer.postgres import db, privileges, schema  # noqa: PLC0415
 
-    if command == "runs" and args.limit < 1:
-        raise ConfigError(f"--limit must be at least 1 (given {args.limit})")
     logs.register_secret(_password(settings))
     target = settings.target_schema
     url = settings.database_url.get_secret_value()
@@ -449,6 +464,17 @@ def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace)
         with db.transaction(conn):
             privileges.require(conn, target, "history")
             schema.require_migrated(conn, target)
+        yield conn
+
+
+def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace) -> int:
+    """``runs``, ``show``, ``explain``: read the history, print a table or ``--json``."""
+    from scorer.ops import history  # noqa: PLC0415
+
+    if command == "runs" and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1 (given {args.limit})")
+    target = settings.target_schema
+    with _reading(settings) as conn:
         if command == "runs":
             listed = history.runs(conn, target, args.model, args.limit)
             output = history.to_json(listed) if args.json else history.render_runs(listed)
@@ -462,9 +488,25 @@ def _history(command: str, settings: DatabaseSettings, args: argparse.Namespace)
     return EXIT_OK
 
 
+def _compare(settings: CompareSettings, args: argparse.Namespace) -> int:
+    """``compare``: two runs of one snapshot, compared inside PostgreSQL."""
+    import json  # noqa: PLC0415
+
+    from scorer.run import compare  # noqa: PLC0415
+
+    with _reading(settings) as conn:
+        found = compare.between(
+            conn, settings.target_schema, args.run_a, args.run_b, settings.compare_top_share
+        )
+    print(json.dumps(found.as_json()) if args.json else compare.render(found))  # the output
+    return EXIT_OK
+
+
 def _database_command(command: str, overrides: dict[str, str], args: argparse.Namespace) -> int:
-    """``prune``, ``evaluate``, ``runs``, ``show`` and ``explain``: the commands on the scorer's
-    tables."""
+    """``prune``, ``evaluate``, ``runs``, ``show``, ``explain`` and ``compare``: the commands on
+    the scorer's tables."""
+    if command == "compare":
+        return _compare(load(CompareSettings, **overrides), args)
     if command == "prune":
         return _prune(load(PruneSettings, **overrides), dry_run=args.dry_run)
     if command == "evaluate":

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AliasChoices,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -224,6 +225,11 @@ class PruneSettings(DatabaseSettings, OutcomeWindowSettings):
         return self
 
 
+class CompareSettings(DatabaseSettings, TopShareSettings):
+    """What ``compare`` needs, and how every comparison of two runs of one snapshot reads:
+    a run and its shadow run (``scorer.run.shadow``), and ``scorer compare``."""
+
+
 def _default_snapshot() -> str:
     return datetime.now(UTC).date().isoformat()
 
@@ -232,7 +238,7 @@ def _default_run_id() -> str:
     return f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-class RunSettings(DatabaseSettings):
+class RunSettings(CompareSettings):
     """Everything ``run``, ``check`` and ``backfill`` need."""
 
     tracking_uri: str = Field(
@@ -245,6 +251,15 @@ class RunSettings(DatabaseSettings):
     model_stage: str | None = Field(None, description="Legacy stage to score, e.g. Production")
     model_version: Annotated[int, Field(gt=0)] | None = Field(
         None, description="Pinned version (GitOps), a positive integer"
+    )
+    shadow_alias: str | None = Field(
+        None,
+        description="Challenger alias scored after the run publishes, on the same snapshot, as"
+        " an unpublished shadow run compared with it (at most one of SCORER_SHADOW_ALIAS,"
+        " SCORER_SHADOW_VERSION; unsharded runs only)",
+    )
+    shadow_version: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Challenger version scored as a shadow run (see SCORER_SHADOW_ALIAS)"
     )
     require_alias: str | None = Field(None, description="Promotion gate: version must carry it")
     require_stage: str | None = Field(None, description="Promotion gate: version must be in it")
@@ -446,7 +461,9 @@ class RunSettings(DatabaseSettings):
         Relation.parse(value)
         return value
 
-    @field_validator("model_alias", "require_alias")
+    _shadow_of: str | None = PrivateAttr(None)
+
+    @field_validator("model_alias", "require_alias", "shadow_alias")
     @classmethod
     def _alias_is_valid(cls, value: str | None) -> str | None:
         if value is not None and not _ALIAS.fullmatch(value):
@@ -501,10 +518,41 @@ class RunSettings(DatabaseSettings):
                 f"SCORER_SHARD_INDEX={self.shard_index} is outside 0..{self.shards - 1}"
                 f" (SCORER_SHARDS={self.shards})"
             )
+        self._check_shadow()
         threshold = self.threshold
         if self.score_kind == "probability" and threshold is not None and not 0 < threshold < 1:
             raise ValueError("SCORER_THRESHOLD must lie strictly between 0 and 1")
         return self
+
+    def _check_shadow(self) -> None:
+        if self.shadow_alias is not None and self.shadow_version is not None:
+            raise ValueError("set at most one of SCORER_SHADOW_ALIAS, SCORER_SHADOW_VERSION")
+        if self.shadow_selector is not None and self.shards > 1:
+            name = "SCORER_SHADOW_ALIAS" if self.shadow_alias else "SCORER_SHADOW_VERSION"
+            raise ValueError(
+                f"{name} scores a shadow run after an unsharded run only; SCORER_SHARDS="
+                f"{self.shards}: unset {name}, or score with SCORER_SHARDS=1"
+            )
+
+    @property
+    def shadow_selector(self) -> str | None:
+        """The challenger asked for (``alias:…`` or ``version:…``), if a shadow run is set."""
+        if self.shadow_alias is not None:
+            return f"alias:{self.shadow_alias}"
+        if self.shadow_version is not None:
+            return f"version:{self.shadow_version}"
+        return None
+
+    @property
+    def shadow_of(self) -> str | None:
+        """The run id whose shadow this run is (``scorer.run.shadow``); ``None`` otherwise."""
+        return self._shadow_of
+
+    def for_shadow(self, champion_run_id: str, **update: object) -> RunSettings:
+        """These settings, changed by ``update``, for the shadow run of ``champion_run_id``."""
+        copy = self.model_copy(update=update)
+        copy._shadow_of = champion_run_id
+        return copy
 
     @property
     def label_threshold(self) -> float | None:

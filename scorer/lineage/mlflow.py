@@ -32,6 +32,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
+from collections.abc import Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +99,28 @@ def record(start: Start, outcome: Outcome, openlineage: bool) -> str:
         message = getattr(exc, "message", None) or str(exc)
         raise RecordError(f"{type(exc).__name__}: {message}", run_id) from exc
     return run_id
+
+
+def record_comparison(
+    tracking_uri: str,
+    record_run_id: str,
+    figures: Mapping[str, float | None],
+    tags: Mapping[str, str],
+) -> None:
+    """Add a comparison with another scoring run to a run's MLflow record: each figure as the
+    metric ``compare_<name>`` (an empty one is left out), and ``tags``. Raises ``RecordError``."""
+    from mlflow import MlflowClient  # noqa: PLC0415 - imported by the registry already
+    from mlflow.entities import Metric, RunTag  # noqa: PLC0415
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"compare_{k}", v, now, 0) for k, v in figures.items() if v is not None]
+    try:
+        MlflowClient(tracking_uri=tracking_uri).log_batch(
+            record_run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()]
+        )
+    except Exception as exc:  # MLflow down, or the record deleted: the caller warns
+        message = getattr(exc, "message", None) or str(exc)
+        raise RecordError(f"{type(exc).__name__}: {message}", record_run_id) from exc
 
 
 def _experiment(client: Any, name: str, model_name: str) -> str:

@@ -19,7 +19,7 @@ from scorer.io import features
 from scorer.model import registry
 from scorer.postgres import db, privileges
 from scorer.postgres.identifiers import quote_identifier
-from scorer.run import runner
+from scorer.run import shadow
 
 log = structlog.get_logger("scorer")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
@@ -58,7 +58,7 @@ def main(settings: RunSettings, between: tuple[str, str] | None, listed: Sequenc
             update={"snapshot": label, "run_id": run_id_for(settings.run_id, label)}
         )
         structlog.contextvars.bind_contextvars(run_id=run_settings.run_id)
-        code = runner.run(run_settings)  # it has logged the snapshot's summary line
+        code = shadow.run(run_settings)  # it has logged the snapshot's summary line(s)
         if code:
             return code
         done += 1
@@ -71,7 +71,8 @@ def _published(conn: db.Connection, settings: RunSettings, version: int) -> set[
     table = f"{quote_identifier(settings.target_schema)}.scoring_runs"
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT snapshot FROM {table} WHERE status = 'succeeded' AND model_name = %s"
+            f"SELECT snapshot FROM {table} WHERE status = 'succeeded' AND NOT shadow"
+            " AND model_name = %s"
             " AND model_version = %s AND features_relation = %s",
             (settings.model_name, version, settings.features_table),
         )

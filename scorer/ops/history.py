@@ -45,7 +45,7 @@ _RUN_COLUMNS = """
                                     THEN quality->'checks' END) AS c
      WHERE c->>'check' = 'score_psi' LIMIT 1) AS score_psi,
     (quality->>'passed')::boolean AS quality_passed,
-    started_at, finished_at,
+    started_at, finished_at, shadow,
     {duration} AS duration_seconds,
     extract(epoch FROM now() - started_at)::double precision AS age_seconds,
     pruned_at,
@@ -81,7 +81,7 @@ def render_runs(records: Sequence[Record]) -> str:
     rows = [
         (
             r["run_id"],
-            r["status"],
+            f"{r['status']} (shadow)" if r.get("shadow") else r["status"],
             r["trigger"],
             r["model_name"],
             f"{r['model_selector']} → {_text(r['model_version'])}",
@@ -184,8 +184,26 @@ def render_show(record: Record, bins: int = 20) -> str:
         lines.append(("error", r["error"]))
     if r["pruned_at"]:
         lines.append(("pruned", f"{_when(r['pruned_at'])}: its partition dropped, row kept"))
+    lines += _shadow(r)
     text = "\n".join(f"{label:<11} {value}".rstrip() for label, value in lines if value)
     return f"{text}\n\n{_histograms(r, bins)}"
+
+
+def _shadow(r: Record) -> list[tuple[str, str]]:
+    """A shadow run's champion, and the comparison either run records (``scorer.run.shadow``)."""
+    lines = []
+    if r.get("shadow_of"):
+        lines.append(("shadow", f"of run {r['shadow_of']}: in no consumer view"))
+    compared = r.get("comparison")
+    if compared:
+        figures = _join(*(
+            f"{name} {_fixed(compared.get(key), 4)}"
+            for key, name in (("spearman", "spearman"), ("top_overlap", "top overlap"),
+                              ("psi", "PSI"), ("label_disagreement", "labels differ"),
+                              ("mean_abs_diff", "mean |diff|"))
+        ))  # fmt: skip
+        lines.append(("compared", f"with run {compared.get('compared_with')}: {figures}"))
+    return lines
 
 
 def _kubernetes(r: Record) -> str:
@@ -393,7 +411,7 @@ def explain(
                                AS entity_column,
                            {ranking.LATEST_RANK} AS rank, {ranking.PUBLISHED_RANK} AS newest
                     FROM {table}
-                    WHERE status = 'succeeded'
+                    WHERE status = 'succeeded' AND NOT shadow
                       AND (%(model)s::text IS NULL OR model_name = %(model)s::text)
                 )
                 SELECT r.run_id, r.model_name, r.model_selector, r.model_version, r.snapshot,

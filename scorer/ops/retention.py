@@ -11,7 +11,10 @@ nor ``published_predictions`` ever switches to an older run. When evaluation is 
 (``prune.would_keep_unevaluated`` with ``--dry-run``). A pruned run loses its partition
 to one ``DROP TABLE``, in the transaction that marks its row ``pruned`` (with ``pruned_at``);
 the schema's function ``run_partition_drop`` drops it, and only a partition whose runs are all
-marked ``pruned`` (``scorer.postgres.privileges``).
+marked ``pruned`` (``scorer.postgres.privileges``). Shadow runs (``scorer.run.shadow``) are ranked
+apart, among the model's shadow runs, by the same rules: the last ``SCORER_KEEP_RUNS`` and
+those of the last ``SCORER_KEEP_DAYS`` days stay, and so does the newest shadow run of every
+snapshot that keeps a published run; a shadow run is never the latest, and keeps nothing else.
 
 **Beside a scoring run.** Dropping a partition takes an ACCESS EXCLUSIVE lock on its parent;
 a run holds a share lock on the parent for its whole publishing transaction (from its
@@ -218,12 +221,14 @@ def published_runs(conn: db.Connection, target: str, rules: Rules) -> list[Publi
             f"""
             WITH published AS (
                 SELECT run_id, model_name, snapshot, entity_type, finished_at,
-                       {ranking.LATEST_RANK} AS rank, {ranking.PUBLISHED_RANK} AS newest
+                       shadow,  -- shadow runs rank apart (scorer.run.shadow)
+                       {ranking.apart(ranking.LATEST_RANK, "shadow")} AS rank,
+                       {ranking.apart(ranking.PUBLISHED_RANK, "shadow")} AS newest
                 FROM {table}
                 WHERE status = 'succeeded'
                   AND (%(model)s::text IS NULL OR model_name = %(model)s::text)
             ), ruled AS (
-                SELECT *, rank = 1 AS latest,
+                SELECT *, rank = 1 AND NOT shadow AS latest,
                        coalesce(rank <= %(keep_runs)s::integer, false) AS by_runs,
                        coalesce(finished_at >= now()
                                 - make_interval(days => %(keep_days)s::integer), false) AS by_days,
@@ -234,7 +239,7 @@ def published_runs(conn: db.Connection, target: str, rules: Rules) -> list[Publi
                 FROM published
             ), kept_snapshots AS (
                 SELECT DISTINCT model_name, snapshot FROM ruled
-                WHERE latest OR by_runs OR by_days OR unevaluated
+                WHERE NOT shadow AND (latest OR by_runs OR by_days OR unevaluated)
             )
             SELECT r.run_id, r.model_name, r.snapshot, r.entity_type, r.finished_at,
                    CASE WHEN r.latest THEN 'latest'

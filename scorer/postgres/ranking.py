@@ -24,3 +24,9 @@ the rows ranked are the succeeded ones)."""
 PUBLISHED_RANK = f"row_number() OVER (PARTITION BY model_name, snapshot ORDER BY {PUBLISHED_ORDER})"
 """A run's place among its model's ranked rows of its snapshot (1: the run
 ``published_predictions`` shows, when the rows ranked are the succeeded ones)."""
+
+
+def apart(rank: str, column: str) -> str:
+    """``rank`` with the rows ranked apart by ``column`` as well: retention ranks shadow runs
+    (``scorer.run.shadow``), which no view shows, apart from the published ones."""
+    return rank.replace("PARTITION BY model_name", f"PARTITION BY model_name, {column}", 1)

@@ -181,7 +181,7 @@ def previous(
             f"SELECT run_id, rows_scored, score_histogram, feature_stats, score_kind,"
             f" positive_class, feature_bins FROM {table}"
             " WHERE model_name = %(model)s AND features_relation = %(relation)s"
-            " AND run_id <> %(run_id)s AND status IN ('succeeded', 'pruned')"
+            " AND run_id <> %(run_id)s AND status IN ('succeeded', 'pruned') AND NOT shadow"
             " ORDER BY (score_kind = %(kind)s"
             " AND positive_class IS NOT DISTINCT FROM %(positive)s) DESC, finished_at DESC"
             " LIMIT 1",

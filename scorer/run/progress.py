@@ -95,6 +95,8 @@ class RunProgress:
             "lineage": None if self.lineage is None else self.lineage.summary(),
             "metrics": self.pushed,
         }
+        if self.settings.shadow_of is not None:  # a shadow run (scorer.run.shadow)
+            fields["shadow_of"] = self.settings.shadow_of
         if failure is None:
             log.info(event, **fields)
         else:

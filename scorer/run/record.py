@@ -143,6 +143,8 @@ class RunRecord:
             "k8s_job": s.k8s_job,
             "k8s_cronjob": s.k8s_cronjob,
             "image": s.image,
+            "shadow": s.shadow_of is not None,  # never in a consumer view (scorer.run.shadow)
+            "shadow_of": s.shadow_of,
         }
         names = ", ".join(values)
         params = ", ".join(f"%({name})s" for name in values)

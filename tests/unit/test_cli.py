@@ -21,7 +21,7 @@ import structlog
 from scorer import cli, logs
 from scorer.config import DatabaseSettings, RunSettings, env_name, flag_name
 from scorer.errors import LockBusyError
-from scorer.run import runner
+from scorer.run import runner, shadow
 from scorer.run.single import SingleRun
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,6 +46,9 @@ FLAG_VALUES: dict[str, tuple[str, object]] = {
     "model_stage": ("staging", "Staging"),
     "model_version": ("7", 7),
     "require_alias": ("champion", "champion"),
+    "shadow_alias": ("challenger", "challenger"),
+    "shadow_version": ("8", 8),
+    "compare_top_share": ("0.2", 0.2),
     "require_stage": ("Production", "Production"),
     "features_table": ("flag.customers", "flag.customers"),
     "entity_column": ("flag_id", "flag_id"),
@@ -94,6 +97,9 @@ BAD_VALUES: dict[str, str] = {
     "model_stage": "Live",
     "model_version": "seven",
     "require_alias": "no way",
+    "shadow_alias": "chall enger",
+    "shadow_version": "eight",
+    "compare_top_share": "0",
     "require_stage": "Prod",
     "features_table": "a.b.c",
     "entity_column": "1st",
@@ -179,6 +185,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     monkeypatch.setattr(runner, "run", record)
     monkeypatch.setattr(runner, "check", record)
+    monkeypatch.setattr(shadow, "run", record)
     monkeypatch.setattr(cli, "migrate", record)
     return seen
 

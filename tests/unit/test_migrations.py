@@ -31,6 +31,10 @@ RELEASED = {
     "0006_shards.sql": "d70b2aa98f6205edaa9a2df242a369a64722c0a0c8ca58adff52fd9838a692e5",
     "0007_run_models.sql": "3c366a1c9f210d9d3317d3eb17f36efd6fe0fcb51a88c9472cad80eafd2e7116",
     "0008_least_privilege.sql": "639cb4b0b466c8b12ca4dcf4715f38d7c1131207cf473fca10c2c8487a65f58a",
+    "0009_feature_bins.sql": "a16b014319068afd15bc7ee037c3a81a9c4f57fcf0a99696244efaf7873cc20b",
+    "0010_shadow_runs.sql": "3dd497ca27e825b193ee867fa9951c427347de525917715126b705322751bb74",
+    "0011_run_evaluations.sql": "a615ebb221dce35371e7eb76dce34fe8b766fa8c319fcfbe640d0170d52b5515",
+    "0012_reasons.sql": "19278c6cea6cfcb8bf6dfa435704fd79c5325174c20aa05543c9cc6e36cb2677",
 }
 """Each released migration's sha256. A new migration is added here when it is released."""
 

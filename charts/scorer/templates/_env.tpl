@@ -15,6 +15,8 @@ own defaults apply. Takes a dict:
   (list "SCORER_MODEL_VERSION" $v.model.version)
   (list "SCORER_REQUIRE_ALIAS" $v.model.requireAlias)
   (list "SCORER_REQUIRE_STAGE" $v.model.requireStage)
+  (list "SCORER_SHADOW_ALIAS" $v.model.shadow.alias)
+  (list "SCORER_SHADOW_VERSION" $v.model.shadow.version)
   (list "SCORER_SCORE_KIND" $v.model.scoreKind)
   (list "SCORER_POSITIVE_CLASS" $v.model.positiveClass)
   (list "SCORER_SNAPSHOT_COLUMN" $v.features.snapshotColumn)

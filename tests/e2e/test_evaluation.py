@@ -9,31 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from mlflow import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from tests.support import services
 from tests.support.fixtures import load_table, synthetic_customers
-from tests.support.helm import ENV_VALUES, find_helm
-from tests.support.kube import (
-    CRONJOB,
-    DATABASE_SECRET,
-    IMAGE,
-    IMAGE_REPOSITORY,
-    IMAGE_TAG,
-    RELEASE,
-    Kube,
-    build_and_load_image,
-    create_database_secret,
-    seed,
-)
+from tests.support.kube import CRONJOB, Cluster, Kube
 
 pytestmark = pytest.mark.e2e
 
@@ -56,30 +42,22 @@ class Evaluated:
     mlflow_uri: str
 
 
-def install_values(mlflow_uri: str) -> dict[str, Any]:
-    """Suspended schedules (the test makes its Jobs), a pinned past snapshot, evaluation on."""
-    return {
-        "suspend": True,
-        "model": {"name": MODEL, "alias": "champion", "stage": "", "version": ""},
-        "features": {
-            "table": "features.customers",
-            "entityColumn": "customer_id",
-            "snapshot": SNAPSHOT,
-        },
-        "log": {"format": "json", "level": "INFO"},
-        "mlflow": {"trackingUri": mlflow_uri, "recordRuns": True},
-        "database": {"existingSecret": DATABASE_SECRET},
-        "evaluation": {
-            "enabled": True,
-            "outcomesTable": "outcomes.churn",
-            "entityColumn": "customer_id",
-            "outcomeColumn": "churned",
-            "timeColumn": "observed_on",
-            "horizonDays": HORIZON,
-            "minRealizedAuc": 0.55,
-        },
-        "image": {"repository": IMAGE_REPOSITORY, "tag": IMAGE_TAG, "pullPolicy": "Never"},
-    }
+INSTALL: dict[str, Any] = {
+    "suspend": True,
+    "model": {"stage": "", "version": ""},
+    "features": {"snapshot": SNAPSHOT},
+    "mlflow": {"recordRuns": True},
+    "evaluation": {
+        "enabled": True,
+        "outcomesTable": "outcomes.churn",
+        "entityColumn": "customer_id",
+        "outcomeColumn": "churned",
+        "timeColumn": "observed_on",
+        "horizonDays": HORIZON,
+        "minRealizedAuc": 0.55,
+    },
+}
+"""Suspended schedules (the test makes its Jobs), a pinned past snapshot, evaluation on."""
 
 
 def load_outcomes(database_url: str) -> pd.Series[int]:
@@ -98,44 +76,20 @@ def load_outcomes(database_url: str) -> pd.Series[int]:
 
 
 @pytest.fixture(scope="module")
-def evaluated(
-    kind_cluster: Any, host_address_for_pods: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Evaluated]:
+def evaluated(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evaluated]:
     """The release installed; one scoring Job, then one evaluation Job, both complete."""
-    helm = find_helm()
-    if helm is None:
-        pytest.fail("helm is not built: run hack/helm.sh")
     work = tmp_path_factory.mktemp("e2e-evaluation")
-    build_and_load_image(kind_cluster, IMAGE)
-    host = host_address_for_pods
-    with (
-        services.mlflow_server(work / "mlflow", host=host) as mlflow_uri,
-        services.fresh_database("scorer_e2e_evaluation") as database_url,
-    ):
-        seed(database_url, mlflow_uri, MODEL, CUSTOMERS, seed=SEED)
-        kube = Kube(
-            kubectl_path=Path(kind_cluster.kubectl_path),
-            helm_path=helm,
-            kubeconfig=Path(kind_cluster.kubeconfig_path),
-            namespace=NAMESPACE,
+    with cluster.deploy(NAMESPACE, work, model=MODEL, customers=CUSTOMERS, seed=SEED) as deployment:
+        kube = deployment.kube
+        deployment.install(INSTALL)
+        kube.kubectl("create", "job", "--from", f"cronjob/{CRONJOB}", "score-past")
+        kube.wait_job("score-past", "complete")
+        load_outcomes(deployment.database_url)
+        kube.kubectl("create", "job", "--from", f"cronjob/{CRONJOB}-evaluate", "evaluate-now")
+        kube.wait_job("evaluate-now", "complete")
+        yield Evaluated(
+            kube, "score-past", "evaluate-now", deployment.database_url, deployment.mlflow_uri
         )
-        kube.kubectl("create", "namespace", NAMESPACE)
-        create_database_secret(kube.kubectl, NAMESPACE, database_url, host)
-        values = work / "evaluation-values.yaml"
-        values.write_text(yaml.safe_dump(install_values(mlflow_uri)))
-        kube.helm(
-            "upgrade", "--install", RELEASE, str(services.REPO / "charts" / "scorer"),
-            "-f", str(ENV_VALUES["dev"]), "-f", str(values), "--wait",
-        )  # fmt: skip
-        try:
-            kube.kubectl("create", "job", "--from", f"cronjob/{CRONJOB}", "score-past")
-            kube.wait_job("score-past", "complete")
-            load_outcomes(database_url)
-            kube.kubectl("create", "job", "--from", f"cronjob/{CRONJOB}-evaluate", "evaluate-now")
-            kube.wait_job("evaluate-now", "complete")
-            yield Evaluated(kube, "score-past", "evaluate-now", database_url, mlflow_uri)
-        finally:
-            kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
 
 
 def test_the_evaluation_cronjob_records_a_realized_auc(evaluated: Evaluated) -> None:

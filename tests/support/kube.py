@@ -13,7 +13,7 @@ import subprocess
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -21,7 +21,6 @@ from typing import Any
 
 import yaml
 
-from scorer.postgres import db, schema
 from tests.support import services
 from tests.support.fixtures import load_features, register_versions, synthetic_customers
 from tests.support.helm import ENV_VALUES, merged
@@ -57,21 +56,6 @@ def create_database_secret(
         namespace,
         f"--from-literal=url={pod_url}",
     )
-
-
-def seed(database_url: str, mlflow_uri: str, model: str, customers: int, seed: int) -> None:
-    """What one install scores: the ``scoring`` schema, ``features.customers`` with
-    ``customers`` rows, and version 1 of ``model`` (alias champion) in the registry.
-
-    For a module that sets up its own services; ``Cluster.deploy`` does all of this (but the
-    migration, which the release's hook runs) and the namespace too.
-    """
-    with closing(db.connect(database_url)) as conn:
-        schema.migrate(conn, "scoring")
-    load_features(database_url, "features.customers", synthetic_customers(customers, seed=seed))
-    with warnings.catch_warnings():  # MLflow's own notes while logging a model
-        warnings.simplefilter("ignore")
-        register_versions(mlflow_uri, model, synthetic_customers(2_000, seed=4), versions=1)
 
 
 @dataclass

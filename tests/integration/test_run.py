@@ -531,6 +531,7 @@ def test_migrate_is_idempotent(postgres_url: str, target_schema: str) -> None:
             "published_predictions_text",
             "published_predictions_uuid",
             "schema_migrations",
+            "scoring_run_evaluations",
             "scoring_run_models",
             "scoring_run_shards",
             "scoring_runs",

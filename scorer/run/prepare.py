@@ -59,7 +59,7 @@ def prepare(
 
     ``recorded``: the version a sharded run recorded, scored as it is (no resolution), from
     the run's copy of its files when it has one (without MLflow); ``share``: keep the
-    downloaded files (``Prepared.files``) for the run's other shard_plan.
+    downloaded files (``Prepared.files``) for the run's other shards.
     """
     with timer.step("resolve"):
         resolved = registry.resolve(settings) if recorded is None else recorded

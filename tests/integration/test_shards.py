@@ -202,7 +202,7 @@ def test_four_shards_in_random_order_publish_once_and_equal_a_one_shard_run(
     assert sum(part[4] for part in parts) == CUSTOMERS
     assert all(part[4] > CUSTOMERS / count * 0.8 for part in parts)  # balanced by quantiles
 
-    # `scorer show` names the shard_plan.
+    # `scorer show` names the shards.
     shown = services.run_scorer(
         {"SCORER_DATABASE_URL": postgres_url, "SCORER_TARGET_SCHEMA": target_schema},
         "show",

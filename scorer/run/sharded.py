@@ -67,9 +67,7 @@ class ShardRun:
     found: shard_plan.Recorded | None = None
     prepared: Prepared | None = None
     locked: tuple[str, str] | None = None
-    failed_run: bool = False
     opened_run: bool = False  # this shard recorded the run (and announces its START)
-    published_run: bool = False  # this shard published the run
     shard_open: bool = False  # this shard's START was sent and its end not yet
     control: db.Connection | None = None
     last_poll: float = field(default_factory=time.monotonic)
@@ -405,7 +403,7 @@ class ShardRun:
                     self._run_timings(done),
                     self.progress.evidence,
                 )
-        self.progress.outcome, self.published_run = "published", True
+        self.progress.outcome = "published"
         self.progress.ends_run = True
         log.info("run.published", finished_at=finished.isoformat(), shards=settings.shards)
         self.lineage.published(writer, self.progress.lineage_outcome())
@@ -431,6 +429,7 @@ class ShardRun:
         if control.closed:
             return
         error = f"shard {self.shard} of {settings.shards} failed ({failure.kind}): {failure}"
+        failed_run = False  # this shard failed the whole run (exit 2)
         try:
             with db.transaction(control), control.cursor() as cur:
                 shard_record.fail(
@@ -442,13 +441,13 @@ class ShardRun:
                 )
                 permanent = failure.exit_code == 2
                 if permanent and not isinstance(failure, shard_plan.RunFailedError):
-                    self.failed_run = shard_plan.fail_run(
+                    failed_run = shard_plan.fail_run(
                         cur, settings.target_schema, settings.run_id, error, self.shard
                     )
         except (psycopg2.Error, ScorerError) as exc:  # the database went away meanwhile
             log.warning("shard.failure_not_recorded", error=f"{type(exc).__name__}: {exc}")
             return
-        if self.failed_run:
+        if failed_run:
             self.progress.ends_run = True
             log.error("run.failed_by_shard", error=error)
             if self.lineage.start is None:

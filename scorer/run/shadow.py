@@ -33,6 +33,7 @@ from scorer.lineage import mlflow
 from scorer.postgres import db
 from scorer.postgres.identifiers import quote_identifier
 from scorer.run import compare, runner
+from scorer.run.record import run_status
 
 log = structlog.get_logger("scorer")
 
@@ -122,7 +123,7 @@ def _score_and_compare(settings: RunSettings, shadow: Shadow) -> None:
         conn.cursor() as cur,
     ):
         snapshot = compare.facts(cur, target, settings.run_id).snapshot
-        before = _status(cur, target, shadow.run_id)
+        before = run_status(cur, target, shadow.run_id)
     challenger = settings.for_shadow(
         settings.run_id,
         run_id=shadow.run_id,
@@ -145,7 +146,7 @@ def _score_and_compare(settings: RunSettings, shadow: Shadow) -> None:
     structlog.contextvars.bind_contextvars(run_id=settings.run_id)
     with closing(db.connect(url)) as conn, db.database_errors("comparing the shadow run"):
         with db.transaction(conn), conn.cursor() as cur:
-            status, error = _status(cur, target, shadow.run_id) or (None, None)
+            status, error = run_status(cur, target, shadow.run_id) or (None, None)
         if status != "succeeded" or shadow.exit_code:
             shadow.outcome = "failed"
             shadow.error = error or "it failed before its run row opened: its run.failed line"
@@ -160,15 +161,6 @@ def _score_and_compare(settings: RunSettings, shadow: Shadow) -> None:
         with db.transaction(conn), conn.cursor() as cur:
             records = _mlflow_records(cur, target, settings.run_id, shadow.run_id)
     shadow.mlflow = _record_in_mlflow(settings, comparison, records)
-
-
-def _status(cur: db.Cursor, target: str, run_id: str) -> tuple[str, str | None] | None:
-    cur.execute(
-        f"SELECT status, error FROM {quote_identifier(target)}.scoring_runs WHERE run_id = %s",
-        (run_id,),
-    )
-    row = cur.fetchone()
-    return None if row is None else (str(row[0]), row[1])
 
 
 def _mlflow_records(cur: db.Cursor, target: str, *run_ids: str) -> dict[str, str]:

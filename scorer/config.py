@@ -329,9 +329,14 @@ class RunSettings(CompareSettings):
         ge=0,
         le=1000,
         description="Reasons per score: store with each row the K features contributing most"
-        " to its score (by absolute contribution to the margin, the model's own: xgboost"
-        " pred_contribs, lightgbm pred_contrib), 0 to 1000; 0 (the default) stores none;"
-        " other flavors exit 2",
+        " to its score (by absolute contribution to the margin, from the model's own trees:"
+        " xgboost and lightgbm), 0 to 1000; 0 (the default) stores none; other flavors exit 2",
+    )
+    reasons_method: Literal["path", "shapley"] = Field(
+        "path",
+        description="How SCORER_REASONS' contributions are computed: path (the default: path"
+        " contributions read off each row's leaves, the cost of a second prediction) or shapley"
+        " (exact Shapley values by the libraries' TreeSHAP, about 100 times a prediction)",
     )
     lock_wait_seconds: float = Field(
         0.0, ge=0.0, description="Seconds to wait for a concurrent run of the model and snapshot"

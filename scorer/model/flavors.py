@@ -78,9 +78,9 @@ class LoadedModel:
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Per string input, the categories the model knows, where it records them (xgboost,
     lightgbm): model metadata, which the drift check counts values by."""
-    contributions: Callable[[Chunk, FeaturePlan], reasons.Contributions] | None = None
+    contributions: Callable[[Chunk, FeaturePlan], reasons.Explained] | None = None
     """The model's own per-row contributions to its margin (``scorer.model.reasons``), if
-    its flavor gives them."""
+    reasons were asked for and its flavor gives them."""
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -101,11 +101,16 @@ class _Scoring:
 
 
 def load(
-    path: Path, score_kind: ScoreKind, positive_class: str | None, threads: int
+    path: Path,
+    score_kind: ScoreKind,
+    positive_class: str | None,
+    threads: int,
+    reasons_method: reasons.Method | None = None,
 ) -> LoadedModel:
     """Load the model at ``path`` in the first native flavor it has, else through pyfunc;
     xgboost and native lightgbm predict on ``threads`` threads. An xgboost model loads
-    without MLflow; the other flavors load through MLflow's own loaders."""
+    without MLflow; the other flavors load through MLflow's own loaders. With
+    ``reasons_method`` it also gives its per-row contributions, if its flavor can."""
     meta = mlmodel.read(path)
     flavor = next((name for name in _NATIVE if name in meta.flavors), "python_function")
     try:
@@ -137,7 +142,7 @@ def load(
     def call(compute: Callable[[Any], Any], chunk: Chunk, plan: FeaturePlan) -> Any:
         data = model_input(chunk, plan)
         try:
-            return np.asarray(compute(data))
+            return compute(data)
         except ModelOutputError:
             raise  # the scorer's own refusal of what the model returned
         except Exception as exc:
@@ -147,13 +152,18 @@ def load(
             ) from None  # the library's message may quote feature values
 
     def predict(chunk: Chunk, plan: FeaturePlan) -> Scores:
-        return _scores(call(scoring.output, chunk, plan), index, score_kind, method)
+        return _scores(np.asarray(call(scoring.output, chunk, plan)), index, score_kind, method)
 
-    own = reasons.native(flavor, model, threads, index) if not scoring.named else None
+    own = (
+        reasons.native(flavor, model, threads, index, reasons_method)
+        if reasons_method is not None and not scoring.named
+        else None
+    )
 
-    def contributions(chunk: Chunk, plan: FeaturePlan) -> reasons.Contributions:
+    def contributions(chunk: Chunk, plan: FeaturePlan) -> reasons.Explained:
         assert own is not None
-        return np.asarray(call(own, chunk, plan), dtype=np.float64)
+        explained: reasons.Explained = call(own, chunk, plan)
+        return explained
 
     # xgboost computes in float32, and converts a DataFrame's float64 itself (a datetime
     # input makes it take one: epoch microseconds do not survive float32).

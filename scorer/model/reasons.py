@@ -1,9 +1,18 @@
 """The reasons behind each score: the K inputs that contribute most to it, with their
 contributions.
 
-The contributions are the model's own, on its margin (log-odds for a classifier): xgboost's
-``Booster.predict(DMatrix, pred_contribs=True)`` and lightgbm's ``predict(pred_contrib=True)``
-(TreeSHAP: for every row the contributions of all inputs plus the bias sum to the margin). A
+The contributions are the model's own, on its margin (log-odds for a classifier), by one of two
+methods (``SCORER_REASONS_METHOD``):
+
+- ``path`` (the default): path contributions (Saabas), read off each row's path through the
+  trees (``scorer.model.tree_paths``, from the library's ``pred_leaf``); xgboost's own
+  ``approx_contribs`` computes the same values. They cost a second pass over the trees.
+- ``shapley``: exact Shapley values by TreeSHAP, the libraries' ``pred_contribs`` (xgboost) and
+  ``pred_contrib`` (lightgbm), at trees x leaves x depth^2 per row: about a hundred times the
+  cost of the scores themselves for trees of depth 6.
+
+By either method a row's contributions and the bias sum to its margin. Every chunk checks that
+the margins they sum to imply the scores the model gave, and refuses the run if not. A
 categorical input has one contribution, as the libraries give it. Per row the K largest by
 absolute value are kept, largest first, and stored in the run's partition as the jsonb column
 ``reasons``: ``[["contract", 0.31], ["tenure", -0.22]]`` (input name, contribution to 9
@@ -15,23 +24,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from scorer.errors import ConfigError, ModelOutputError
+from scorer.model import tree_paths
 
 if TYPE_CHECKING:
     from scorer.io.features import Chunk, FeaturePlan
 
+Method = Literal["path", "shapley"]
+"""How contributions are computed (``SCORER_REASONS_METHOD``)."""
 Contributions = npt.NDArray[np.float64]
 """(rows, inputs + 1): each input's contribution to the margin, the bias last."""
-Native = Callable[[Any], Contributions]
+Explained = tuple[Contributions, npt.NDArray[np.float64]]
+"""The positive class's contributions, and the score the margins they sum to imply."""
+Native = Callable[[Any], Explained]
 """The model's own contributions for a model input (what its predict takes)."""
 FLAVORS = ("xgboost", "lightgbm")
 """The flavors whose libraries give per-row contributions."""
-_JSONB_VERSION = b"\x01"
+TOLERANCE = 1e-4
+"""Largest difference between a score and the one its contributions imply."""
+_JSONB_VERSION = "\x01"
 
 
 class Explainable(Protocol):
@@ -46,17 +62,20 @@ class Explainable(Protocol):
         """The input column names, in the model's order."""
 
     @property
-    def contributions(self) -> Callable[[Chunk, FeaturePlan], Contributions] | None:
-        """The model's own per-row contributions, if its flavor gives them."""
+    def contributions(self) -> Callable[[Chunk, FeaturePlan], Explained] | None:
+        """The model's own per-row contributions, if reasons were asked for and its flavor
+        gives them."""
 
 
-def native(flavor: str, model: Any, threads: int, index: int | None) -> Native | None:
+def native(
+    flavor: str, model: Any, threads: int, index: int | None, method: Method
+) -> Native | None:
     """The flavor's own contributions to the positive class's margin (``index``: its output
-    column, as the score takes it), or None if the flavor gives none."""
+    column, as the score takes it) by ``method``, or None if the flavor gives none."""
     if flavor == "xgboost":
-        return _xgboost(model, threads, index)
+        return _xgboost(model, threads, index, method)
     if flavor == "lightgbm":
-        return _lightgbm(model, threads, index)
+        return _lightgbm(model, threads, index, method)
     return None
 
 
@@ -70,15 +89,29 @@ def require(model: Explainable, k: int) -> None:
         )
 
 
-def column(model: Explainable, chunk: Chunk, plan: FeaturePlan, k: int) -> list[bytes]:
-    """The chunk's ``reasons`` column: one binary jsonb value per row."""
+def column(
+    model: Explainable,
+    chunk: Chunk,
+    plan: FeaturePlan,
+    k: int,
+    scores: npt.NDArray[np.float64],
+) -> list[bytes]:
+    """The chunk's ``reasons`` column: one binary jsonb value per row. Refused unless the
+    contributions reproduce ``scores``, the model's own."""
     assert model.contributions is not None  # require() refused the run before
-    found = model.contributions(chunk, plan)
+    found, implied = model.contributions(chunk, plan)
     indices, values = top(found[:, :-1], k)
     if not np.isfinite(values).all():
         raise ModelOutputError(
             f"the model's contributions ({model.method}) are not finite for some rows of a "
             f"chunk of {chunk.ids.size} rows; unset SCORER_REASONS to score without reasons"
+        )
+    gap = float(np.max(np.abs(implied - scores), initial=0.0))
+    if not gap <= TOLERANCE:
+        raise ModelOutputError(
+            f"the model's contributions do not add up to its scores (by up to {gap:.3g} in a "
+            f"chunk of {chunk.ids.size} rows), so they would not explain them; nothing "
+            "published. Unset SCORER_REASONS to score this model without reasons"
         )
     return encode(model.feature_names, indices, values)
 
@@ -105,57 +138,96 @@ def top(
 def encode(
     names: Sequence[str], indices: npt.NDArray[np.intp], values: npt.NDArray[np.float64]
 ) -> list[bytes]:
-    """Binary jsonb values (version 1, then the JSON text): ``[["name", contribution], ...]``."""
-    quoted = [json.dumps(name, ensure_ascii=False) for name in names]
-    return [
-        _JSONB_VERSION
-        + (
-            "[" + ",".join(f"[{quoted[i]},{v:.9g}]" for i, v in zip(row, vals, strict=True)) + "]"
-        ).encode()
-        for row, vals in zip(indices.tolist(), values.tolist(), strict=True)
-    ]
+    """Binary jsonb values (version 1, then the JSON text): ``[["name", contribution], ...]``.
+    One ``%`` format per row, of the row's names (already JSON) and values side by side."""
+    rows, k = indices.shape
+    template = _JSONB_VERSION + "[" + ",".join(["[%s,%.9g]"] * k) + "]"
+    quoted = np.array([json.dumps(name, ensure_ascii=False) for name in names], dtype=object)
+    cells = np.empty((rows, 2 * k), dtype=object)
+    cells[:, 0::2] = quoted[indices]
+    cells[:, 1::2] = values
+    return [(template % tuple(row)).encode() for row in cells.tolist()]
 
 
-def _select(out: npt.NDArray[Any], index: int | None, width: int) -> Contributions:
-    """The positive class's contributions from a library's output: one margin per row (a
-    binary model: negated when the first class is the positive one), else one per class."""
+def _select(out: npt.NDArray[Any], index: int | None, width: int) -> Explained:
+    """The positive class's contributions from a library's output (one margin per row for a
+    binary model: negated when the first class is the positive one; else one per class), and
+    the score all classes' margins imply."""
     rows = out.shape[0]
-    if out.ndim == 2 and out.shape[1] == width:
-        return -out if index == 0 else out
+    margins = out.reshape(rows, -1, width).sum(axis=2)
+    if margins.shape[1] == 1:
+        implied = 1.0 / (1.0 + np.exp(-margins[:, 0]))
+        return (-out, 1.0 - implied) if index == 0 else (out, implied)
     if index is None:
         raise ModelOutputError(
             "the model gives contributions per class; name the class to explain with "
             "SCORER_POSITIVE_CLASS"
         )
-    return np.asarray(out.reshape(rows, -1, width)[:, index, :])
+    exponent = np.exp(margins - margins.max(axis=1, keepdims=True))
+    implied = exponent[:, index] / exponent.sum(axis=1)
+    return np.asarray(out.reshape(rows, -1, width)[:, index, :]), implied
 
 
-def _xgboost(booster: Any, threads: int, index: int | None) -> Native:
+def _missing_row(inputs: int) -> npt.NDArray[np.float64]:
+    """One row with every input missing: how a table finds the model's base margin."""
+    return np.full((1, inputs), np.nan)
+
+
+def _xgboost(booster: Any, threads: int, index: int | None, method: Method) -> Native:
     import xgboost  # noqa: PLC0415 - only the flavor in use is imported
 
     names, types = booster.feature_names, booster.feature_types
     width = booster.num_features() + 1
 
-    def contributions(data: Any) -> Contributions:
+    def matrix(data: Any) -> Any:
         frame = hasattr(data, "columns")
-        matrix = xgboost.DMatrix(
+        return xgboost.DMatrix(
             data,
             feature_names=None if frame else names,
             feature_types=None if frame else types,
             enable_categorical=True,
             nthread=threads,
         )
-        out = booster.predict(matrix, pred_contribs=True, validate_features=False)
-        return _select(np.asarray(out), index, width)
 
-    return contributions
+    if method == "shapley":
+
+        def shapley(data: Any) -> Explained:
+            out = booster.predict(matrix(data), pred_contribs=True, validate_features=False)
+            return _select(np.asarray(out), index, width)
+
+        return shapley
+    probe = matrix(_missing_row(width - 1))
+    table = tree_paths.xgboost_table(
+        booster, booster.predict(probe, output_margin=True), booster.predict(probe, pred_leaf=True)
+    )
+
+    def path(data: Any) -> Explained:
+        leaves = booster.predict(matrix(data), pred_leaf=True, validate_features=False)
+        return _select(table.contributions(np.asarray(leaves)), index, width)
+
+    return path
 
 
-def _lightgbm(model: Any, threads: int, index: int | None) -> Native:
+def _lightgbm(model: Any, threads: int, index: int | None, method: Method) -> Native:
     booster = model if hasattr(model, "num_trees") else model.booster_
+    width = booster.num_feature() + 1
 
-    def contributions(data: Any) -> Contributions:
-        out = np.asarray(booster.predict(data, pred_contrib=True, num_threads=threads))
-        return _select(out, index, booster.num_feature() + 1)
+    if method == "shapley":
 
-    return contributions
+        def shapley(data: Any) -> Explained:
+            out = booster.predict(data, pred_contrib=True, num_threads=threads)
+            return _select(np.asarray(out), index, width)
+
+        return shapley
+    probe = _missing_row(width - 1)
+    table = tree_paths.lightgbm_table(
+        booster,
+        booster.predict(probe, raw_score=True, num_threads=1),
+        booster.predict(probe, pred_leaf=True, num_threads=1),
+    )
+
+    def path(data: Any) -> Explained:
+        leaves = booster.predict(data, pred_leaf=True, num_threads=threads)
+        return _select(table.contributions(np.asarray(leaves)), index, width)
+
+    return path

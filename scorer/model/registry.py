@@ -188,6 +188,7 @@ def load(
         settings.score_kind,
         settings.positive_class,
         settings.predict_threads or cpus.available(),
+        settings.reasons_method if settings.reasons else None,
     )
     if model.flavor == "python_function":
         _KEPT_DOWNLOADS.append(workdir)

@@ -63,7 +63,7 @@ def score(  # noqa: PLR0913 - the run, its model and plan, both connections, the
                 run.stats.add(scores, labels)
                 if run.feature_drift is not None:
                     run.feature_drift.add(chunk)
-                why = reasons.column(prepared.model, chunk, plan, k) if k else None
+                why = reasons.column(prepared.model, chunk, plan, k, scores) if k else None
                 send(wire.encode_predictions(chunk.ids, scores, labels, why))
             now = time.perf_counter()
             poll()

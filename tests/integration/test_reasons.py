@@ -2,14 +2,18 @@
 most to the score, with the model's own contributions, in the consumer views and in
 ``scorer explain``; never a feature value in a log line or a run row.
 
-The truth is the library's own: for sampled rows, the stored contributions are the ones
-xgboost's ``pred_contribs`` and lightgbm's ``pred_contrib`` give for those inputs, they are
-the K largest by absolute value, and all of the row's contributions plus the bias equal the
-model's margin (to 1e-5).
+The truth is the library's own: for sampled rows, the stored contributions are the ones the
+library gives for those inputs, they are the K largest by absolute value, and all of the row's
+contributions plus the bias equal the model's margin (to 1e-5). By the default method, path
+contributions: xgboost's ``pred_contribs`` with ``approx_contribs=True``, and for lightgbm
+(which has no such call) a walk of each row's path through the trees of its dump, row by row.
+By ``SCORER_REASONS_METHOD=shapley``: xgboost's ``pred_contribs`` and lightgbm's
+``pred_contrib`` (TreeSHAP).
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -69,8 +73,10 @@ def env_for(env: dict[str, str], flavor: str, **extra: str) -> dict[str, str]:
     }
 
 
-def native(flavor: str, model: Any, inputs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The library's own contributions (bias last) and margins of class 1."""
+def native(
+    flavor: str, method: str, model: Any, inputs: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """The library's own contributions (bias last) by ``method``, and margins of class 1."""
     frame = fixtures.as_categories(inputs)
     if flavor == "xgboost":
         import xgboost
@@ -78,13 +84,46 @@ def native(flavor: str, model: Any, inputs: pd.DataFrame) -> tuple[np.ndarray, n
         booster = model.get_booster()
         matrix = xgboost.DMatrix(frame, enable_categorical=True)
         return (
-            booster.predict(matrix, pred_contribs=True).astype(np.float64),
+            booster.predict(matrix, pred_contribs=True, approx_contribs=method == "path").astype(
+                np.float64
+            ),
             booster.predict(matrix, output_margin=True).astype(np.float64),
         )
-    return (
-        np.asarray(model.booster_.predict(frame, pred_contrib=True)),
-        np.asarray(model.booster_.predict(frame, raw_score=True)),
-    )
+    booster = model.booster_
+    margins = np.asarray(booster.predict(frame, raw_score=True))
+    if method == "shapley":
+        return np.asarray(booster.predict(frame, pred_contrib=True)), margins
+    return lightgbm_paths(booster, frame), margins
+
+
+def lightgbm_paths(booster: Any, frame: pd.DataFrame) -> np.ndarray:
+    """Path contributions of a lightgbm model, row by row: in each tree, the path from the
+    root to the leaf lightgbm says the row reaches, each split's move of the node's value to
+    its child's charged to the split's input, the root's value to the bias."""
+
+    def value(node: dict[str, Any]) -> float:
+        return float(node.get("leaf_value", node.get("internal_value", 0.0)))
+
+    def path_to(node: dict[str, Any], leaf: int) -> list[dict[str, Any]] | None:
+        if "leaf_value" in node:
+            return [node] if node.get("leaf_index", 0) == leaf else None
+        for child in (node["left_child"], node["right_child"]):
+            found = path_to(child, leaf)
+            if found is not None:
+                return [node, *found]
+        return None
+
+    trees = booster.dump_model()["tree_info"]
+    leaves = np.asarray(booster.predict(frame, pred_leaf=True)).reshape(len(frame), -1)
+    out = np.zeros((len(frame), booster.num_feature() + 1))
+    for number, tree in enumerate(trees):
+        for row, leaf in enumerate(leaves[:, number]):
+            path = path_to(tree["tree_structure"], int(leaf))
+            assert path is not None
+            out[row, -1] += value(path[0])
+            for node, child in itertools.pairwise(path):
+                out[row, node["split_feature"]] += value(child) - value(node)
+    return out
 
 
 def published(url: str, target: str, flavor: str) -> pd.DataFrame:
@@ -97,6 +136,7 @@ def published(url: str, target: str, flavor: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["entity_id", "score", "reasons"]).set_index("entity_id")
 
 
+@pytest.mark.parametrize("method", ["path", "shapley"])
 @pytest.mark.parametrize("flavor", ["xgboost", "lightgbm"])
 def test_the_stored_reasons_are_the_models_own_contributions(
     models: Callable[[str], Any],
@@ -105,9 +145,10 @@ def test_the_stored_reasons_are_the_models_own_contributions(
     target_schema: str,
     newest: pd.DataFrame,
     flavor: str,
+    method: str,
 ) -> None:
     model = models(flavor)
-    env = env_for(scorer_env, flavor, SCORER_REASONS=str(K))
+    env = env_for(scorer_env, flavor, SCORER_REASONS=str(K), SCORER_REASONS_METHOD=method)
     result = services.run_scorer(env, "run")
     assert result.returncode == 0, result.stdout + result.stderr
     got = published(postgres_url, target_schema, flavor)
@@ -115,7 +156,7 @@ def test_the_stored_reasons_are_the_models_own_contributions(
     assert got.reasons.map(len).eq(K).all(), "K reasons on every row"
 
     inputs, _ = fixtures.telco_training(newest)
-    contributions, margins = native(flavor, model, inputs)
+    contributions, margins = native(flavor, method, model, inputs)
     names = list(inputs.columns)
     assert contributions.shape == (len(newest), len(names) + 1)
     # All of a row's contributions plus the bias are its margin, and the score its sigmoid.

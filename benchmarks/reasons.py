@@ -1,9 +1,10 @@
-"""``python -m benchmarks.reasons [--rows N] [--repeat R] [--k K] [--case NAME ...]``: what the
-reasons cost (``SCORER_REASONS``).
+"""``python -m benchmarks.reasons [--rows N] [--repeat R] [--k K] [--method M] [--case NAME ...]``:
+what the reasons cost (``SCORER_REASONS``).
 
 Each case (``benchmarks.fixtures``: numeric, 200 trees of depth 6 over 20 float8 columns;
 telco-xgboost, the same over 3 categorical and 17 numeric columns) scored end to end without
-reasons and with ``SCORER_REASONS=K``, interleaved run by run, each over N rows and over the
+reasons and with ``SCORER_REASONS=K`` by ``SCORER_REASONS_METHOD=M`` (default ``path``),
+interleaved run by run, each over N rows and over the
 case's N/4 table. CPU is the client's (all threads) plus the benchmark's own PostgreSQL's.
 Printed per case, medians of R: CPU per row of the whole run, CPU per row at the margin
 (``(CPU(N) - CPU(N/4)) / (3N/4)``: start-up, the same in both runs, cancels out), and the
@@ -34,15 +35,27 @@ def _cpu(sample: Sample) -> float:
 
 def library(rows: int, repeat: int) -> None:
     """The library calls alone, in process, on one thread: CPU µs per row of the numeric
-    case's booster (200 trees of depth 6 over 20 columns, as ``fixtures``) predicting, and
-    giving its TreeSHAP contributions, and its approximate (Saabas) ones; medians of R."""
+    case's booster (200 trees of depth 6 over 20 columns, as ``fixtures``) predicting, giving
+    its TreeSHAP contributions and its approximate (Saabas) ones, and the scorer's path
+    contributions (``pred_leaf`` and the per-leaf table), with and without the top K's jsonb;
+    medians of R."""
     import numpy as np  # noqa: PLC0415 - the end-to-end runs need neither
     import xgboost  # noqa: PLC0415
+
+    from scorer.model import reasons  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     train = rng.random((20_000, 20))
     booster = fixtures._booster(xgboost.DMatrix(train, label=fixtures._labels(train, rng)))
     data = rng.random((rows, 20)).astype(np.float32)
+    path = reasons.native("xgboost", booster, 1, None, "path")
+    assert path is not None
+    names = tuple(booster.feature_names or (f"f{i}" for i in range(20)))
+
+    def encoded(data: object) -> object:
+        found, _ = path(data)
+        return reasons.encode(names, *reasons.top(found[:, :-1], 3))
+
     calls: dict[str, Callable[[], object]] = {
         "inplace_predict": lambda: booster.inplace_predict(data),
         "predict(pred_contribs=True)": lambda: booster.predict(
@@ -51,6 +64,8 @@ def library(rows: int, repeat: int) -> None:
         "predict(pred_contribs=True, approx_contribs=True)": lambda: booster.predict(
             xgboost.DMatrix(data, nthread=1), pred_contribs=True, approx_contribs=True
         ),
+        "path: pred_leaf + the per-leaf table (SCORER_REASONS_METHOD=path)": lambda: path(data),
+        "path, then the top 3 and their jsonb": lambda: encoded(data),
     }
     print(f"\n| xgboost call, 1 thread, {rows:,} rows | CPU µs per row | ÷ inplace_predict |")
     print("|---|---|---|")
@@ -72,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--k", type=int, default=3, help="SCORER_REASONS of the runs with reasons")
     parser.add_argument(
+        "--method", default="path", choices=["path", "shapley"], help="SCORER_REASONS_METHOD"
+    )
+    parser.add_argument(
         "--case",
         nargs="+",
         default=["numeric", "telco-xgboost"],
@@ -86,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cases = [fixtures.CASES[name] for name in args.case]
     quarter = max(args.rows // 4, 1)
-    variants = {"without": {}, "with": {"SCORER_REASONS": str(args.k)}}
+    variants = {
+        "without": {},
+        "with": {"SCORER_REASONS": str(args.k), "SCORER_REASONS_METHOD": args.method},
+    }
     found: dict[tuple[str, str, int], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="scorer-reasons-") as tmp:
         cluster = Cluster.start()
@@ -109,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             cluster.stop()
     print(
-        f"\nload average {load[0]} before, {load[1]} after; medians of {args.repeat}; K={args.k}\n"
+        f"\nload average {load[0]} before, {load[1]} after; medians of {args.repeat};"
+        f" K={args.k}, method {args.method}\n"
     )
     print(
         "| case | reasons | CPU µs per row, whole run | CPU µs per row, at the margin |"

@@ -19,7 +19,7 @@ from mlflow.models import infer_signature
 
 from scorer.errors import ModelOutputError, SchemaMismatchError
 from scorer.io.features import Chunk, FeaturePlan, ModelInput, Snapshot
-from scorer.model import flavors
+from scorer.model import flavors, reasons
 from scorer.postgres import wire
 from scorer.postgres.identifiers import Relation
 
@@ -175,3 +175,39 @@ def test_categoricals_and_python_strings_are_what_pandas_makes_of_the_strings(
     got = flavors._categorical(column)
     assert got.categories.tolist() == expected.categories.tolist()
     assert got.codes.tolist() == expected.codes.tolist()
+
+
+def test_reasons_of_a_categorical_xgboost_model_are_its_own_path_contributions(
+    model: tuple[xgboost.Booster, Path],
+) -> None:
+    """Through the scorer's coded input: xgboost's ``approx_contribs`` for the same rows, and
+    a chunk whose scores the contributions do not reproduce is refused, naming no value."""
+    booster, path = model
+    contract = ["Two year", None, "One year", "Month-to-month"]
+    payment = ["Zelle pay", "Mailed check", None, "Electronic check"]
+    tenure = [3.0, 50.0, 12.0, 70.0]
+    scorer_model = flavors.load(path, "probability", None, 1, reasons_method="path")
+    rows = chunk({"contract": contract, "payment": payment}, tenure)
+    assert scorer_model.contributions is not None
+    found, implied = scorer_model.contributions(rows, plan())
+    frame = pd.DataFrame({
+        "contract": pd.Categorical(contract, categories=CONTRACTS),
+        "tenure": tenure,
+        "payment": pd.Categorical(payment, categories=PAYMENTS),
+    })  # fmt: skip
+    own = booster.predict(
+        xgboost.DMatrix(frame, enable_categorical=True), pred_contribs=True, approx_contribs=True
+    )
+    np.testing.assert_allclose(found, own, rtol=0, atol=1e-5)
+    scores = scorer_model.predict(rows, plan())
+    np.testing.assert_allclose(implied, scores, rtol=0, atol=1e-6)
+    assert len(reasons.column(scorer_model, rows, plan(), 2, scores)) == len(tenure)
+    with pytest.raises(ModelOutputError, match="do not add up to its scores") as refused:
+        reasons.column(scorer_model, rows, plan(), 2, scores + 0.01)
+    assert not any(value in str(refused.value) for value in ("Two year", "Zelle", "50"))
+
+
+def test_without_reasons_asked_for_a_model_gives_no_contributions(
+    model: tuple[xgboost.Booster, Path],
+) -> None:
+    assert loaded(model[1]).contributions is None

@@ -235,6 +235,8 @@ def test_env_only_sets_what_is_set(base: Rendered) -> None:
         "SCORER_THRESHOLD",
         "SCORER_CHUNK_ROWS",
         "SCORER_MAX_REJECTED_RATIO",
+        "SCORER_REASONS",
+        "SCORER_REASONS_METHOD",
         "SCORER_TARGET_SCHEMA",
         "SCORER_MAX_SCORE_PSI",
         "SCORER_MIN_ROWS_RATIO",
@@ -400,6 +402,14 @@ def test_pinned_snapshot_and_raw_scores(helm: Helm) -> None:
         values=BASE_VALUES, sets=["model.scoreKind=raw", "scoring.threshold=-1.5"]
     )
     assert from_set.env_value("SCORER_THRESHOLD") == "-1.5"
+
+
+def test_reasons_and_their_method_reach_the_scorer(helm: Helm) -> None:
+    r = helm.template(
+        values=merged(BASE_VALUES, {"scoring": {"reasons": 3, "reasonsMethod": "shapley"}})
+    )
+    assert r.env_value("SCORER_REASONS") == "3"
+    assert r.env_value("SCORER_REASONS_METHOD") == "shapley"
 
 
 # --- the backfill Job ------------------------------------------------------------------------

@@ -147,6 +147,10 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
         {"migrate": {"database": {"urlKey": ""}}},
         "at '/migrate/database/urlKey'",
     ),
+    "reasons-method-unknown": (
+        {"scoring": {"reasonsMethod": "exact"}},
+        "at '/scoring/reasonsMethod'",
+    ),
     "snapshot-age-in-words": (
         {"features": {"maxSnapshotAge": "36 hours"}},
         "at '/features/maxSnapshotAge'",

@@ -26,6 +26,7 @@ own defaults apply. Takes a dict:
   (list "SCORER_CHUNK_ROWS" $v.scoring.chunkRows)
   (list "SCORER_MAX_REJECTED_RATIO" $v.scoring.maxRejectedRatio)
   (list "SCORER_REASONS" $v.scoring.reasons)
+  (list "SCORER_REASONS_METHOD" $v.scoring.reasonsMethod)
   (list "SCORER_TARGET_SCHEMA" $v.scoring.targetSchema)
   (list "SCORER_KEEP_RUNS" $v.retention.keepRuns)
   (list "SCORER_KEEP_DAYS" $v.retention.keepDays)

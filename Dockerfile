@@ -63,7 +63,8 @@ RUN set -eu; \
 #    closure: _lib, sparse (without sparse.linalg and sparse.csgraph), special. Removed:
 #    linalg, fft, optimize, stats, signal, spatial, io, interpolate, integrate, ndimage, ...
 #    The image therefore has no scipy.linalg; nothing in the job (xgboost Booster load and
-#    predict, MLflow's xgboost/pyfunc flavors) uses it.
+#    predict, MLflow's xgboost/pyfunc flavors, the reasons' sparse product in
+#    scorer.model.tree_paths) uses it.
 #  * symbol tables of the extension modules (strip --strip-unneeded, ~18 MB). The libraries
 #    vendored by auditwheel (*.libs/) are left alone: patchelf-edited ELF files break if stripped.
 #    An identical libgfortran vendored by both numpy and scipy is kept once (symlink).
@@ -100,7 +101,7 @@ RUN set -eu; \
     fi; \
     pip uninstall -y -q pip setuptools wheel 2>/dev/null || true; \
     python -m compileall -q -j 0 /opt/venv; \
-    python -c 'import xgboost, xgboost.sklearn, scipy.sparse, scipy.special, mlflow.xgboost, mlflow.pyfunc, pandas, scorer'
+    python -c 'import xgboost, xgboost.sklearn, scipy.sparse, scipy.special, mlflow.xgboost, mlflow.pyfunc, pandas, scorer, scorer.model.tree_paths'
 
 FROM ${PYTHON_IMAGE}
 # A passwd entry for 10001, so getpass.getuser() (MLflow's user tag) works; HOME is /tmp so

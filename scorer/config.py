@@ -335,8 +335,9 @@ class RunSettings(CompareSettings):
     reasons_method: Literal["path", "shapley"] = Field(
         "path",
         description="How SCORER_REASONS' contributions are computed: path (the default: path"
-        " contributions read off each row's leaves, the cost of a second prediction) or shapley"
-        " (exact Shapley values by the libraries' TreeSHAP, about 100 times a prediction)",
+        " contributions read off the leaves each row reaches: a second pass over the trees) or"
+        " shapley (exact Shapley values by the libraries' TreeSHAP, a hundred times a"
+        " prediction or more)",
     )
     lock_wait_seconds: float = Field(
         0.0, ge=0.0, description="Seconds to wait for a concurrent run of the model and snapshot"

@@ -25,8 +25,9 @@ Each shard is one process (an Indexed Job's pod) with ``SCORER_SHARDS=n`` and it
    no shard's rows before this commits.
 
 A shard failing with exit 2 fails the run in the same transaction that drops the shards'
-tables: nothing is published, the run row names the shard and why, and the other shards stop
-at their next check. A shard failing with exit 1 only marks its own row; its retry redoes it.
+tables: nothing is published, the run row names the shard and why (and, when the publishing
+shard's quality gate failed it, what the gate saw), and the other shards stop at their next
+check. A shard failing with exit 1 only marks its own row; its retry redoes it.
 
 Lineage (``scorer.lineage.recorder``): the shard that opens the run sends the run's OpenLineage
 START; every shard sends its own START when it starts scoring and its COMPLETE or FAIL when its part
@@ -447,7 +448,12 @@ class ShardRun:
                 permanent = failure.exit_code == 2
                 if permanent and not isinstance(failure, shard_plan.RunFailedError):
                     failed_run = shard_plan.fail_run(
-                        cur, settings.target_schema, settings.run_id, error, self.shard
+                        cur,
+                        settings.target_schema,
+                        settings.run_id,
+                        error,
+                        self.shard,
+                        evidence=self.progress.evidence,
                     )
         except (psycopg2.Error, ScorerError) as exc:  # the database went away meanwhile
             log.warning("shard.failure_not_recorded", error=f"{type(exc).__name__}: {exc}")

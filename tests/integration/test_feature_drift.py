@@ -159,7 +159,8 @@ def test_a_sharded_run_fails_a_shifted_column_with_a_single_runs_psi_and_shows_n
     assert summary["kind"] == "quality_gate"
     sharded = run_row(postgres_url, target_schema, "s2")
     assert sharded["status"] == "failed"
-    assert sharded["quality"]["reference_run_id"] == "s1"
+    assert sharded["quality"]["reference_run_id"] == "s1"  # the gate's evidence, as a single run's
+    assert set(sharded["feature_bins"]["numeric"]) == set(fixtures.NUMERIC_FEATURES)
     found = feature_checks(sharded)
     assert set(found) == set(fixtures.NUMERIC_FEATURES)
     assert {name for name, check in found.items() if check["status"] == "failed"} == {
@@ -232,6 +233,47 @@ def test_a_sharded_runs_noise_passes_and_its_bins_are_the_next_runs_reference(
     found = feature_checks(record)
     assert set(found) == set(fixtures.NUMERIC_FEATURES)
     assert all(check["status"] == "passed" for check in found.values()), found
+
+
+def test_shards_binned_against_a_reference_that_moved_fail_the_run_and_publish_nothing(
+    env: dict[str, str], postgres_url: str, target_schema: str
+) -> None:
+    fixtures.load_features(postgres_url, NUMERIC, night(1))
+    assert score(env, "m1").returncode == 0
+    fixtures.load_features(postgres_url, NUMERIC, night(2))
+    first = services.run_scorer(services.shard_env(env, "m2", 2, 0), "run")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert services.json_lines(first.stdout)[-1]["outcome"] == "shard_done"
+    # A run of the model for another snapshot publishes while the sharded run is open: the
+    # gate's reference moves from m1 to it, and the last shard bins against it.
+    moved = score(env, "m3", SCORER_SNAPSHOT="another-night")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+
+    last = services.run_scorer(services.shard_env(env, "m2", 2, 1), "run")
+    assert last.returncode == 2, last.stdout + last.stderr
+    summary = services.json_lines(last.stdout)[-1]
+    assert summary["kind"] == "reference_moved"
+    assert "(m1, m3:" in summary["error"]
+    assert "start a new run" in summary["error"]
+    assert [
+        json.loads(text)["reference_run_id"]
+        for text in shard_evidence(postgres_url, target_schema, "m2")
+    ] == ["m1", "m3"]
+    record = run_row(postgres_url, target_schema, "m2")
+    assert record["status"] == "failed"
+    assert record["quality"] is None  # it failed before its gate compared anything
+    scored = services.query(
+        postgres_url,
+        f'SELECT count(*) FROM "{target_schema}".predictions WHERE run_id = %s',
+        ("m2",),
+    )
+    assert scored == [(0,)]  # nothing published
+    tables = services.query(
+        postgres_url,
+        f'SELECT staging_table FROM "{target_schema}".scoring_run_shards WHERE run_id = %s',
+        ("m2",),
+    )
+    assert tables == [(None,), (None,)]  # the shards' tables are dropped
 
 
 def telco_night(seed: int, contracts: tuple[float, float, float]) -> pd.DataFrame:

@@ -10,7 +10,8 @@ exit code (``scorer.run.runner.run`` returns it, having written its summary line
   database missing, a TLS or certificate failure, promotion gate not met, schema mismatch, no
   probabilities from the model, an empty relation, bad data, duplicate entity ids, too many
   rejected rows, schema not migrated, insufficient privilege, a transaction pooler between the
-  scorer and PostgreSQL, a stale snapshot, a realized AUC below its minimum).
+  scorer and PostgreSQL, a stale snapshot, a sharded run's moved drift reference, a realized
+  AUC below its minimum).
 - ``InternalError`` (exit 2, kind ``internal``): an exception that is none of the known kinds,
   that is, a bug. A retry of a bug only repeats it, so it is permanent: the Job fails at once
   instead of being retried ``backoffLimit`` times in silence, and the traceback (passwords
@@ -220,6 +221,14 @@ class QualityGateError(PermanentError):
     """The run's evidence is past a quality gate limit: nothing is published."""
 
     kind = "quality_gate"
+
+
+class ReferenceMovedError(PermanentError):
+    """A sharded run's shards binned their features against a reference run that is not (or
+    no longer) the gate's, because a run published meanwhile: a retry cannot re-bin the rows
+    the other shards scored, so the run fails and a new run is the cure."""
+
+    kind = "reference_moved"
 
 
 class RealizedPerformanceError(PermanentError):

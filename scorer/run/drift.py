@@ -10,17 +10,26 @@ While a run streams, ``Collector.add`` folds each chunk's already parsed arrays 
 - per categorical input whose categories the model records (xgboost, lightgbm), counts per
   known category, and one ``other`` count for values the model does not know (NULL apart).
 
-``Collector.bins`` is what the run records (``scoring_runs.feature_bins``) for the runs that
+``Collector.evidence`` is what was gathered, as ``Evidence``: the counts (which merge
+exactly) and the sample's own bins, never a sampled row. ``Evidence.figures`` is the run's PSI
+per feature against the reference's bins, and why a feature was not checked.
+``Evidence.bins`` is what the run records (``scoring_runs.feature_bins``) for the runs that
 follow it: per numeric input its bin edges (midpoints between neighbouring distinct values of
-the sample, so no value sits on an edge, at the ``QUANTILES``) with each bin's share of the sample,
-and per categorical input the share of each known category and of ``other``. No other value of
-any feature is recorded or logged. ``Collector.figures`` is this run's PSI per feature against
-the reference's bins, and why a feature was not checked.
+the sample, so no value sits on an edge, at the ``QUANTILES``) with each bin's share of the
+sample, and per categorical input the share of each known category and of ``other``.
+
+A sharded run: each shard records its ``Evidence`` on its ``scoring_run_shards`` row, and the
+shard that publishes sums them (``Evidence.merge``), so its PSI is exactly a single run's over
+the same rows. Its category shares are exact too. Its numeric bins keep the reference's edges
+with the run's exact shares over them (a shard's sample is of its range of ids, which need not
+resemble the run); where the reference has no bins for a feature, they are the lowest-index
+shard's own. No other value of any feature is recorded or logged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +50,7 @@ FLOOR = 1e-4
 """Shares below this count as this, so an empty bin does not make PSI infinite."""
 
 Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
 
 
 def psi(expected: Floats, actual: Floats) -> float:
@@ -124,6 +134,149 @@ class Figures:
     reference_run_id: str | None
     psi: dict[str, float]
     unchecked: dict[str, str]  # feature -> why (names and reasons only, never values)
+
+
+@dataclass(frozen=True)
+class BinCounts:
+    """A numeric input's counts over the reference's bins (``edges`` as the reference's)."""
+
+    edges: Floats
+    counts: Ints  # len(edges) + 1
+
+    def as_json(self) -> dict[str, list[Any]]:
+        """As a shard's row records it."""
+        return {"edges": self.edges.tolist(), "counts": self.counts.tolist()}
+
+
+@dataclass(frozen=True)
+class CategoryCounts:
+    """A categorical input's count per category the model knows, and of the others."""
+
+    categories: dict[str, int]
+    other: int
+
+    def shares(self) -> CategoryShares | None:
+        """As shares of the values counted; None when there was none (all NULL)."""
+        total = sum(self.categories.values()) + self.other
+        if total == 0:
+            return None
+        shares = {name: count / total for name, count in self.categories.items()}
+        return CategoryShares(shares, self.other / total)
+
+    def as_json(self) -> dict[str, Any]:
+        """As a shard's row records it."""
+        return {"categories": self.categories, "other": self.other}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A run's (or one shard's) drift evidence: its counts against the reference's bins and
+    per model category, which sum exactly over shards, and its own sample's numeric bins.
+    Statistics only: no sampled row, no value of any feature."""
+
+    reference_run_id: str | None
+    numeric: dict[str, BinCounts]  # the inputs the reference has bins for
+    categorical: dict[str, CategoryCounts]  # the inputs the model records categories of
+    sample: dict[str, NumericBins]  # this run's own bins, from its sample
+
+    def bins(self) -> Bins:
+        """The bins the run records, for the runs that follow it."""
+        categorical = {
+            name: shares
+            for name, counted in self.categorical.items()
+            if (shares := counted.shares()) is not None
+        }
+        return Bins(dict(self.sample), categorical)
+
+    def figures(
+        self, reference: Bins | None, numbers: Sequence[str], strings: Sequence[str]
+    ) -> Figures:
+        """PSI per input against the reference's bins (None: no reference run), and why an
+        input was not checked."""
+        if reference is None:
+            return Figures(None, {}, {})
+        found: dict[str, float] = {}
+        unchecked: dict[str, str] = {}
+        for name in numbers:
+            counted = self.numeric.get(name)
+            if counted is None:
+                unchecked[name] = "the reference run recorded no bins for it"
+            elif counted.counts.sum() == 0:
+                unchecked[name] = "no value in this run (all NULL)"
+            else:
+                shares = counted.counts / counted.counts.sum()
+                found[name] = round(psi(reference.numeric[name].shares, shares), 6)
+        for name in strings:
+            before = reference.categorical.get(name)
+            counted_categories = self.categorical.get(name)
+            now = None if counted_categories is None else counted_categories.shares()
+            if counted_categories is None:
+                unchecked[name] = "the model records no categories for it"
+            elif before is None:
+                unchecked[name] = "the reference run recorded no category shares for it"
+            elif now is None:
+                unchecked[name] = "no value in this run (all NULL)"
+            else:
+                found[name] = round(psi(*before.against(now)), 6)
+        return Figures(self.reference_run_id, found, unchecked)
+
+    def as_json(self) -> dict[str, Any]:
+        """A shard's ``scoring_run_shards.feature_drift``."""
+        return {
+            "reference_run_id": self.reference_run_id,
+            "numeric": {name: counted.as_json() for name, counted in self.numeric.items()},
+            "categorical": {name: counted.as_json() for name, counted in self.categorical.items()},
+            "sample": {name: bins.as_json() for name, bins in self.sample.items()},
+        }
+
+    @classmethod
+    def from_json(cls, recorded: dict[str, Any]) -> Evidence:
+        """The evidence a shard recorded."""
+        numeric = {
+            name: BinCounts(
+                np.asarray(item["edges"], dtype=np.float64),
+                np.asarray(item["counts"], dtype=np.int64),
+            )
+            for name, item in recorded["numeric"].items()
+        }
+        categorical = {
+            name: CategoryCounts(
+                {category: int(count) for category, count in item["categories"].items()},
+                int(item["other"]),
+            )
+            for name, item in recorded["categorical"].items()
+        }
+        sample = Bins.from_json({"numeric": recorded["sample"]}).numeric
+        return cls(recorded["reference_run_id"], numeric, categorical, sample)
+
+    @classmethod
+    def merge(cls, parts: Sequence[Evidence]) -> Evidence:
+        """A sharded run's evidence from its shards' (by shard index, all binned against one
+        reference): counts summed; per numeric input the reference's edges with the run's
+        exact shares, or where the reference has none, the lowest-index shard's own bins."""
+        first = parts[0]
+        numeric = {
+            name: BinCounts(counted.edges, np.sum([p.numeric[name].counts for p in parts], axis=0))
+            for name, counted in first.numeric.items()
+        }
+        categorical = {
+            name: CategoryCounts(
+                {
+                    category: sum(p.categorical[name].categories[category] for p in parts)
+                    for category in counted.categories
+                },
+                sum(p.categorical[name].other for p in parts),
+            )
+            for name, counted in first.categorical.items()
+        }
+        sample: dict[str, NumericBins] = {}
+        for part in parts:
+            for name, bins in part.sample.items():
+                sample.setdefault(name, bins)
+        for name, counted in numeric.items():
+            if total := int(counted.counts.sum()):
+                sample[name] = NumericBins(counted.edges, counted.counts / total)
+        return cls(first.reference_run_id, numeric, categorical, sample)
 
 
 def quantile_bins(values: npt.NDArray[np.floating[Any]]) -> NumericBins | None:
@@ -215,14 +368,9 @@ class _Categories:
         self.counts += counts
         self.other += values.size - int(counts.sum())
 
-    def shares(self) -> CategoryShares | None:
-        total = int(self.counts.sum()) + self.other
-        if total == 0:
-            return None
-        shares = {
-            name: int(count) / total for name, count in zip(self.names, self.counts, strict=True)
-        }
-        return CategoryShares(shares, self.other / total)
+    def counted(self) -> CategoryCounts:
+        counts = {name: int(count) for name, count in zip(self.names, self.counts, strict=True)}
+        return CategoryCounts(counts, self.other)
 
 
 class Collector:
@@ -268,47 +416,30 @@ class Collector:
         for name, counter in self._categories.items():
             counter.add(chunk.strings[name])
 
-    def bins(self) -> Bins:
-        """This run's own bins, to record for the runs that follow it."""
-        numeric: dict[str, NumericBins] = {}
+    def evidence(self) -> Evidence:
+        """What the run gathered: its counts and its sample's own bins."""
+        sample: dict[str, NumericBins] = {}
         rows = self._sample.rows
         if rows is not None:
             for index, name in enumerate(self._numbers):
                 found = quantile_bins(rows[:, index])
                 if found is not None:
-                    numeric[name] = found
-        categorical = {
-            name: shares
-            for name, counter in self._categories.items()
-            if (shares := counter.shares()) is not None
-        }
-        return Bins(numeric, categorical)
+                    sample[name] = found
+        return replace(self._counted(), sample=sample)
+
+    def bins(self) -> Bins:
+        """This run's own bins, to record for the runs that follow it."""
+        return self.evidence().bins()
 
     def figures(self) -> Figures:
         """PSI per feature against the reference's bins, and why a feature was not."""
-        reference = self._reference
-        if reference is None:
-            return Figures(None, {}, {})
-        found: dict[str, float] = {}
-        unchecked: dict[str, str] = {}
-        for name in self._numbers:
-            counts = self._counts.get(name)
-            if counts is None:
-                unchecked[name] = "the reference run recorded no bins for it"
-            elif counts.sum() == 0:
-                unchecked[name] = "no value in this run (all NULL)"
-            else:
-                shares = counts / counts.sum()
-                found[name] = round(psi(reference.numeric[name].shares, shares), 6)
-        for name in self._strings:
-            before = reference.categorical.get(name)
-            now = self._categories[name].shares() if name in self._categories else None
-            if name not in self._categories:
-                unchecked[name] = "the model records no categories for it"
-            elif before is None:
-                unchecked[name] = "the reference run recorded no category shares for it"
-            elif now is None:
-                unchecked[name] = "no value in this run (all NULL)"
-            else:
-                found[name] = round(psi(*before.against(now)), 6)
-        return Figures(self.reference_run_id, found, unchecked)
+        return self._counted().figures(self._reference, self._numbers, self._strings)
+
+    def _counted(self) -> Evidence:
+        """The counts, without the sample's bins."""
+        numeric = {
+            name: BinCounts(np.asarray(edges[1:], dtype=np.float64), self._counts[name].copy())
+            for _, name, edges in self._edges
+        }
+        categorical = {name: counter.counted() for name, counter in self._categories.items()}
+        return Evidence(self.reference_run_id, numeric, categorical, {})

@@ -15,7 +15,7 @@ from scorer.config import RunSettings
 from scorer.errors import ScorerError
 from scorer.lineage.recorder import Lineage
 from scorer.lineage.types import Outcome
-from scorer.run.drift import Collector
+from scorer.run.drift import Evidence as DriftEvidence
 from scorer.run.gate import FeatureCounts, Verdict
 from scorer.run.prepare import Timer
 from scorer.run.record import Counts, Evidence
@@ -35,7 +35,7 @@ class RunProgress:
     feature_counts: FeatureCounts = field(default_factory=FeatureCounts)
     evidence: Evidence = field(default_factory=Evidence)
     verdict: Verdict | None = None
-    feature_drift: Collector | None = None  # per-feature drift evidence (not when sharded)
+    drift: DriftEvidence | None = None  # per-feature drift: this run's, this shard's, or merged
     started: float = field(default_factory=time.perf_counter)
     run_started_at: datetime | None = None  # a sharded run's opening, once joined
     snapshot: str | None = None

@@ -177,7 +177,7 @@ class RunRecord:
                 " rows_rejected = %(rejected)s, rows_rejected_by = %(rejected_by)s,"
                 " score_mean = %(score_mean)s, score_p50 = %(score_p50)s,"
                 " score_p90 = %(score_p90)s, share_above_threshold = %(share_above_threshold)s,"
-                f" {_EVIDENCE} WHERE run_id = %(run_id)s",
+                f" {EVIDENCE} WHERE run_id = %(run_id)s",
                 {
                     "finished": finished,
                     "timings": json.dumps(timings),
@@ -207,7 +207,7 @@ class RunRecord:
                     f"UPDATE {self._table} SET status = 'failed', finished_at = now(),"
                     " error = %(error)s, timings = %(timings)s, rows_read = %(read)s,"
                     " rows_scored = 0, rows_rejected = %(rejected)s,"
-                    f" rows_rejected_by = %(rejected_by)s, {_EVIDENCE} WHERE run_id = %(run_id)s",
+                    f" rows_rejected_by = %(rejected_by)s, {EVIDENCE} WHERE run_id = %(run_id)s",
                     {
                         "error": error,
                         "timings": json.dumps(timings),
@@ -243,11 +243,12 @@ class Evidence:
         }
 
 
-_EVIDENCE = (
+EVIDENCE = (
     "score_histogram = %(score_histogram)s, feature_stats = %(feature_stats)s,"
     " quality = %(quality)s, quality_override = %(quality_override)s,"
     " feature_bins = %(feature_bins)s"
 )
+"""The run row's evidence columns set from ``Evidence.columns()`` (named query parameters)."""
 
 
 def run_status(cur: db.Cursor, schema: str, run_id: str) -> tuple[str, str | None] | None:

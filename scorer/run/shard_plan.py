@@ -339,19 +339,32 @@ def exclude_other_runs(
             f" {settings.shard_timeout_seconds:g}s (SCORER_SHARD_TIMEOUT_SECONDS); run"
             f" {settings.run_id} went ahead; nothing of it was published",
             None,
+            evidence=record.Evidence(),  # nothing its gate saw survived: publishing rolls back
         )
         abandoned.append(run_id)
     return abandoned
 
 
-def fail_run(cur: db.Cursor, schema: str, run_id: str, error: str, shard: int | None) -> bool:
+def fail_run(  # noqa: PLR0913 - the run, why and by which shard, and what its gate saw
+    cur: db.Cursor,
+    schema: str,
+    run_id: str,
+    error: str,
+    shard: int | None,
+    *,
+    evidence: record.Evidence,
+) -> bool:
     """Mark a running sharded run failed and drop its shards' tables and its model copy (in
-    the caller's transaction). False if it was no longer running."""
+    the caller's transaction). False if it was no longer running.
+
+    ``evidence`` is what the quality gate saw, recorded as a single run's failure records it
+    (empty when the run failed before its gate)."""
     quoted = quote_identifier(schema)
     cur.execute(
         f"UPDATE {quoted}.scoring_runs SET status = 'failed', finished_at = now(),"
-        " error = %s, failed_shard = %s WHERE run_id = %s AND status = 'running'",
-        (error, shard, run_id),
+        f" error = %(error)s, failed_shard = %(shard)s, {record.EVIDENCE}"
+        " WHERE run_id = %(run_id)s AND status = 'running'",
+        {"error": error, "shard": shard, "run_id": run_id, **evidence.columns()},
     )
     if cur.rowcount == 0:
         return False

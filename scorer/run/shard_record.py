@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from scorer.errors import ReferenceMovedError
 from scorer.postgres import db
 from scorer.postgres.identifiers import quote_identifier
+from scorer.run import drift
 from scorer.run.gate import FeatureCounts
 from scorer.run.record import Counts
 from scorer.run.statistics import ScoreStats
@@ -37,6 +39,7 @@ class ShardResult:
     feature_counts: FeatureCounts
     timings: dict[str, float]
     staging_table: str | None  # None: the shard had no range to read
+    drift: drift.Evidence | None  # None: the shard had no range to read
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class ShardRow:
     stats: dict[str, Any]
     histogram: npt.NDArray[np.int64]
     staging_table: str | None
+    drift: drift.Evidence | None
 
 
 def _table(schema: str) -> str:
@@ -74,7 +78,7 @@ def open_shard(cur: db.Cursor, key: ShardKey, pod: str | None) -> int | None:
 
 
 def succeed(cur: db.Cursor, key: ShardKey, result: ShardResult) -> None:
-    """Mark the shard succeeded with its counts, timings and score statistics."""
+    """Mark the shard succeeded with its counts, timings, score statistics and drift evidence."""
     counts, stats = result.counts, result.stats
     shard_stats = {
         "count": stats.count,
@@ -88,7 +92,7 @@ def succeed(cur: db.Cursor, key: ShardKey, result: ShardResult) -> None:
         f"UPDATE {_table(key.schema)} SET status = 'succeeded', finished_at = now(),"
         " rows_read = %s, rows_scored = %s, rows_rejected = %s,"
         " rows_rejected_by = %s, timings = %s, stats = %s, histogram = %s,"
-        " staging_table = %s WHERE run_id = %s AND shard = %s",
+        " staging_table = %s, feature_drift = %s WHERE run_id = %s AND shard = %s",
         (
             counts.read,
             stats.count,
@@ -98,6 +102,7 @@ def succeed(cur: db.Cursor, key: ShardKey, result: ShardResult) -> None:
             json.dumps(shard_stats),
             _pack(stats.histogram),
             result.staging_table,
+            None if result.drift is None else json.dumps(result.drift.as_json()),
             key.run_id,
             key.shard,
         ),
@@ -119,8 +124,9 @@ def fail(
 def succeeded(cur: db.Cursor, schema: str, run_id: str) -> list[ShardRow]:
     """The run's succeeded shards, by index."""
     cur.execute(
-        "SELECT shard, rows_read, rows_rejected_by, timings, stats, histogram, staging_table"
-        f" FROM {_table(schema)} WHERE run_id = %s AND status = 'succeeded' ORDER BY shard",
+        "SELECT shard, rows_read, rows_rejected_by, timings, stats, histogram, staging_table,"
+        f" feature_drift FROM {_table(schema)} WHERE run_id = %s AND status = 'succeeded'"
+        " ORDER BY shard",
         (run_id,),
     )
     return [
@@ -132,8 +138,9 @@ def succeeded(cur: db.Cursor, schema: str, run_id: str) -> list[ShardRow]:
             stats=stats,
             histogram=_unpack(histogram),
             staging_table=None if staging is None else str(staging),
+            drift=None if evidence is None else drift.Evidence.from_json(evidence),
         )
-        for shard, read, rejected_by, timings, stats, histogram, staging in cur.fetchall()
+        for shard, read, rejected_by, timings, stats, histogram, staging, evidence in cur.fetchall()
     ]
 
 
@@ -150,6 +157,26 @@ def merged(rows: list[ShardRow]) -> tuple[Counts, ScoreStats, FeatureCounts]:
         stats.histogram += row.histogram
         feature_counts.add(row.stats["nulls"], row.stats["empties"])
     return counts, stats, feature_counts
+
+
+def merged_drift(rows: list[ShardRow]) -> drift.Evidence | None:
+    """The whole run's drift evidence: the sum of its shards' (``drift.Evidence.merge``); None
+    when a shard that scored recorded none (an earlier scorer version scored it).
+
+    Raises ``ReferenceMovedError`` when the shards binned against different reference runs.
+    """
+    parts = [row.drift for row in rows if row.staging_table is not None]
+    evidence = [part for part in parts if part is not None]
+    if not evidence or len(evidence) < len(parts):
+        return None
+    references = sorted({str(part.reference_run_id) for part in evidence})
+    if len(references) > 1:
+        raise ReferenceMovedError(
+            f"this run's shards binned their features against different reference runs"
+            f" ({', '.join(references)}: a run published while they scored); nothing"
+            " published. A retry cannot re-bin them: start a new run (a new Job)"
+        )
+    return drift.Evidence.merge(evidence)
 
 
 def _pack(histogram: npt.NDArray[np.int64]) -> bytes:

@@ -11,19 +11,23 @@ Each shard is one process (an Indexed Job's pod) with ``SCORER_SHARDS=n`` and it
    loads that copy instead of asking MLflow.
 2. **Score.** In one transaction on its own connection: load this shard's part into its own
    table (with the run's lineage defaults and a CHECK of its id range), build its primary key,
-   and mark its ``scoring_run_shards`` row succeeded with its counts, timings and score
-   statistics. A killed shard leaves nothing; its retry starts afresh and replaces only its own
-   output. Every few seconds it checks that the run still stands, and stops if it failed.
+   and mark its ``scoring_run_shards`` row succeeded with its counts, timings, score
+   statistics and per-feature drift evidence (counted against the gate's reference run as it
+   stood when the shard started scoring; ``scorer.run.drift``). A killed shard leaves
+   nothing; its retry starts afresh and replaces only its own output. Every few seconds it
+   checks that the run still stands, and stops if it failed.
 3. **Publish.** Lock the run row (``FOR UPDATE``, which serializes the shards that finish at
    once) and, if every shard has succeeded, publish the whole run in one transaction: the
-   statistics merged exactly from the shards' counts and histograms, the checks and the
+   statistics and the per-feature drift merged exactly from the shards' counts and histograms
+   (shards binned against different reference runs fail the run), the checks and the
    quality gate on the whole run, the shards' tables attached as range partitions of the run's
    table, that attached as the run's partition, and the run row marked succeeded. Readers see
    no shard's rows before this commits.
 
 A shard failing with exit 2 fails the run in the same transaction that drops the shards'
-tables: nothing is published, the run row names the shard and why, and the other shards stop
-at their next check. A shard failing with exit 1 only marks its own row; its retry redoes it.
+tables: nothing is published, the run row names the shard and why (and, when the publishing
+shard's quality gate failed it, what the gate saw), and the other shards stop at their next
+check. A shard failing with exit 1 only marks its own row; its retry redoes it.
 
 Lineage (``scorer.lineage.recorder``): the shard that opens the run sends the run's OpenLineage
 START; every shard sends its own START when it starts scoring and its COMPLETE or FAIL when its part
@@ -331,6 +335,7 @@ class ShardRun:
                     self.progress.feature_counts,
                     timer.timings,
                     table.name if has_range else None,
+                    self.progress.drift if has_range else None,
                 )
                 shard_record.succeed(cur, self.key, result)
         log.info(
@@ -383,6 +388,7 @@ class ShardRun:
                 return
             run = self.progress
             run.counts, run.stats, run.feature_counts = shard_record.merged(done)
+            run.drift = shard_record.merged_drift(done)
             steps.check_scored(self.progress, prepared)
             with timer.step("gate"):
                 steps.check_gate(self.progress, writer, prepared)
@@ -442,7 +448,12 @@ class ShardRun:
                 permanent = failure.exit_code == 2
                 if permanent and not isinstance(failure, shard_plan.RunFailedError):
                     failed_run = shard_plan.fail_run(
-                        cur, settings.target_schema, settings.run_id, error, self.shard
+                        cur,
+                        settings.target_schema,
+                        settings.run_id,
+                        error,
+                        self.shard,
+                        evidence=self.progress.evidence,
                     )
         except (psycopg2.Error, ScorerError) as exc:  # the database went away meanwhile
             log.warning("shard.failure_not_recorded", error=f"{type(exc).__name__}: {exc}")

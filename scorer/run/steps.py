@@ -12,6 +12,7 @@ from scorer.errors import (
     EmptyRelationError,
     ModelOutputError,
     QualityGateError,
+    ReferenceMovedError,
     RejectedRowsError,
     RetryableError,
 )
@@ -40,12 +41,13 @@ def score(  # noqa: PLR0913 - the run, its model and plan, both connections, the
 ) -> None:
     """Create the run's table, then stream, predict and COPY into it (in the caller's
     transaction); reading and writing run on threads of their own. ``poll`` is called after
-    each chunk (a shard checks there whether its run still stands)."""
+    each chunk (a shard checks there whether its run still stands). The per-feature drift
+    evidence of the rows scored ends in ``run.drift``."""
     settings, counts, plan = run.settings, run.counts, prepared.plan
     threshold, k = settings.label_threshold, settings.reasons
     with writer.cursor() as cur:
         table.create(cur)
-    run.feature_drift = None if settings.sharded else _drift_collector(run, writer, prepared)
+    collector = _drift_collector(run, writer, prepared)
 
     def copy_all(payloads: Iterable[bytes]) -> None:
         with writer.cursor() as cur:
@@ -61,8 +63,7 @@ def score(  # noqa: PLR0913 - the run, its model and plan, both connections, the
                 scores = prepared.model.predict(chunk, plan)
                 labels = None if threshold is None else label(scores, threshold)
                 run.stats.add(scores, labels)
-                if run.feature_drift is not None:
-                    run.feature_drift.add(chunk)
+                collector.add(chunk)
                 why = reasons.column(prepared.model, chunk, plan, k, scores) if k else None
                 send(wire.encode_predictions(chunk.ids, scores, labels, why))
             now = time.perf_counter()
@@ -75,6 +76,7 @@ def score(  # noqa: PLR0913 - the run, its model and plan, both connections, the
                     rows_per_s=round(counts.read / max(now - begin, 1e-9)),
                 )
                 last = now
+    run.drift = collector.evidence()
 
 
 def check_scored(run: RunProgress, prepared: Prepared) -> None:
@@ -124,11 +126,11 @@ def check_gate(run: RunProgress, writer: db.Connection, prepared: Prepared) -> N
         settings.max_null_share_increase,
         settings.max_feature_psi,
     )
-    figures = _drift_figures(run, prepared)
+    figures = _drift_figures(run, prepared, reference)
     observed = gate.Observed(run.stats.count, histogram, stats, figures)
     verdict = gate.evaluate(reference, observed, limits, settings.quality_override)
     run.verdict = verdict
-    binned = run.feature_drift
+    binned = run.drift
     run.evidence = Evidence(
         None if histogram is None else histogram.tolist(),
         stats,
@@ -180,23 +182,33 @@ def _drift_collector(
 def _check_drift_reference(run: RunProgress, reference: gate.Reference | gate.NoReference) -> None:
     """The features were binned against the reference looked up before streaming: it must
     still be the gate's (a run of the model that published meanwhile moves it)."""
-    binned = run.feature_drift
+    binned = run.drift
     found = reference.run_id if isinstance(reference, gate.Reference) else None
-    if binned is not None and binned.reference_run_id != found:
-        raise RetryableError(
-            f"the quality gate's reference run changed while this run scored (from "
-            f"{binned.reference_run_id} to {found}: a run published meanwhile), so its "
-            "features were binned against another run's; nothing published. Run again"
+    if binned is None or binned.reference_run_id == found:
+        return
+    moved = f"from {binned.reference_run_id} to {found}: a run published meanwhile"
+    if run.settings.sharded:  # the other shards' rows are scored: only a new run re-bins them
+        raise ReferenceMovedError(
+            f"the quality gate's reference run changed while this run's shards scored ({moved}),"
+            " so their features were binned against another run's; nothing published. A retry"
+            " cannot re-bin them: start a new run (a new Job)"
         )
+    raise RetryableError(
+        f"the quality gate's reference run changed while this run scored ({moved}), so its "
+        "features were binned against another run's; nothing published. Run again"
+    )
 
 
-def _drift_figures(run: RunProgress, prepared: Prepared) -> drift.Figures:
-    """This run's feature PSI; a sharded run's features are not checked (docs/drift.md)."""
-    if run.feature_drift is not None:
-        return run.feature_drift.figures()
-    why = "a sharded run: its feature drift is not checked (docs/drift.md)"
-    names = prepared.plan.numbers + prepared.plan.strings
-    return drift.Figures(None, {}, dict.fromkeys(names, why))
+def _drift_figures(
+    run: RunProgress, prepared: Prepared, reference: gate.Reference | gate.NoReference
+) -> drift.Figures:
+    """This run's feature PSI against the reference's bins (``scorer.run.drift``)."""
+    plan = prepared.plan
+    if run.drift is None:  # a sharded run with a shard an earlier scorer version scored
+        why = "a shard of this sharded run recorded no drift evidence (an earlier scorer)"
+        return drift.Figures(None, {}, dict.fromkeys(plan.numbers + plan.strings, why))
+    bins = reference.feature_bins if isinstance(reference, gate.Reference) else None
+    return run.drift.figures(bins, plan.numbers, plan.strings)
 
 
 def _reasons(counts: Counts) -> str:

@@ -1,5 +1,6 @@
 """Per-feature drift in the quality gate, against real runs: a fresh night passes, a shifted
-numeric or categorical column fails naming itself with its PSI, and no feature value is shown."""
+numeric or categorical column fails naming itself with its PSI, single or sharded, and no
+feature value is shown."""
 
 from __future__ import annotations
 
@@ -123,28 +124,156 @@ def test_no_feature_value_is_logged_or_recorded(
     assert sum(bins["data_usage_gb"]["shares"]) == pytest.approx(1.0)
 
 
-def test_a_sharded_run_names_its_features_unchecked_and_records_no_bins(
+def shards(env: dict[str, str], run_id: str, count: int = 3) -> list[Any]:
+    """The shards of one run, one after the other (the last publishes or fails it)."""
+    return [
+        services.run_scorer(services.shard_env(env, run_id, count, index), "run")
+        for index in range(count)
+    ]
+
+
+def shard_evidence(url: str, target: str, run_id: str) -> list[str]:
+    rows = services.query(
+        url,
+        f'SELECT feature_drift::text FROM "{target}".scoring_run_shards WHERE run_id = %s'
+        " ORDER BY shard",
+        (run_id,),
+    )
+    return [str(row[0]) for row in rows]
+
+
+def test_a_sharded_run_fails_a_shifted_column_with_a_single_runs_psi_and_shows_no_value(
     env: dict[str, str], postgres_url: str, target_schema: str
 ) -> None:
-    """Documented (docs/drift.md): the bins come from a sample no shard sees whole."""
     fixtures.load_features(postgres_url, NUMERIC, night(1))
     assert score(env, "s1").returncode == 0
     shifted = night(2)
     shifted["data_usage_gb"] *= 1.5
+    shifted.loc[11, "data_usage_gb"] = PLANTED
     fixtures.load_features(postgres_url, NUMERIC, shifted)
-    for index in range(2):
-        result = services.run_scorer(services.shard_env(env, "s2", 2, index), "run")
-        assert result.returncode == 0, result.stdout + result.stderr
-    logged = services.json_lines(result.stdout)
-    assert logged[-1]["outcome"] == "published"
-    record = run_row(postgres_url, target_schema, "s2")
-    assert record["feature_bins"] is None
-    assert feature_checks(record) == {}
-    unchecked = record["quality"]["feature_psi_unchecked"]
-    assert set(unchecked) == set(fixtures.NUMERIC_FEATURES)
-    assert all("sharded run" in why for why in unchecked.values())
-    (line,) = [line for line in logged if line["event"] == "quality.feature_psi_unchecked"]
-    assert line["features"] == unchecked
+
+    *waited, last = shards(env, "s2")
+    assert [run.returncode for run in waited] == [0, 0], waited[0].stdout + waited[0].stderr
+    assert last.returncode == 2, last.stdout + last.stderr
+    summary = services.json_lines(last.stdout)[-1]
+    assert summary["kind"] == "quality_gate"
+    sharded = run_row(postgres_url, target_schema, "s2")
+    assert sharded["status"] == "failed"
+    assert sharded["quality"]["reference_run_id"] == "s1"  # the gate's evidence, as a single run's
+    assert set(sharded["feature_bins"]["numeric"]) == set(fixtures.NUMERIC_FEATURES)
+    found = feature_checks(sharded)
+    assert set(found) == set(fixtures.NUMERIC_FEATURES)
+    assert {name for name, check in found.items() if check["status"] == "failed"} == {
+        "data_usage_gb"
+    }
+    psi = found["data_usage_gb"]["value"]
+    assert f"feature_psi:data_usage_gb {psi:.4g} > 0.2" in summary["error"]
+    assert published(postgres_url, target_schema) == ["s1"]  # nothing published
+
+    # A single run over the same rows against the same reference: the same PSI per feature.
+    single = score(env, "s3")
+    assert single.returncode == 2, single.stdout + single.stderr
+    alone = feature_checks(run_row(postgres_url, target_schema, "s3"))
+    assert set(alone) == set(found)
+    for name, check in alone.items():
+        assert found[name]["value"] == pytest.approx(check["value"], abs=1e-6), name
+
+    # The shards' evidence: counts over the reference's bins and each shard's own sample bins,
+    # whose edges lie between the shard's values; no sampled value.
+    evidence = shard_evidence(postgres_url, target_schema, "s2")
+    assert len(evidence) == 3
+    split = services.query(
+        postgres_url,
+        f'SELECT shard_split FROM "{target_schema}".scoring_runs WHERE run_id = %s',
+        ("s2",),
+    )[0][0]
+    bounds = [-np.inf, *(int(bound) for bound in split["bounds"]), np.inf]
+    for shard, text in enumerate(evidence):
+        recorded = json.loads(text)
+        assert set(recorded) == {"reference_run_id", "numeric", "categorical", "sample"}
+        assert recorded["reference_run_id"] == "s1"
+        assert "98765" not in text
+        ids = shifted["customer_id"]
+        rows = shifted[(ids >= bounds[shard]) & (ids < bounds[shard + 1])]
+        assert sum(recorded["numeric"]["data_usage_gb"]["counts"]) == len(rows)
+        assert set(recorded["sample"]) == set(fixtures.NUMERIC_FEATURES)
+        for name, bins in recorded["sample"].items():
+            assert not set(bins["edges"]) & set(rows[name].astype(float)), name
+    shown = "".join(run.stdout + run.stderr for run in (*waited, last))
+    assert "98765" not in shown
+
+
+def test_a_sharded_runs_noise_passes_and_its_bins_are_the_next_runs_reference(
+    env: dict[str, str], postgres_url: str, target_schema: str
+) -> None:
+    fixtures.load_features(postgres_url, NUMERIC, night(1))
+    assert score(env, "n1").returncode == 0
+    fixtures.load_features(postgres_url, NUMERIC, night(2))
+    runs = shards(env, "n2")
+    assert [run.returncode for run in runs] == [0, 0, 0], runs[-1].stdout + runs[-1].stderr
+    assert services.json_lines(runs[-1].stdout)[-1]["outcome"] == "published"
+    record = run_row(postgres_url, target_schema, "n2")
+    assert record["quality"]["reference_run_id"] == "n1"
+    found = feature_checks(record)
+    assert set(found) == set(fixtures.NUMERIC_FEATURES)
+    assert all(check["status"] == "passed" for check in found.values()), found
+    assert "feature_psi_unchecked" not in record["quality"]
+    bins = record["feature_bins"]["numeric"]
+    assert set(bins) == set(fixtures.NUMERIC_FEATURES)
+    reference = run_row(postgres_url, target_schema, "n1")["feature_bins"]["numeric"]
+    for name, item in bins.items():  # the reference's edges, with the run's own shares
+        assert item["edges"] == reference[name]["edges"]
+        assert sum(item["shares"]) == pytest.approx(1.0)
+
+    fixtures.load_features(postgres_url, NUMERIC, night(3))
+    following = score(env, "n3")
+    assert following.returncode == 0, following.stdout + following.stderr
+    record = run_row(postgres_url, target_schema, "n3")
+    assert record["quality"]["reference_run_id"] == "n2"
+    found = feature_checks(record)
+    assert set(found) == set(fixtures.NUMERIC_FEATURES)
+    assert all(check["status"] == "passed" for check in found.values()), found
+
+
+def test_shards_binned_against_a_reference_that_moved_fail_the_run_and_publish_nothing(
+    env: dict[str, str], postgres_url: str, target_schema: str
+) -> None:
+    fixtures.load_features(postgres_url, NUMERIC, night(1))
+    assert score(env, "m1").returncode == 0
+    fixtures.load_features(postgres_url, NUMERIC, night(2))
+    first = services.run_scorer(services.shard_env(env, "m2", 2, 0), "run")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert services.json_lines(first.stdout)[-1]["outcome"] == "shard_done"
+    # A run of the model for another snapshot publishes while the sharded run is open: the
+    # gate's reference moves from m1 to it, and the last shard bins against it.
+    moved = score(env, "m3", SCORER_SNAPSHOT="another-night")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+
+    last = services.run_scorer(services.shard_env(env, "m2", 2, 1), "run")
+    assert last.returncode == 2, last.stdout + last.stderr
+    summary = services.json_lines(last.stdout)[-1]
+    assert summary["kind"] == "reference_moved"
+    assert "(m1, m3:" in summary["error"]
+    assert "start a new run" in summary["error"]
+    assert [
+        json.loads(text)["reference_run_id"]
+        for text in shard_evidence(postgres_url, target_schema, "m2")
+    ] == ["m1", "m3"]
+    record = run_row(postgres_url, target_schema, "m2")
+    assert record["status"] == "failed"
+    assert record["quality"] is None  # it failed before its gate compared anything
+    scored = services.query(
+        postgres_url,
+        f'SELECT count(*) FROM "{target_schema}".predictions WHERE run_id = %s',
+        ("m2",),
+    )
+    assert scored == [(0,)]  # nothing published
+    tables = services.query(
+        postgres_url,
+        f'SELECT staging_table FROM "{target_schema}".scoring_run_shards WHERE run_id = %s',
+        ("m2",),
+    )
+    assert tables == [(None,), (None,)]  # the shards' tables are dropped
 
 
 def telco_night(seed: int, contracts: tuple[float, float, float]) -> pd.DataFrame:

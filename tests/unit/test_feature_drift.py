@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -192,3 +193,61 @@ def test_many_categories_are_counted_exactly_as_few_are() -> None:
     assert shares.categories == pytest.approx(expected)
     unknown = sum(value not in names for value in present)
     assert shares.other == pytest.approx(unknown / len(present))
+
+
+def test_shards_evidence_sums_to_the_single_runs_psi_and_survives_its_row() -> None:
+    rng = np.random.default_rng(5)
+    first = drift.Collector(plan(("x",), ("contract",)), {"contract": CONTRACTS}, None, None)
+    first.add(chunk(rng.normal(50, 10, (20_000, 1)), {"contract": texts(["One year"] * 20_000)}))
+    reference = first.bins()
+    values = np.sort(rng.normal(53, 10, 30_000)).reshape(-1, 1)  # ranges of ids follow x
+    contracts = list(rng.choice(CONTRACTS, 30_000))
+
+    def collect(start: int, stop: int) -> drift.Collector:
+        found = drift.Collector(
+            plan(("x",), ("contract",)), {"contract": CONTRACTS}, reference, "r"
+        )
+        found.add(chunk(values[start:stop], {"contract": texts(contracts[start:stop])}))
+        return found
+
+    single = collect(0, 30_000)
+    parts = [collect(start, start + 10_000).evidence() for start in (0, 10_000, 20_000)]
+    recorded = [drift.Evidence.from_json(json.loads(json.dumps(p.as_json()))) for p in parts]
+    merged = drift.Evidence.merge(recorded)
+    assert merged.figures(reference, ("x",), ("contract",)) == single.figures()
+    bins = merged.bins()
+    # The whole run's exact shares over the reference's edges, not the lowest shard's sample.
+    assert bins.numeric["x"].edges.tolist() == reference.numeric["x"].edges.tolist()
+    present = np.histogram(
+        values, np.concatenate(([-np.inf], reference.numeric["x"].edges, [np.inf]))
+    )[0]
+    assert bins.numeric["x"].shares.tolist() == pytest.approx((present / 30_000).tolist())
+    assert bins.categorical == single.bins().categorical
+
+
+def test_without_reference_bins_a_sharded_run_keeps_its_lowest_shards_sample() -> None:
+    rng = np.random.default_rng(6)
+    parts = []
+    for offset in (0.0, 100.0):
+        collector = drift.Collector(plan(("x",)), {}, None, None)
+        collector.add(chunk(rng.normal(offset, 1, (5_000, 1))))
+        parts.append(collector.evidence())
+    merged = drift.Evidence.merge(parts)
+    assert merged.reference_run_id is None
+    assert merged.bins().numeric["x"] == parts[0].sample["x"]
+    assert merged.figures(None, ("x",), ()) == drift.Figures(None, {}, {})
+
+
+def test_a_shards_evidence_records_no_sampled_value() -> None:
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 1000, 10_000).astype(np.float64)
+    reference = drift.Bins(
+        {"x": drift.NumericBins(np.array([250.5, 500.5]), np.array([0.25, 0.25, 0.5]))}
+    )
+    collector = drift.Collector(plan(("x",)), {}, reference, "r")
+    collector.add(chunk(values.reshape(-1, 1)))
+    recorded = collector.evidence().as_json()
+    assert set(recorded) == {"reference_run_id", "numeric", "categorical", "sample"}
+    floats = [*recorded["sample"]["x"]["edges"], *recorded["numeric"]["x"]["edges"]]
+    assert all(edge % 1 == 0.5 for edge in floats)  # midpoints: no value of the column
+    assert sum(recorded["numeric"]["x"]["counts"]) == 10_000

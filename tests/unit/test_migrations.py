@@ -35,6 +35,9 @@ RELEASED = {
     "0010_shadow_runs.sql": "3dd497ca27e825b193ee867fa9951c427347de525917715126b705322751bb74",
     "0011_run_evaluations.sql": "a615ebb221dce35371e7eb76dce34fe8b766fa8c319fcfbe640d0170d52b5515",
     "0012_reasons.sql": "19278c6cea6cfcb8bf6dfa435704fd79c5325174c20aa05543c9cc6e36cb2677",
+    "0013_shard_feature_drift.sql": (
+        "287510dd7f9acc4c56e9ae51afa27b6d05a6c0ce405e0fa41f3e107a68943987"
+    ),
 }
 """Each released migration's sha256. A new migration is added here when it is released."""
 

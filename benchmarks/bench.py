@@ -162,8 +162,8 @@ class Bench:
         """One end-to-end run of the case (``extra``: settings on top of the case's own, e.g.
         its N/4 table as ``SCORER_FEATURES_TABLE``; ``module``: the program run, ``scorer`` or
         a benchmark's own entry point to its command line; ``reference``: after a published
-        run of the same settings, not measured, as the quality gate's and the drift
-        evidence's reference)."""
+        run of the same settings, not measured and not recorded in MLflow, as the quality
+        gate's and the drift evidence's reference)."""
         schema, tree = (BEFORE_SCHEMA, self.before) if before else ("scoring", REPO)
         assert tree is not None
         self.clear(schema)
@@ -172,7 +172,9 @@ class Bench:
         if reference:
             run_child(
                 [sys.executable, "-m", "scorer", "run"],
-                child_env({**env, "SCORER_RUN_ID": f"{run_id}-reference"}, tree),
+                child_env(
+                    {**env, "SCORER_RUN_ID": f"{run_id}-ref", "SCORER_MLFLOW_RECORD": "false"}, tree
+                ),
                 self.cluster.postmaster,
                 cwd=tree,
             )

@@ -11,8 +11,9 @@ into the reference's bins as well as sampling them; the runs without it have the
 reference. CPU is the client's (all threads) plus the benchmark's own PostgreSQL's. Printed
 per case, medians of R: CPU per row of the whole run and at the margin
 (``(CPU(N) - CPU(N/4)) / (3N/4)``: start-up, the same in both runs, cancels out), the ratios
-with / without, and the evidence's share of a run's CPU, at most 3% by the issue; and the
-machine's load average (1 minute) over the sitting.
+with / without, and the evidence's share of a run's CPU, at most 3% by the issue; the same
+from paired differences (each attempt's run with less its run without, then the median); and
+the machine's load average (1 minute) over the sitting.
 """
 
 from __future__ import annotations
@@ -125,6 +126,35 @@ def report(found: Found, cases: list[Case], rows: int, repeat: int) -> None:
             f" {margin_with / margin_without:.3f} |"
             f" {1 - whole_without / whole_with:.1%} / {1 - margin_without / margin_with:.1%} |"
         )
+    print(
+        "\npaired: each attempt's run with the evidence less its run without, same size, then"
+        " the median over attempts (load that drifts between attempts cancels)\n\n| case |"
+        " evidence, CPU µs per row, whole run | its share of a run without | evidence, CPU µs"
+        " per row, at the margin | its share at the margin |\n|---|---|---|---|---|"
+    )
+    for case in cases:
+        paired = {size: _paired(found, case, size) for size in (rows, quarter)}
+        whole = statistics.median(paired[rows])
+        margin = statistics.median(
+            (big - small) / (rows - quarter)
+            for big, small in zip(paired[rows], paired[quarter], strict=True)
+        )
+        without = figures[case.name, "without"]
+        print(
+            f"| {case.name} | {whole / rows * 1e6:,.2f} |"
+            f" {whole / rows * 1e6 / without[0]:.1%} | {margin * 1e6:,.2f} |"
+            f" {margin * 1e6 / without[1]:.1%} |"
+        )
+
+
+def _paired(found: Found, case: Case, size: int) -> list[float]:
+    """CPU seconds with the evidence less without, attempt by attempt."""
+    return [
+        _cpu(with_) - _cpu(without)
+        for with_, without in zip(
+            found[case.name, "with", size], found[case.name, "without", size], strict=True
+        )
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

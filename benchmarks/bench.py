@@ -148,7 +148,7 @@ class Bench:
                 cur.execute(f"TRUNCATE {schema}.scoring_runs CASCADE")
                 cur.execute("CHECKPOINT")
 
-    def scorer(
+    def scorer(  # noqa: PLR0913 - the case, its size and attempt; how this run differs
         self,
         case: Case,
         rows: int,
@@ -156,16 +156,30 @@ class Bench:
         *,
         before: bool = False,
         extra: dict[str, str] | None = None,
+        module: str = "scorer",
+        reference: bool = False,
     ) -> Sample:
         """One end-to-end run of the case (``extra``: settings on top of the case's own, e.g.
-        its N/4 table as ``SCORER_FEATURES_TABLE``)."""
+        its N/4 table as ``SCORER_FEATURES_TABLE``; ``module``: the program run, ``scorer`` or
+        a benchmark's own entry point to its command line; ``reference``: after a published
+        run of the same settings, not measured and not recorded in MLflow, as the quality
+        gate's and the drift evidence's reference)."""
         schema, tree = (BEFORE_SCHEMA, self.before) if before else ("scoring", REPO)
         assert tree is not None
         self.clear(schema)
         run_id = f"bench-{case.name}-{rows}-{attempt}-{time.time_ns()}"
         env = {**self.scorer_env(case, run_id, schema=schema), **(extra or {})}
+        if reference:
+            run_child(
+                [sys.executable, "-m", "scorer", "run"],
+                child_env(
+                    {**env, "SCORER_RUN_ID": f"{run_id}-ref", "SCORER_MLFLOW_RECORD": "false"}, tree
+                ),
+                self.cluster.postmaster,
+                cwd=tree,
+            )
         sample = run_child(
-            [sys.executable, "-m", "scorer", "run"],
+            [sys.executable, "-m", module, "run"],
             child_env(env, tree),
             self.cluster.postmaster,
             cwd=tree,

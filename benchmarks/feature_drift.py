@@ -70,7 +70,7 @@ def plan_of(frame: pd.DataFrame, dtype: Precision = np.float64) -> FeaturePlan:
 
 
 def chunks(frame: pd.DataFrame, plan: FeaturePlan) -> list[Chunk]:
-    """``frame`` as the chunks a run streams."""
+    """``frame`` as the chunks a run streams (its numbers row-major, as in a run)."""
     numbers = frame[list(plan.numbers)].to_numpy(dtype=plan.dtype)
     texts = {
         name: np.array(frame[name].to_numpy(dtype=str), dtype=np.bytes_) for name in plan.strings
@@ -78,7 +78,7 @@ def chunks(frame: pd.DataFrame, plan: FeaturePlan) -> list[Chunk]:
     out = []
     for start in range(0, len(frame), CHUNK_ROWS):
         part = slice(start, start + CHUNK_ROWS)
-        block = numbers[part]
+        block = np.ascontiguousarray(numbers[part])  # row-major, as a run's parse fills it
         strings = {
             name: wire.Texts(values[part], np.zeros(values[part].size, dtype=bool))
             for name, values in texts.items()

@@ -45,7 +45,8 @@ log = structlog.get_logger("scorer")
 _COMMANDS = {
     "migrate": "create or upgrade the tables and the latest_predictions view (idempotent)",
     "grant": "grant the runtime and reader roles what they need (run as the migration role)",
-    "check": "verify settings, model, schema and feature relation; write nothing",
+    "check": "verify settings, model (and shadow challenger), schema and feature relation;"
+    " write nothing",
     "run": "score the feature relation and publish the predictions atomically",
     "backfill": "score older snapshots, each as its own run (resumable)",
     "prune": "drop old runs' partitions (keep the last K runs and/or D days); rows stay",

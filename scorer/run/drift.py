@@ -406,7 +406,9 @@ class Collector:
         if numbers.shape[0] == 0:
             return
         for index, name, edges in self._edges:
-            column = numbers[:, index]
+            # A contiguous copy first: the rows' matrix is row-major, and each edge's pass over
+            # a strided column would read the whole chunk again.
+            column = np.ascontiguousarray(numbers[:, index])
             # One comparison per edge is cheaper than searchsorted + bincount over so few
             # edges; -inf first counts the values present (NaN is >= nothing).
             at_or_above = [np.count_nonzero(column >= edge) for edge in edges]

@@ -12,7 +12,7 @@ from scorer.errors import InternalError
 from scorer.failures import classify
 from scorer.lineage.recorder import Lineage
 from scorer.postgres import db, sessions
-from scorer.run import metrics
+from scorer.run import challenger, metrics
 from scorer.run.prepare import Timer, prepare
 from scorer.run.progress import RunProgress
 from scorer.run.sharded import ShardRun
@@ -22,14 +22,20 @@ log = structlog.get_logger("scorer")
 
 
 def check(settings: RunSettings) -> int:
-    """Everything ``run`` verifies; writes nothing."""
+    """Everything ``run`` verifies, and its shadow run's challenger when one is set (as that
+    run would, over the champion's snapshot); writes nothing."""
     timer = Timer()
     Lineage.configure(settings).ready()  # lineage: the OpenLineage configuration
     url = settings.database_url.get_secret_value()
+    shadow = None
     with closing(db.connect(url)) as writer, closing(db.connect(url)) as other:
         sessions.require_session(writer, other)  # a run would refuse this pooler: so does check
-        prepare(settings, writer, timer)
-    log.info("check.passed", timings=timer.timings)
+        prepared = prepare(settings, writer, timer)
+        if settings.shadow_selector is not None:
+            resolved, snapshot = prepared.resolved, prepared.plan.snapshot.label
+            del prepared  # the champion's model can go before the challenger's loads
+            shadow = challenger.check(settings, resolved, snapshot, writer)
+    log.info("check.passed", timings=timer.timings, shadow=shadow)
     return 0
 
 

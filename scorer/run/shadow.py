@@ -33,17 +33,10 @@ from scorer.lineage import mlflow
 from scorer.postgres import db
 from scorer.postgres.identifiers import quote_identifier
 from scorer.run import compare, runner
+from scorer.run.challenger import settings_for, shadow_run_id
 from scorer.run.record import run_status
 
 log = structlog.get_logger("scorer")
-
-SUFFIX = "-shadow"
-_MAX_RUN_ID = 128
-
-
-def shadow_run_id(run_id: str) -> str:
-    """The shadow run's id: the champion's with ``-shadow`` (stable across retries)."""
-    return run_id[: _MAX_RUN_ID - len(SUFFIX)] + SUFFIX
 
 
 @dataclass
@@ -124,21 +117,7 @@ def _score_and_compare(settings: RunSettings, shadow: Shadow) -> None:
     ):
         snapshot = compare.facts(cur, target, settings.run_id).snapshot
         before = run_status(cur, target, shadow.run_id)
-    challenger = settings.for_shadow(
-        settings.run_id,
-        run_id=shadow.run_id,
-        snapshot=snapshot,
-        model_alias=settings.shadow_alias,
-        model_version=settings.shadow_version,
-        model_stage=None,
-        require_alias=None,
-        require_stage=None,
-        shadow_alias=None,
-        shadow_version=None,
-        max_snapshot_age=None,
-        quality_override=f"shadow of run {settings.run_id}",
-        pushgateway_url=None,
-    )
+    challenger = settings_for(settings, snapshot)
     structlog.contextvars.bind_contextvars(run_id=shadow.run_id)
     gc.unfreeze()  # the champion's model, frozen by its run, can go before the challenger loads
     gc.collect()

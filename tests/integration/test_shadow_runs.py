@@ -19,7 +19,7 @@ from mlflow.models import infer_signature
 
 from scorer.postgres.identifiers import quote_identifier
 from scorer.postgres.privileges import VIEWS
-from scorer.run.shadow import shadow_run_id
+from scorer.run.challenger import shadow_run_id
 from tests.integration.test_run import run_row
 from tests.support import fixtures, services
 from tests.support.stack import CUSTOMERS
@@ -49,20 +49,23 @@ def _labels(frame: pd.DataFrame) -> Any:
 
 @pytest.fixture(scope="module")
 def shadow_models(mlflow_uri: str) -> dict[str, int]:
-    """Versions of ``churn-shadow``, each under its alias: champion, inverted, labels."""
+    """Versions of ``churn-shadow``, each under its alias: champion, inverted, labels, and
+    wider (an input the feature table lacks)."""
     sample = fixtures.synthetic_customers(50, seed=1)[INPUTS]
+    wider = sample.assign(days_since_login=1.0)
     versions = {}
-    for alias, predict in (
-        ("champion", _probability),
-        ("inverted", _inverted),
-        ("labels", _labels),
+    for alias, predict, inputs in (
+        ("champion", _probability, sample),
+        ("inverted", _inverted, sample),
+        ("labels", _labels, sample),
+        ("wider", _probability, wider),
     ):
 
-        def log(name: str, predict: Any = predict) -> Any:
+        def log(name: str, predict: Any = predict, inputs: pd.DataFrame = inputs) -> Any:
             return mlflow.pyfunc.log_model(
                 name="model",
                 python_model=fixtures.pyfunc_model(predict),
-                signature=infer_signature(sample, np.zeros(len(sample))),
+                signature=infer_signature(inputs, np.zeros(len(inputs))),
                 registered_model_name=name,
             )
 
@@ -320,3 +323,65 @@ def test_retention_prunes_shadow_runs_like_any_run(
         shadow_run_id(newer): "succeeded",
     }
     assert _view_runs(postgres_url, target_schema)["latest_predictions"] == {newer}
+
+
+def _no_run_rows(postgres_url: str, target_schema: str) -> bool:
+    table = f"{quote_identifier(target_schema)}.scoring_runs"
+    return services.query(postgres_url, f"SELECT count(*) FROM {table}") == [(0,)]
+
+
+def test_check_resolves_the_challenger_and_names_it_writing_nothing(
+    env: dict[str, str], shadow_models: dict[str, int], postgres_url: str, target_schema: str
+) -> None:
+    result = services.run_scorer({**env, "SCORER_SHADOW_ALIAS": "inverted"}, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = services.json_lines(result.stdout)
+    passed = lines[-1]
+    assert passed["event"] == "check.passed"
+    assert passed["run_id"] == env["SCORER_RUN_ID"]
+    assert passed["model_version"] == shadow_models["champion"]
+    assert passed["shadow"]["selector"] == "alias:inverted"
+    assert passed["shadow"]["model_version"] == shadow_models["inverted"]
+    assert passed["shadow"]["run_id"] == shadow_run_id(env["SCORER_RUN_ID"])
+    assert passed["shadow"]["features"] == len(INPUTS)
+    checked = [line for line in lines if line["event"] == "features.checked"]
+    assert len(checked) == 2  # the champion's, then the challenger's, over the same snapshot
+    assert checked[0]["snapshot"] == checked[1]["snapshot"] == passed["shadow"]["snapshot"]
+    assert _no_run_rows(postgres_url, target_schema)
+
+    alone = services.run_scorer(env, "check")  # no challenger: none is named
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert services.json_lines(alone.stdout)[-1]["shadow"] is None
+
+
+@pytest.mark.parametrize(
+    ("challenger", "setting", "kind"),
+    [
+        ({"SCORER_SHADOW_ALIAS": "no-such-alias"}, "SCORER_SHADOW_ALIAS", "model_not_found"),
+        ({"SCORER_SHADOW_ALIAS": "wider"}, "SCORER_SHADOW_ALIAS", "schema_mismatch"),
+        ({"SCORER_SHADOW_VERSION": "wider"}, "SCORER_SHADOW_VERSION", "schema_mismatch"),
+    ],
+    ids=["alias-not-found", "inputs-the-table-lacks", "by-version"],
+)
+def test_check_refuses_a_challenger_that_cannot_score_naming_the_setting(
+    env: dict[str, str],
+    shadow_models: dict[str, int],
+    postgres_url: str,
+    target_schema: str,
+    challenger: dict[str, str],
+    setting: str,
+    kind: str,
+) -> None:
+    value = next(iter(challenger.values()))
+    if setting == "SCORER_SHADOW_VERSION":
+        value = str(shadow_models[value])
+    result = services.run_scorer({**env, setting: value}, "check")
+    assert result.returncode == 2, result.stdout + result.stderr
+    failed = services.json_lines(result.stdout)[-1]
+    assert failed["event"] == "check.failed"
+    assert failed["kind"] == kind
+    assert f"the shadow run's challenger ({setting}={value})" in failed["error"]
+    assert f"Fix {setting}" in failed["error"]
+    if kind == "schema_mismatch":
+        assert "days_since_login" in failed["error"]  # the input the table lacks, by name
+    assert _no_run_rows(postgres_url, target_schema)

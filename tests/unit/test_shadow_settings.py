@@ -6,7 +6,7 @@ import pytest
 
 from scorer.config import CompareSettings, RunSettings, load
 from scorer.errors import ConfigError
-from scorer.run.shadow import shadow_run_id
+from scorer.run.challenger import shadow_run_id
 from tests.unit.test_config import VALID, _clean_environment, settings
 
 __all__ = ["_clean_environment"]  # the autouse fixture, imported

@@ -11,7 +11,7 @@ into the reference's bins as well as sampling them; the runs without it have the
 reference. CPU is the client's (all threads) plus the benchmark's own PostgreSQL's. Printed
 per case, medians of R: CPU per row of the whole run and at the margin
 (``(CPU(N) - CPU(N/4)) / (3N/4)``: start-up, the same in both runs, cancels out), the ratios
-with / without, and the evidence's share of a run's CPU, at most 3% by the issue; the same
+with / without, and the evidence's share of a run's CPU, whose budget is 3%; the same
 from paired differences (each attempt's run with less its run without, then the median); and
 the machine's load average (1 minute) over the sitting.
 """

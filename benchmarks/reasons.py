@@ -8,7 +8,7 @@ interleaved run by run, each over N rows and over the
 case's N/4 table. CPU is the client's (all threads) plus the benchmark's own PostgreSQL's.
 Printed per case, medians of R: CPU per row of the whole run, CPU per row at the margin
 (``(CPU(N) - CPU(N/4)) / (3N/4)``: start-up, the same in both runs, cancels out), and the
-ratios with / without, which the issue requires to be at most 2. ``--library``: the
+ratios with / without, whose budget is 2. ``--library``: the
 xgboost calls alone, in process (``library``), to show where the cost is.
 """
 

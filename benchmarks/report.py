@@ -38,7 +38,7 @@ OWN = ("read-parse", "predict-scorer", "write-scorer")
 
 
 def ratios(result: CaseResult) -> dict[str, float]:
-    """The ratios the issues ask for, and the CI guard checks."""
+    """The ratios the budgets name, and the CI guard checks."""
     scorer = result["scorer"]
     stages = result["stages"]
     startup = result["to_model_loaded"]

@@ -356,15 +356,17 @@ def test_a_failed_run_then_its_retry(
 
 
 def kill_once_started(env: dict[str, str]) -> None:
-    """Start a shard and SIGKILL it once its START was sent and it is streaming rows."""
+    """Start the shard that opens the run and SIGKILL it once both its STARTs were sent (the
+    run's, then its own: a background thread sends them, so the second may follow the first
+    rows) and it is streaming rows."""
     process = services.start_scorer(env, "run")
     assert process.stdout is not None
-    sent = streaming = False
+    starts, streaming = 0, False
     for line in process.stdout:
         assert '"shard.succeeded"' not in line, "the shard ended before it could be killed"
-        sent = sent or ('"openlineage.sent"' in line and '"START"' in line)
+        starts += '"openlineage.sent"' in line and '"START"' in line
         streaming = streaming or '"batch.scored"' in line
-        if sent and streaming:
+        if starts == 2 and streaming:
             process.send_signal(signal.SIGKILL)
             break
     process.communicate(timeout=120)

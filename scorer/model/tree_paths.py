@@ -68,9 +68,8 @@ class _Tree:
     size: int  # leaf numbers are 0 .. size - 1
 
 
-def _xgboost_trees(booster: Any, classes: int) -> Iterator[_Tree]:
-    per_round = classes * max(1, int(_xgboost_param(booster, "num_parallel_tree") or 1))
-    parallel = per_round // classes
+def _xgboost_trees(booster: Any, classes: int, parallel: int) -> Iterator[_Tree]:
+    per_round = classes * parallel
     for number, text in enumerate(booster.get_dump(dump_format="json", with_stats=True)):
         root = json.loads(text)
         size = 1 + max(node["nodeid"] for node in _nodes(root))
@@ -88,19 +87,6 @@ def _nodes(node: Node) -> Iterator[Node]:
     yield node
     for child in node.get("children", ()):
         yield from _nodes(child)
-
-
-def _xgboost_param(booster: Any, name: str) -> str | None:
-    """A training parameter from the booster's saved configuration."""
-    found: Any = json.loads(booster.save_config())
-    stack = [found]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if isinstance(item.get(name), str):
-                return str(item[name])
-            stack.extend(item.values())
-    return None
 
 
 @dataclass(frozen=True)
@@ -152,14 +138,16 @@ def xgboost_table(booster: Any, margin: Any, leaves: Any) -> LeafTable:
     """The table of an xgboost booster (gbtree), whose inner nodes' values are their leaves'
     outputs weighed by cover, as xgboost's own ``approx_contribs``. ``margin`` and ``leaves``
     give the booster's base margin: they predict one row (all inputs missing)."""
-    kind = _xgboost_param(booster, "booster") or "gbtree"
+    learner = json.loads(booster.save_config())["learner"]
+    kind = learner["gradient_booster"]["name"]
     if kind != "gbtree":
         raise ConfigError(
             f"SCORER_REASONS needs a tree model's paths; this xgboost model's booster is {kind}:"
             " unset SCORER_REASONS (or set it to 0) for this model"
         )
-    classes = max(1, int(_xgboost_param(booster, "num_class") or 0))
-    trees = list(_xgboost_trees(booster, classes))
+    classes = max(1, int(learner["learner_model_param"]["num_class"]))
+    parallel = int(learner["gradient_booster"]["gbtree_model_param"]["num_parallel_tree"])
+    trees = list(_xgboost_trees(booster, classes, max(1, parallel)))
     names = booster.feature_names
     column = {name: i for i, name in enumerate(names)} if names else {}
     means: dict[int, float] = {}

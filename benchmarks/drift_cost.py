@@ -30,6 +30,7 @@ from benchmarks.bench import Bench
 from benchmarks.cluster import Cluster
 from benchmarks.fixtures import Case
 from benchmarks.progress import progress
+from benchmarks.report import per_row_and_margin
 from benchmarks.types import Sample
 
 VARIANTS = {"with": "scorer", "without": "benchmarks.no_drift"}  # the module each runs
@@ -102,13 +103,11 @@ def report(found: Found, cases: list[Case], rows: int, repeat: int) -> None:
     for case in cases:
         for variant in VARIANTS:
             big, small = found[case.name, variant, rows], found[case.name, variant, quarter]
-            per_row = _median(big) / rows * 1e6
-            margin = (_median(big) - _median(small)) / (rows - quarter) * 1e6
-            client = _median(big, _client) / rows * 1e6
-            server = _median(big, _server) / rows * 1e6
-            client_margin = (
-                (_median(big, _client) - _median(small, _client)) / (rows - quarter) * 1e6
+            per_row, margin = per_row_and_margin(_median(big), _median(small), rows, quarter)
+            client, client_margin = per_row_and_margin(
+                _median(big, _client), _median(small, _client), rows, quarter
             )
+            server = _median(big, _server) / rows * 1e6
             figures[case.name, variant] = (per_row, margin)
             print(
                 f"| {case.name} | {variant} | {per_row:,.2f} ({client:,.2f} + {server:,.2f}) |"

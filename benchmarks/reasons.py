@@ -26,6 +26,7 @@ from benchmarks import fixtures
 from benchmarks.bench import Bench
 from benchmarks.cluster import Cluster
 from benchmarks.progress import progress
+from benchmarks.report import per_row_and_margin
 from benchmarks.types import Sample
 
 
@@ -142,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         for variant in variants:
             whole = statistics.median(found[case.name, variant, args.rows])
             small = statistics.median(found[case.name, variant, quarter])
-            per_row = whole / args.rows * 1e6
-            margin = (whole - small) / (args.rows - quarter) * 1e6
+            per_row, margin = per_row_and_margin(whole, small, args.rows, quarter)
             figures[case.name, variant] = (per_row, margin)
             print(f"| {case.name} | {variant} | {per_row:,.1f} | {margin:,.1f} |")
     print("\n| case | with ÷ without, whole run | with ÷ without, at the margin |\n|---|---|---|")

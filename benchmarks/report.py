@@ -37,6 +37,12 @@ OWN = ("read-parse", "predict-scorer", "write-scorer")
 """The scorer's own steps: its reader, its predict call, its partition write (key, attach)."""
 
 
+def per_row_and_margin(whole: float, small: float, rows: int, quarter: int) -> tuple[float, float]:
+    """µs per row of a run over ``rows`` costing ``whole``, and at the margin against a run over
+    ``quarter`` rows costing ``small`` (start-up, the same in both, cancels out)."""
+    return whole / rows * 1e6, (whole - small) / (rows - quarter) * 1e6
+
+
 def ratios(result: CaseResult) -> dict[str, float]:
     """The ratios the budgets name, and the CI guard checks."""
     scorer = result["scorer"]

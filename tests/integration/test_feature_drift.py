@@ -49,6 +49,13 @@ def feature_checks(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def numeric_features_passed(record: dict[str, Any]) -> None:
+    """Assert that every numeric feature of the run was checked and passed."""
+    found = feature_checks(record)
+    assert set(found) == set(fixtures.NUMERIC_FEATURES)
+    assert all(check["status"] == "passed" for check in found.values()), found
+
+
 def published(url: str, target: str, view: str = "latest_predictions") -> list[str]:
     rows = services.query(url, f'SELECT DISTINCT run_id FROM "{target}".{view}')
     return [str(row[0]) for row in rows]
@@ -71,10 +78,9 @@ def test_noise_passes_and_a_shifted_numeric_column_fails_naming_it_with_its_psi(
     fixtures.load_features(postgres_url, NUMERIC, night(2))  # night-to-night noise
     noise = score(env, "d2")
     assert noise.returncode == 0, noise.stdout + noise.stderr
-    found = feature_checks(run_row(postgres_url, target_schema, "d2"))
-    assert set(found) == set(fixtures.NUMERIC_FEATURES)
-    assert all(check["status"] == "passed" for check in found.values()), found
-    assert max(check["value"] for check in found.values()) < 0.02
+    record = run_row(postgres_url, target_schema, "d2")
+    numeric_features_passed(record)
+    assert max(check["value"] for check in feature_checks(record).values()) < 0.02
 
     shifted = night(3)
     shifted["data_usage_gb"] *= 1.5  # an upstream unit change the model barely uses
@@ -214,9 +220,7 @@ def test_a_sharded_runs_noise_passes_and_its_bins_are_the_next_runs_reference(
     assert services.json_lines(runs[-1].stdout)[-1]["outcome"] == "published"
     record = run_row(postgres_url, target_schema, "n2")
     assert record["quality"]["reference_run_id"] == "n1"
-    found = feature_checks(record)
-    assert set(found) == set(fixtures.NUMERIC_FEATURES)
-    assert all(check["status"] == "passed" for check in found.values()), found
+    numeric_features_passed(record)
     assert "feature_psi_unchecked" not in record["quality"]
     bins = record["feature_bins"]["numeric"]
     assert set(bins) == set(fixtures.NUMERIC_FEATURES)
@@ -230,9 +234,7 @@ def test_a_sharded_runs_noise_passes_and_its_bins_are_the_next_runs_reference(
     assert following.returncode == 0, following.stdout + following.stderr
     record = run_row(postgres_url, target_schema, "n3")
     assert record["quality"]["reference_run_id"] == "n2"
-    found = feature_checks(record)
-    assert set(found) == set(fixtures.NUMERIC_FEATURES)
-    assert all(check["status"] == "passed" for check in found.values()), found
+    numeric_features_passed(record)
 
 
 def test_shards_binned_against_a_reference_that_moved_fail_the_run_and_publish_nothing(

@@ -134,10 +134,19 @@ def load(
     as_frame = not codes and (scoring.frame or not numeric)
     method = scoring.method
 
+    built: list[tuple[Chunk, Any]] = []  # the last chunk's input: its contributions reuse it
+
     def model_input(chunk: Chunk, plan: FeaturePlan) -> Any:
+        if built and built[0][0] is chunk:
+            return built[0][1]
+        data: Any
         if as_frame:
-            return _frame(chunk, plan, scoring.categories, pyfunc=flavor == "python_function")
-        return _coded(chunk, plan, codes, method) if codes else chunk.numbers
+            data = _frame(chunk, plan, scoring.categories, pyfunc=flavor == "python_function")
+        else:
+            data = _coded(chunk, plan, codes, method) if codes else chunk.numbers
+        if own is not None:  # only the xgboost and lightgbm libraries, which leave it unchanged
+            built[:] = [(chunk, data)]
+        return data
 
     def call(compute: Callable[[Any], Any], chunk: Chunk, plan: FeaturePlan) -> Any:
         data = model_input(chunk, plan)

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scorer.errors import ConfigError, ModelOutputError
-from scorer.model import tree_paths
+from scorer.model import tree_paths, tree_walk
 
 if TYPE_CHECKING:
     from scorer.io.features import Chunk, FeaturePlan
@@ -197,11 +197,13 @@ def _xgboost(booster: Any, threads: int, index: int | None, method: Method) -> N
 
         return shapley
     probe = matrix(_missing_row(width - 1))
-    table = tree_paths.xgboost_table(
-        booster, booster.predict(probe, output_margin=True), booster.predict(probe, pred_leaf=True)
-    )
+    margin = booster.predict(probe, output_margin=True)
+    table = tree_paths.xgboost_table(booster, margin, booster.predict(probe, pred_leaf=True))
+    forest = tree_walk.xgboost(booster, table.base.size // width, margin)
 
     def path(data: Any) -> Explained:
+        if not hasattr(data, "columns"):  # one matrix: the compiled walk
+            return _select(forest.walk(data), index, width)
         leaves = booster.predict(matrix(data), pred_leaf=True, validate_features=False)
         return _select(table.contributions(np.asarray(leaves)), index, width)
 

@@ -15,8 +15,9 @@
 # downloads their wheels. Run it with a read-only root filesystem and a writable /tmp
 # (tmpfs / emptyDir): HOME, caches and temporary files all live in /tmp.
 
-# The runtime base, and the builder's: the same base, optionally with binutils preinstalled
-# (hack/python-base-image.sh makes such an image for offline builds; otherwise apt-get adds it).
+# The runtime base, and the builder's: the same base, optionally with binutils and a C compiler
+# preinstalled (hack/python-base-image.sh makes such an image for offline builds; otherwise
+# apt-get adds them). The compiler builds the package's one C file (scorer/model/_walk.c).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG BUILDER_IMAGE=python:3.11-slim-bookworm
 
@@ -26,8 +27,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH
-RUN command -v strip >/dev/null 2>&1 || { \
-        apt-get update -qq && apt-get install -y -qq --no-install-recommends binutils \
+RUN { command -v strip && command -v gcc; } >/dev/null 2>&1 || { \
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends binutils gcc libc6-dev \
         && rm -rf /var/lib/apt/lists/*; }
 RUN python -m venv /opt/venv
 WORKDIR /src
@@ -90,8 +91,9 @@ RUN set -eu; \
         if [ -f "$n" ] && cmp -s "$f" "$n"; then ln -sf "../numpy.libs/${f##*/}" "$f"; fi; \
     done
 
-# The package itself, built from the source in this context (offline: setuptools from wheels/).
-COPY pyproject.toml README.m[d] /src/
+# The package itself, built from the source in this context (offline: setuptools from wheels/),
+# its C walk compiled for the generic x86-64 (no -march): the image runs on any node.
+COPY pyproject.toml setup.py README.m[d] /src/
 COPY scorer/ /src/scorer/
 RUN set -eu; \
     if ls wheels/*.whl >/dev/null 2>&1; then \
@@ -101,7 +103,7 @@ RUN set -eu; \
     fi; \
     pip uninstall -y -q pip setuptools wheel 2>/dev/null || true; \
     python -m compileall -q -j 0 /opt/venv; \
-    python -c 'import xgboost, xgboost.sklearn, scipy.sparse, scipy.special, mlflow.xgboost, mlflow.pyfunc, pandas, scorer, scorer.model.tree_paths'
+    python -c 'import xgboost, xgboost.sklearn, scipy.sparse, scipy.special, mlflow.xgboost, mlflow.pyfunc, pandas, scorer, scorer.model.tree_paths; from scorer.model import tree_walk; tree_walk._library()'
 
 FROM ${PYTHON_IMAGE}
 # A passwd entry for 10001, so getpass.getuser() (MLflow's user tag) works; HOME is /tmp so

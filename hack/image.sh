@@ -65,7 +65,7 @@ bash "$HACK_DIR/wheels.sh" --extra "$extra_packages"
 
 version="${VERSION:-$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$repo/pyproject.toml")}"
 revision="${REVISION:-$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)}"
-if [[ -z ${REVISION:-} ]] && [[ -n $(git -C "$repo" status --porcelain -- scorer pyproject.toml Dockerfile 2>/dev/null) ]]; then
+if [[ -z ${REVISION:-} ]] && [[ -n $(git -C "$repo" status --porcelain -- scorer pyproject.toml setup.py Dockerfile 2>/dev/null) ]]; then
   revision="$revision-dirty"
 fi
 # The repository URL: $SOURCE, else the git remote `origin` if it is a URL (credentials
@@ -84,7 +84,7 @@ if ! docker buildx version >/dev/null 2>&1; then
 fi
 
 # The builder stage uses the same base plus binutils when python-base-image.sh made one
-# (offline); otherwise the Dockerfile apt-gets binutils into the builder.
+# (offline); otherwise the Dockerfile apt-gets binutils and gcc into the builder.
 build_image="${BUILD_IMAGE_TAG:-scorer.local/python-build:3.11-slim-bookworm}"
 builder_arg=()
 if docker image inspect "$build_image" >/dev/null 2>&1; then

@@ -5,9 +5,10 @@
 # (OpenMP runtime for xgboost), `python`/`python3` on PATH at /usr/local/bin like the official
 # image, then `docker import` under exactly the official tag, so the Dockerfile's
 # `FROM python:3.11-slim-bookworm` resolves locally and nothing is pulled.
-# A second image, the same rootfs plus binutils (`strip`), is imported as
+# A second image, the same rootfs plus binutils (`strip`) and a C compiler, is imported as
 # scorer.local/python-build:3.11-slim-bookworm for the Dockerfile's builder stage, which
-# strips the venv's extension modules (the official image would apt-get binutils instead).
+# strips the venv's extension modules and compiles the package's C walk (the official image
+# would apt-get them instead).
 #
 # The rootfs tarballs are cached under ~/.cache/scorer/python-base-image/ by a key (suite,
 # packages, mirrors, this script and the debootstrap helper), so a re-run only re-imports
@@ -27,7 +28,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BASE_IMAGE_TAG="${BASE_IMAGE_TAG:-python:3.11-slim-bookworm}"
 BUILD_IMAGE_TAG="${BUILD_IMAGE_TAG:-scorer.local/python-build:3.11-slim-bookworm}"
-BUILD_PACKAGES="binutils"
+BUILD_PACKAGES="binutils gcc libc6-dev"
 SECURITY_MIRROR="${SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 PACKAGES="python3.11,python3-venv,ca-certificates,libgomp1"
 CACHE_DIR="$SCORER_CACHE/python-base-image"

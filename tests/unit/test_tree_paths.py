@@ -1,6 +1,8 @@
-"""Path contributions from the per-leaf table (``scorer.model.tree_paths``), against the
-libraries themselves: xgboost's own ``approx_contribs`` computes the same values; for lightgbm
-(which has none) the contributions and the bias sum to its raw score. Real models, trained here.
+"""Path contributions from the per-leaf table (``scorer.model.tree_paths``) and the compiled
+walk of an xgboost forest (``scorer.model.tree_walk``), against the libraries themselves:
+xgboost's own ``approx_contribs`` computes the same values, and its ``pred_leaf`` names the
+leaves the walk must reach; for lightgbm (which has none) the contributions and the bias sum to
+its raw score. Real models, trained here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 import xgboost
 
 from scorer.errors import ConfigError
-from scorer.model import reasons, tree_paths
+from scorer.model import reasons, tree_paths, tree_walk
 
 ROWS = 2000
 
@@ -65,7 +67,84 @@ def test_a_sparse_table_gives_what_a_dense_one_gives(
     sparse = reasons.native("xgboost", booster, 1, 1, "path")
     assert dense is not None
     assert sparse is not None
-    np.testing.assert_array_equal(dense(x)[0], sparse(x)[0])
+    frame = pd.DataFrame(x)  # a DataFrame takes the table (a matrix, the walk)
+    np.testing.assert_array_equal(dense(frame)[0], sparse(frame)[0])
+
+
+def _edge_cases(forest: tree_walk.Forest, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``x`` with a quarter of its cells set to a split condition of their input (a number
+    equal to the condition goes right), to the float32 just below one, or to NaN."""
+    edged = x.astype(np.float32)
+    splits = forest.splits
+    numeric = (splits["categorical"] == 0) & (splits["left"] != splits["left"][-1])  # inner
+    for column in range(x.shape[1]):
+        conditions = splits["threshold"][numeric & (splits["feature"] == column)]
+        if conditions.size == 0:
+            continue
+        cells = rng.random(x.shape[0]) < 0.25
+        picked = rng.choice(conditions, int(cells.sum()))
+        below = rng.random(picked.size) < 0.5
+        picked[below] = np.nextafter(picked[below], np.float32(-np.inf))
+        edged[cells, column] = picked
+    edged[rng.random(edged.shape) < 0.05] = np.nan
+    return edged
+
+
+SPLITS = {
+    "numbers, deep": ({"max_depth": 8}, False),
+    "categories, partitions": ({"max_depth": 5, "max_cat_to_onehot": 1}, True),
+    "categories, one-hot": ({"max_depth": 5, "max_cat_to_onehot": 64}, True),
+}
+
+
+@pytest.mark.parametrize("case", SPLITS)
+def test_the_compiled_walk_reaches_the_leaves_xgboost_reaches(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray], case: str
+) -> None:
+    """What the per-leaf table gives from xgboost's own ``pred_leaf`` (to the rounding of its
+    text dump), on split conditions, the float32 below them, NaN, and categories the model never
+    saw, negative, fractional or from 2^24 up (which all go left; xgboost refuses infinity)."""
+    x, binary, _ = data
+    params, categories = SPLITS[case]
+    rng = np.random.default_rng(5)
+    x = x.copy()
+    types = None
+    if categories:
+        x[:, 2] = rng.integers(0, 12, ROWS)
+        x[:, 3] = rng.integers(0, 40, ROWS)
+        binary = ((x[:, 2] % 3 == 0) ^ (x[:, 3] > 20)).astype(int)
+        types = ["q", "q", "c", "c", "q", "q"]
+    train = xgboost.DMatrix(x, label=binary, feature_types=types, enable_categorical=True)
+    booster = xgboost.train({"objective": "binary:logistic", **params}, train, 30)
+    probe = xgboost.DMatrix(np.full((1, 6), np.nan), feature_types=types, enable_categorical=True)
+    margin = booster.predict(probe, output_margin=True)
+    table = tree_paths.xgboost_table(booster, margin, booster.predict(probe, pred_leaf=True))
+    forest = tree_walk.xgboost(booster, 1, margin)
+    assert (forest.splits["categorical"] == 1).any() == categories
+    rows = _edge_cases(forest, x, rng)
+    if categories:
+        odd = rng.choice([-1.0, 12.5, 3.7, 40.0, 77.0, 2.0**24, 1e30, -1e30], (ROWS, 2))
+        unusual = rng.random((ROWS, 2)) < 0.2
+        rows[:, 2:4] = np.where(unusual, odd, rows[:, 2:4])
+    matrix = xgboost.DMatrix(rows, feature_types=types, enable_categorical=True)
+    walked = forest.walk(rows)
+    # A wrong turn anywhere moves a row's contributions by a leaf's output (about 0.01 or more).
+    np.testing.assert_allclose(
+        walked, table.contributions(booster.predict(matrix, pred_leaf=True)), rtol=0, atol=1e-6
+    )
+    margins = booster.predict(matrix, output_margin=True)
+    np.testing.assert_allclose(walked.sum(axis=1), margins, rtol=0, atol=1e-5)
+
+
+def test_the_walk_refuses_rows_of_another_width(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    x, binary, _ = data
+    booster = xgboost.train({"objective": "binary:logistic"}, xgboost.DMatrix(x, label=binary), 3)
+    probe = xgboost.DMatrix(np.full((1, 6), np.nan))
+    forest = tree_walk.xgboost(booster, 1, booster.predict(probe, output_margin=True))
+    with pytest.raises(ValueError, match="rows of 6 inputs"):
+        forest.walk(x[:, :5])
 
 
 @pytest.mark.parametrize("classes", [2, 3])

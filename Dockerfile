@@ -17,7 +17,7 @@
 
 # The runtime base, and the builder's: the same base, optionally with binutils and a C compiler
 # preinstalled (hack/python-base-image.sh makes such an image for offline builds; otherwise
-# apt-get adds them). The compiler builds the package's one C file (scorer/model/_walk.c).
+# apt-get adds them). The compiler builds the package's C (scorer._native: see setup.py).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG BUILDER_IMAGE=python:3.11-slim-bookworm
 
@@ -92,7 +92,7 @@ RUN set -eu; \
     done
 
 # The package itself, built from the source in this context (offline: setuptools from wheels/),
-# its C walk compiled for the generic x86-64 (no -march): the image runs on any node.
+# its C compiled for the generic x86-64 (no -march): the image runs on any node.
 COPY pyproject.toml setup.py README.m[d] /src/
 COPY scorer/ /src/scorer/
 RUN set -eu; \
@@ -103,7 +103,7 @@ RUN set -eu; \
     fi; \
     pip uninstall -y -q pip setuptools wheel 2>/dev/null || true; \
     python -m compileall -q -j 0 /opt/venv; \
-    python -c 'import xgboost, xgboost.sklearn, scipy.sparse, scipy.special, mlflow.xgboost, mlflow.pyfunc, pandas, scorer, scorer.model.tree_paths; from scorer.model import tree_walk; tree_walk._library()'
+    python -c 'import xgboost, xgboost.sklearn, scipy.sparse, scipy.special, mlflow.xgboost, mlflow.pyfunc, pandas, scorer, scorer.model.tree_paths; from scorer import compiled; compiled.library()'
 
 FROM ${PYTHON_IMAGE}
 # A passwd entry for 10001, so getpass.getuser() (MLflow's user tag) works; HOME is /tmp so

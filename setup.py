@@ -1,14 +1,18 @@
-"""The one compiled part of the package: the reasons' walk of an xgboost forest
-(``scorer/model/_walk.c``, loaded with ctypes by ``scorer.model.tree_walk``). Everything else
-is declared in ``pyproject.toml``."""
+"""The one compiled part of the package, ``scorer._native``: the C of the reasons' per-row
+loops (``scorer/model/_walk.c``, ``scorer/model/_reasons.c``, ``scorer/postgres/_append_field.c``,
+loaded with ctypes by ``scorer.compiled``). Everything else is declared in ``pyproject.toml``."""
 
 from setuptools import Extension, setup
 
 setup(
     ext_modules=[
         Extension(
-            "scorer.model._walk",
-            sources=["scorer/model/_walk.c"],
+            "scorer._native",
+            sources=[
+                "scorer/model/_walk.c",
+                "scorer/model/_reasons.c",
+                "scorer/postgres/_append_field.c",
+            ],
             extra_compile_args=["-O3", "-std=c11"],
             py_limited_api=False,
         )

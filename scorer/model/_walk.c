@@ -3,16 +3,16 @@
 #include <math.h>
 #include <stdint.h>
 
-/* numpy's tree_walk.SPLIT (align=True): 32 bytes, the same layout. */
+/* numpy's tree_walk.SPLIT (align=True): 40 bytes, the same layout. */
 typedef struct {
     int32_t child[2]; /* left, right */
     int32_t feature, column;
     float threshold;
     uint8_t default_right, categorical;
-    double delta;
+    double child_delta[2]; /* the move to each child, charged to `column` */
 } Split;
 
-_Static_assert(sizeof(Split) == 32, "Split must match tree_walk.SPLIT");
+_Static_assert(sizeof(Split) == 40, "Split must match tree_walk.SPLIT");
 
 #ifndef BLOCK
 #define BLOCK 64
@@ -30,7 +30,7 @@ static int category_right(int64_t k, float value, const int64_t *category_start,
     return (category_words[begin + word] >> (category & 31)) & 1u;
 }
 
-/* out (rows x width, row-major) = base, plus the move of every node on each row's path through
+/* out (rows x width, row-major) = base, plus the move to every child on each row's path through
  * every tree: each tree takes a block of rows down one level at a time, choosing each child
  * without a branch. x is rows x columns, row-major float32. */
 void scorer_walk(const float *x, int64_t rows, int64_t columns, const Split *splits,
@@ -46,16 +46,16 @@ void scorer_walk(const float *x, int64_t rows, int64_t columns, const Split *spl
         double *ob = out + start * width;
         for (int64_t t = 0; t < trees; t++) {
             for (int64_t i = 0; i < block; i++) node[i] = roots[t];
-            for (int32_t level = 0; level <= depth[t]; level++) { /* the last charges the leaf */
+            for (int32_t level = 0; level < depth[t]; level++) {
                 for (int64_t i = 0; i < block; i++) {
                     const Split *s = &splits[node[i]];
-                    ob[i * width + s->column] += s->delta;
                     float value = xb[i * columns + s->feature];
                     int missing = isnan(value);
                     int right = s->categorical
                                     ? category_right(node[i], value, category_start, category_words)
                                     : !(value < s->threshold);
                     right = (missing & s->default_right) | (!missing & right);
+                    ob[i * width + s->column] += s->child_delta[right];
                     node[i] = s->child[right];
                 }
             }

@@ -30,7 +30,9 @@ import numpy as np
 import numpy.typing as npt
 
 from scorer.errors import ConfigError, ModelOutputError
+from scorer import compiled
 from scorer.model import tree_paths, tree_walk
+from scorer.postgres import wire
 
 if TYPE_CHECKING:
     from scorer.io.features import Chunk, FeaturePlan
@@ -47,7 +49,6 @@ FLAVORS = ("xgboost", "lightgbm")
 """The flavors whose libraries give per-row contributions."""
 TOLERANCE = 1e-4
 """Largest difference between a score and the one its contributions imply."""
-_JSONB_VERSION = "\x01"
 
 
 class Explainable(Protocol):
@@ -95,13 +96,12 @@ def column(
     plan: FeaturePlan,
     k: int,
     scores: npt.NDArray[np.float64],
-) -> list[bytes]:
-    """The chunk's ``reasons`` column: one binary jsonb value per row. Refused unless the
+) -> wire.Fields:
+    """The chunk's ``reasons`` column: one binary jsonb field per row. Refused unless the
     contributions reproduce ``scores``, the model's own."""
     assert model.contributions is not None  # require() refused the run before
     found, implied = model.contributions(chunk, plan)
-    indices, values = top(found[:, :-1], k)
-    if not np.isfinite(values).all():
+    if not np.isfinite(found).all():
         raise ModelOutputError(
             f"the model's contributions ({model.method}) are not finite for some rows of a "
             f"chunk of {chunk.ids.size} rows; unset SCORER_REASONS to score without reasons"
@@ -113,40 +113,36 @@ def column(
             f"chunk of {chunk.ids.size} rows), so they would not explain them; nothing "
             "published. Unset SCORER_REASONS to score this model without reasons"
         )
-    return encode(model.feature_names, indices, values)
+    return encode(model.feature_names, found, k)
 
 
-def top(
-    contributions: npt.NDArray[np.floating[Any]], k: int
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+def encode(names: Sequence[str], contributions: Contributions, k: int) -> wire.Fields:
     """Per row, the ``k`` (at most every) inputs of largest absolute contribution, largest
-    first: their column indices and contributions. One ``argpartition`` over the chunk, then a
-    sort of the ``k`` alone."""
-    rows, inputs = contributions.shape
+    first, the earlier input first on a tie, as binary jsonb fields (version 1, then the JSON
+    text): ``[["name", contribution], ...]``. ``contributions``: a column per input of
+    ``names``, in their order (more columns, such as the bias, are left out). One pass of
+    ``_reasons.c`` over the chunk."""
+    rows, inputs = contributions.shape[0], len(names)
     k = min(k, inputs)
-    magnitude = np.abs(contributions)
-    if k < inputs:
-        chosen = np.argpartition(-magnitude, k - 1, axis=1)[:, :k]
-    else:
-        chosen = np.broadcast_to(np.arange(inputs), (rows, inputs))
-    order = np.argsort(-np.take_along_axis(magnitude, chosen, axis=1), axis=1, kind="stable")
-    indices = np.take_along_axis(chosen, order, axis=1)
-    values = np.take_along_axis(contributions, indices, axis=1).astype(np.float64)
-    return indices, values
-
-
-def encode(
-    names: Sequence[str], indices: npt.NDArray[np.intp], values: npt.NDArray[np.float64]
-) -> list[bytes]:
-    """Binary jsonb values (version 1, then the JSON text): ``[["name", contribution], ...]``.
-    One ``%`` format per row, of the row's names (already JSON) and values side by side."""
-    rows, k = indices.shape
-    template = _JSONB_VERSION + "[" + ",".join(["[%s,%.9g]"] * k) + "]"
-    quoted = np.array([json.dumps(name, ensure_ascii=False) for name in names], dtype=object)
-    cells = np.empty((rows, 2 * k), dtype=object)
-    cells[:, 0::2] = quoted[indices]
-    cells[:, 1::2] = values
-    return [(template % tuple(row)).encode() for row in cells.tolist()]
+    quoted = [json.dumps(name, ensure_ascii=False).encode() for name in names]
+    starts = np.cumsum([0, *map(len, quoted)], dtype=np.int64)
+    values = np.ascontiguousarray(contributions, dtype=np.float64)
+    data = np.empty(rows * (7 + k * (max(map(len, quoted), default=0) + 29)), dtype=np.uint8)
+    ends = np.empty(rows, dtype=np.int64)
+    written = compiled.library().scorer_reasons(
+        values.ctypes.data,
+        rows,
+        values.shape[1],
+        inputs,
+        k,
+        b"".join(quoted),
+        starts.ctypes.data,
+        data.ctypes.data,
+        ends.ctypes.data,
+    )
+    if written < 0:
+        raise MemoryError("no memory for the reasons' top K")
+    return wire.Fields(data[:written], ends)
 
 
 def _select(out: npt.NDArray[Any], index: int | None, width: int) -> Explained:

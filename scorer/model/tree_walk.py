@@ -5,9 +5,9 @@ about a third of the cost (``benchmarks/RESULTS.md``).
 xgboost's ``pred_leaf`` takes one row down one tree at a time, so every step waits on the last
 one's branch; it costs about three times the scores' ``inplace_predict`` before a single
 contribution is added. Here each tree takes a block of rows down a level at a time, adding
-each node's move (its value less its parent's, charged to the parent's split input; a root's
-value to the bias) as it passes. The walk follows xgboost's own decisions (``predict_fn.h``,
-``categorical.h``) on the float32 the library converts every input to:
+each step's move (the child's value less its parent's, charged to the parent's split input) as
+it passes; the roots' values are in the bias. The walk follows xgboost's own decisions
+(``predict_fn.h``, ``categorical.h``) on the float32 the library converts every input to:
 
 - a missing input (NaN) takes the node's default child;
 - a number goes left when it is less than the split condition, else right;
@@ -20,15 +20,14 @@ the library's own (its text dump rounds them).
 
 from __future__ import annotations
 
-import ctypes
-import importlib.util
 import json
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from scorer import compiled
 
 Ints = npt.NDArray[np.int32]
 SPLIT = np.dtype(
@@ -40,20 +39,22 @@ SPLIT = np.dtype(
         ("threshold", np.float32),
         ("default_right", np.uint8),
         ("categorical", np.uint8),
-        ("delta", np.float64),
+        ("left_delta", np.float64),
+        ("right_delta", np.float64),
     ],
     align=True,
 )
 """A node as the walk reads it, in one record (``Split`` in ``_walk.c``): its children, its
-split (input, condition, default direction, whether categorical), and its move (the output
-column it is charged to, and its size)."""
+split (input, condition, default direction, whether categorical), and the move to each child
+(the child's value less its own) with the output column both are charged to (its split
+input's)."""
 
 
 @dataclass(frozen=True)
 class Forest:
-    """An xgboost forest's nodes as ``SPLIT`` records, numbered across trees, and one more: a
-    sink, whose move is nil and whose children are itself. A leaf's children are the sink, so a
-    walk of its tree's ``depth`` steps and one more charges every node on a path once."""
+    """An xgboost forest's nodes as ``SPLIT`` records, numbered across trees. A leaf's children
+    are itself, by moves of nil, so a walk of its tree's ``depth`` steps takes every row to its
+    leaf and charges each move on the way once. The roots' values are in ``base``."""
 
     splits: npt.NDArray[np.void]
     roots: Ints
@@ -71,7 +72,7 @@ class Forest:
         if x.ndim != 2 or x.shape[1] != self.inputs:
             raise ValueError(f"the walk takes rows of {self.inputs} inputs, not {x.shape}")
         out = np.empty((x.shape[0], self.base.size), dtype=np.float64)
-        _library().scorer_walk(
+        compiled.library().scorer_walk(
             x.ctypes.data,
             x.shape[0],
             x.shape[1],
@@ -107,37 +108,36 @@ def xgboost(booster: Any, classes: int, margin: Any) -> Forest:
     right = np.where(leaf, -1, joined("right_children", np.int32) + shift)
     level = _levels(roots, left, right)
     value = _cover_means(
-        joined("split_conditions", np.float64), joined("sum_hessian", np.float64), left, right, level
+        joined("split_conditions", np.float64),
+        joined("sum_hessian", np.float64),
+        left,
+        right,
+        level,
     )
     feature = np.where(leaf, 0, joined("split_indices", np.int32))
     group = np.repeat(np.asarray(model["tree_info"], dtype=np.int32), sizes)
-    parent = np.full(leaf.size, -1, dtype=np.int32)
-    inner = np.flatnonzero(~leaf)
-    parent[left[inner]], parent[right[inner]] = inner, inner
     inputs = booster.num_features()
-    root = parent < 0
-    above = np.where(root, 0, parent)
-    sink = leaf.size
-    splits = np.zeros(sink + 1, dtype=SPLIT)
-    splits["left"][:-1] = np.where(leaf, sink, left)
-    splits["right"][:-1] = np.where(leaf, sink, right)
-    splits["left"][-1] = splits["right"][-1] = sink
-    splits["feature"][:-1] = feature
-    splits["column"][:-1] = group * (inputs + 1) + np.where(root, inputs, feature[above])
-    splits["delta"][:-1] = np.where(root, value, value - value[above])
-    splits["threshold"][:-1] = joined("split_conditions", np.float32)
-    splits["default_right"][:-1] = ~joined("default_left", np.bool_)
-    splits["categorical"][:-1] = ~leaf & (joined("split_type", np.int32) == 1)
+    itself = np.arange(leaf.size, dtype=np.int32)
+    splits = np.zeros(leaf.size, dtype=SPLIT)
+    splits["left"] = np.where(leaf, itself, left)
+    splits["right"] = np.where(leaf, itself, right)
+    splits["feature"] = feature
+    splits["column"] = group * (inputs + 1) + np.where(leaf, inputs, feature)
+    splits["left_delta"] = value[splits["left"]] - value  # a leaf's: nil
+    splits["right_delta"] = value[splits["right"]] - value
+    splits["threshold"] = joined("split_conditions", np.float32)
+    splits["default_right"] = ~joined("default_left", np.bool_)
+    splits["categorical"] = ~leaf & (joined("split_type", np.int32) == 1)
     depth = np.maximum.reduceat(level, roots).astype(np.int32)
-    start, words = _category_sets(trees, roots, sink + 1)
+    start, words = _category_sets(trees, roots, leaf.size)
     width = classes * (inputs + 1)
     forest = Forest(splits, roots, depth, start, words, np.zeros(width), inputs)
     return _with_base(forest, margin, classes)
 
 
 def _with_base(forest: Forest, margin: Any, classes: int) -> Forest:
-    """The forest with the model's base margin (``base_score``) in each class's bias: what the
-    probe row's margin has beyond the moves on its paths."""
+    """The forest with each class's bias: what the probe row's margin has beyond the moves on
+    its paths, which is the model's base margin (``base_score``) and its trees' root values."""
     found = np.asarray(margin, dtype=np.float64).reshape(classes)
     summed = forest.walk(np.full((1, forest.inputs), np.nan))[0].reshape(classes, -1)
     base = np.zeros((classes, forest.inputs + 1))
@@ -206,19 +206,3 @@ def _category_sets(
         for category in members:
             words[start[node] + category // 32] |= np.uint32(1 << (category % 32))
     return start, words
-
-
-@cache
-def _library() -> ctypes.CDLL:
-    """``_walk.c``, compiled when the package is installed, with its one function typed."""
-    spec = importlib.util.find_spec("scorer.model._walk")
-    if spec is None or spec.origin is None:
-        raise ImportError("scorer.model._walk is not built: reinstall the scorer package")
-    library = ctypes.CDLL(spec.origin)
-    pointer, size = ctypes.c_void_p, ctypes.c_int64
-    library.scorer_walk.argtypes = [
-        pointer, size, size, pointer, pointer, pointer, size, pointer, pointer, pointer, size,
-        pointer,
-    ]  # fmt: skip
-    library.scorer_walk.restype = None
-    return library

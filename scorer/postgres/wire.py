@@ -10,12 +10,14 @@ over the chunk's bytes. Rows without a tail have a fixed width and need no walk 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from scorer import compiled
 
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 HEADER_BYTES = len(COPY_SIGNATURE) + 8  # signature, flags, header-extension length
@@ -186,17 +188,25 @@ class CopyReader:
             raise ValueError(f"unexpected COPY stream end ({len(self._buffer)} stray bytes)")
 
 
+@dataclass(frozen=True)
+class Fields:
+    """One more field per row, each already in binary COPY form (its 4-byte length, then its
+    value), end to end in ``data``; ``ends``: where each row's field ends in it."""
+
+    data: npt.NDArray[np.uint8]
+    ends: npt.NDArray[np.int64]
+
+
 def encode_predictions(
     ids: npt.NDArray[Any],
     scores: npt.NDArray[np.float64],
     labels: npt.NDArray[np.int16] | None,
-    last: Sequence[bytes] | None = None,
+    last: Fields | None = None,
 ) -> bytes:
     """One complete binary COPY stream of (entity_id, score[, label][, last]) rows.
 
     ``ids`` are int64 (bigint), ``V16`` (uuid, 16 raw bytes) or ``S<n>`` (UTF-8 text, the
-    length of each row's own); ``last``: one more field per row, already in its binary form
-    (the reasons' jsonb).
+    length of each row's own); ``last``: one more field per row (the reasons' jsonb).
     """
     if last is not None:
         body = encode_predictions(ids, scores, labels)[len(_OUT_HEADER) : -len(TRAILER)]
@@ -245,21 +255,22 @@ def _variable_rows(ids: npt.NDArray[np.bytes_], count: int, tail: npt.NDArray[np
     return out.tobytes()
 
 
-def _append_field(rows: bytes, ids: npt.NDArray[Any], count: int, last: Sequence[bytes]) -> bytes:
-    """Each of ``rows`` (encoded from ``ids``, ``count`` fields each) with one more field, the
-    value from ``last``."""
+def _append_field(rows: bytes, ids: npt.NDArray[Any], count: int, last: Fields) -> bytes:
+    """Each of ``rows`` (encoded from ``ids``, ``count`` fields each) with one more field, its
+    row's from ``last`` (by ``_append_field.c``: one copy of each)."""
     n = int(ids.size)
     if n == 0:
         return rows
-    lengths = np.zeros(n, dtype=np.int64)
+    sizes = np.zeros(n, dtype=np.int64)
     if ids.dtype.kind not in "iuV":  # text ids: each row as long as its own id
-        lengths = np.char.str_len(ids).astype(np.int64)
-    sizes = (lengths + (len(rows) - int(lengths.sum())) // n).tolist()
-    fields = (count + 1).to_bytes(2, "big")
-    view = memoryview(rows)
-    parts: list[Bytes] = []
-    at = 0
-    for size, value in zip(sizes, last, strict=True):
-        parts += (fields, view[at + 2 : at + size], len(value).to_bytes(4, "big"), value)
-        at += size
-    return b"".join(parts)
+        sizes = np.char.str_len(ids).astype(np.int64)
+    sizes += (len(rows) - int(sizes.sum())) // n
+    row_ends = np.cumsum(sizes)
+    data = np.ascontiguousarray(last.data)
+    ends = np.ascontiguousarray(last.ends, dtype=np.int64)
+    out = np.empty(len(rows) + int(ends[-1]), dtype=np.uint8)
+    compiled.library().scorer_append_field(
+        rows, row_ends.ctypes.data, data.ctypes.data, ends.ctypes.data, n, count + 1,
+        out.ctypes.data,
+    )  # fmt: skip
+    return out.tobytes()

@@ -201,7 +201,7 @@ def test_reasons_of_a_categorical_xgboost_model_are_its_own_path_contributions(
     np.testing.assert_allclose(found, own, rtol=0, atol=1e-5)
     scores = scorer_model.predict(rows, plan())
     np.testing.assert_allclose(implied, scores, rtol=0, atol=1e-6)
-    assert len(reasons.column(scorer_model, rows, plan(), 2, scores)) == len(tenure)
+    assert reasons.column(scorer_model, rows, plan(), 2, scores).ends.size == len(tenure)
     with pytest.raises(ModelOutputError, match="do not add up to its scores") as refused:
         reasons.column(scorer_model, rows, plan(), 2, scores + 0.01)
     assert not any(value in str(refused.value) for value in ("Two year", "Zelle", "50"))

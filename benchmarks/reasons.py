@@ -38,9 +38,10 @@ def library(rows: int, repeat: int) -> None:
     """The library calls alone, in process, on one thread: CPU µs per row of the numeric
     case's booster (200 trees of depth 6 over 20 columns, as ``fixtures``) predicting, giving
     its TreeSHAP contributions and its approximate (Saabas) ones, and the scorer's path
-    contributions (``pred_leaf`` and the per-leaf table), with and without the top K's jsonb;
-    medians of R."""
-    import numpy as np  # noqa: PLC0415 - the end-to-end runs need neither
+    contributions (the compiled walk of a matrix; ``pred_leaf`` and the per-leaf table of a
+    DataFrame), with and without the top K's jsonb; medians of R."""
+    import numpy as np  # noqa: PLC0415 - the end-to-end runs need none of these
+    import pandas as pd  # noqa: PLC0415
     import xgboost  # noqa: PLC0415
 
     from scorer.model import reasons  # noqa: PLC0415
@@ -52,10 +53,11 @@ def library(rows: int, repeat: int) -> None:
     path = reasons.native("xgboost", booster, 1, None, "path")
     assert path is not None
     names = tuple(booster.feature_names or (f"f{i}" for i in range(20)))
+    frame = pd.DataFrame(data, columns=list(names))
 
     def encoded(data: object) -> object:
         found, _ = path(data)
-        return reasons.encode(names, *reasons.top(found[:, :-1], 3))
+        return reasons.encode(names, found, 3)
 
     calls: dict[str, Callable[[], object]] = {
         "inplace_predict": lambda: booster.inplace_predict(data),
@@ -65,8 +67,9 @@ def library(rows: int, repeat: int) -> None:
         "predict(pred_contribs=True, approx_contribs=True)": lambda: booster.predict(
             xgboost.DMatrix(data, nthread=1), pred_contribs=True, approx_contribs=True
         ),
-        "path: pred_leaf + the per-leaf table (SCORER_REASONS_METHOD=path)": lambda: path(data),
-        "path, then the top 3 and their jsonb": lambda: encoded(data),
+        "path of a DataFrame: pred_leaf + the per-leaf table": lambda: path(frame),
+        "path of a matrix: the compiled walk (SCORER_REASONS_METHOD=path)": lambda: path(data),
+        "the walk, then the top 3 and their jsonb": lambda: encoded(data),
     }
     print(f"\n| xgboost call, 1 thread, {rows:,} rows | CPU µs per row | ÷ inplace_predict |")
     print("|---|---|---|")
@@ -79,7 +82,7 @@ def library(rows: int, repeat: int) -> None:
             times.append((time.process_time() - start) / rows * 1e6)
         figure = statistics.median(times)
         base = base or figure
-        print(f"| {name} | {figure:,.1f} | {figure / base:,.0f} |")
+        print(f"| {name} | {figure:,.1f} | {figure / base:,.1f} |")
 
 
 def main(argv: list[str] | None = None) -> int:

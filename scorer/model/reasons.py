@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from scorer.errors import ConfigError, ModelOutputError
 from scorer import compiled
+from scorer.errors import ConfigError, ModelOutputError
 from scorer.model import tree_paths, tree_walk
 from scorer.postgres import wire
 

@@ -50,7 +50,7 @@ def test_names_are_json_strings_and_values_have_nine_significant_digits() -> Non
     for row, pairs in zip(values, decoded(reasons.encode(names, values, 4)), strict=True):
         expected = sorted(range(6), key=lambda c: -abs(row[c]))[:4]
         assert [name for name, _ in pairs] == [names[c] for c in expected]
-        assert [value for _, value in pairs] == [float("%.9g" % row[c]) for c in expected]
+        assert [value for _, value in pairs] == [float(f"{row[c]:.9g}") for c in expected]
 
 
 def test_each_contribution_is_written_as_printf_writes_nine_significant_digits() -> None:
@@ -118,4 +118,5 @@ def test_the_reasons_field_comes_last_on_each_row(ids: np.ndarray, labelled: boo
 
 def test_no_rows_with_reasons_is_an_empty_stream() -> None:
     empty = np.array([], dtype=np.int64)
-    assert wire.encode_predictions(empty, np.array([]), None, fields_of([])) == HEADER + wire.TRAILER
+    stream = wire.encode_predictions(empty, np.array([]), None, fields_of([]))
+    assert stream == HEADER + wire.TRAILER

@@ -5,8 +5,10 @@ The contributions are the model's own, on its margin (log-odds for a classifier)
 methods (``SCORER_REASONS_METHOD``):
 
 - ``path`` (the default): path contributions (Saabas), read off each row's path through the
-  trees (``scorer.model.tree_paths``, from the library's ``pred_leaf``); xgboost's own
-  ``approx_contribs`` computes the same values. They cost a second pass over the trees.
+  trees; xgboost's own ``approx_contribs`` computes the same values. An xgboost model given
+  one matrix is walked in compiled C (``scorer.model.tree_walk``), for less than the
+  prediction; lightgbm, and xgboost given a DataFrame, sum a per-leaf table over the leaves
+  the library's ``pred_leaf`` gives (``scorer.model.tree_paths``), for about three times it.
 - ``shapley``: exact Shapley values by TreeSHAP, the libraries' ``pred_contribs`` (xgboost) and
   ``pred_contrib`` (lightgbm), at trees x leaves x depth^2 per row: about a hundred times the
   cost of the scores themselves for trees of depth 6.
@@ -16,14 +18,16 @@ the margins they sum to imply the scores the model gave, and refuses the run if 
 categorical input has one contribution, as the libraries give it. Per row the K largest by
 absolute value are kept, largest first, and stored in the run's partition as the jsonb column
 ``reasons``: ``[["contract", 0.31], ["tenure", -0.22]]`` (input name, contribution to 9
-significant digits, which is exact for xgboost's float32). Feature values are never stored or
-logged: ``scorer explain`` reads them from the features for the one entity asked about.
+significant digits as ``%.9g``), written by ``_reasons.c`` in one pass over the chunk. Feature
+values are never stored or logged: ``scorer explain`` reads them from the features for the one
+entity asked about.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
@@ -194,14 +198,19 @@ def _xgboost(booster: Any, threads: int, index: int | None, method: Method) -> N
         return shapley
     probe = matrix(_missing_row(width - 1))
     margin = booster.predict(probe, output_margin=True)
-    table = tree_paths.xgboost_table(booster, margin, booster.predict(probe, pred_leaf=True))
-    forest = tree_walk.xgboost(booster, table.base.size // width, margin)
+    tree_paths.xgboost_learner(booster)  # refuses a booster without paths
+    forest = tree_walk.xgboost(booster, np.asarray(margin).size, margin)
+
+    @cache
+    def table() -> tree_paths.LeafTable:
+        """The per-leaf table, built for the first DataFrame: a matrix never needs it."""
+        return tree_paths.xgboost_table(booster, margin, booster.predict(probe, pred_leaf=True))
 
     def path(data: Any) -> Explained:
         if not hasattr(data, "columns"):  # one matrix: the compiled walk
             return _select(forest.walk(data), index, width)
         leaves = booster.predict(matrix(data), pred_leaf=True, validate_features=False)
-        return _select(table.contributions(np.asarray(leaves)), index, width)
+        return _select(table().contributions(np.asarray(leaves)), index, width)
 
     return path
 

@@ -134,17 +134,24 @@ def _build(
     return matrix, offsets
 
 
-def xgboost_table(booster: Any, margin: Any, leaves: Any) -> LeafTable:
-    """The table of an xgboost booster (gbtree), whose inner nodes' values are their leaves'
-    outputs weighed by cover, as xgboost's own ``approx_contribs``. ``margin`` and ``leaves``
-    give the booster's base margin: they predict one row (all inputs missing)."""
-    learner = json.loads(booster.save_config())["learner"]
+def xgboost_learner(booster: Any) -> dict[str, Any]:
+    """An xgboost booster's learner configuration, refused unless the booster is ``gbtree``:
+    only a plain tree model's paths add up to its margin."""
+    learner: dict[str, Any] = json.loads(booster.save_config())["learner"]
     kind = learner["gradient_booster"]["name"]
     if kind != "gbtree":
         raise ConfigError(
             f"SCORER_REASONS needs a tree model's paths; this xgboost model's booster is {kind}:"
             " unset SCORER_REASONS (or set it to 0) for this model"
         )
+    return learner
+
+
+def xgboost_table(booster: Any, margin: Any, leaves: Any) -> LeafTable:
+    """The table of an xgboost booster (gbtree), whose inner nodes' values are their leaves'
+    outputs weighed by cover, as xgboost's own ``approx_contribs``. ``margin`` and ``leaves``
+    give the booster's base margin: they predict one row (all inputs missing)."""
+    learner = xgboost_learner(booster)
     classes = max(1, int(learner["learner_model_param"]["num_class"]))
     parallel = int(learner["gradient_booster"]["gbtree_model_param"]["num_parallel_tree"])
     trees = list(_xgboost_trees(booster, classes, max(1, parallel)))

@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                             found.setdefault((case.name, variant, rows), []).append(_cpu(sample))
                             progress(
                                 f"[{case.name} {variant} {rows:,}] {sample.wall:.1f}s wall,"
-                                f" {_cpu(sample):.2f} CPU-s"
+                                f" {_cpu(sample):.2f} CPU-s ({sample.client_cpu:.2f} client,"
+                                f" {sample.server_cpu:.2f} server)"
                             )
             load.append(os.getloadavg())
         finally:

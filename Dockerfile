@@ -92,7 +92,8 @@ RUN set -eu; \
     done
 
 # The package itself, built from the source in this context (offline: setuptools from wheels/),
-# its C compiled for the generic x86-64 (no -march): the image runs on any node.
+# its C compiled for the generic x86-64 (no -march): the image runs on any node. The import
+# check runs from / so that it loads the installed package, not the source in /src.
 COPY pyproject.toml setup.py README.m[d] /src/
 COPY scorer/ /src/scorer/
 RUN set -eu; \
@@ -103,7 +104,7 @@ RUN set -eu; \
     fi; \
     pip uninstall -y -q pip setuptools wheel 2>/dev/null || true; \
     python -m compileall -q -j 0 /opt/venv; \
-    python -c 'import xgboost, xgboost.sklearn, scipy.sparse, scipy.special, mlflow.xgboost, mlflow.pyfunc, pandas, scorer, scorer.model.tree_paths; from scorer import compiled; compiled.library()'
+    cd / && python -c 'import xgboost, xgboost.sklearn, scipy.sparse, scipy.special, mlflow.xgboost, mlflow.pyfunc, pandas, scorer, scorer.model.tree_paths; from scorer import compiled; compiled.library()'
 
 FROM ${PYTHON_IMAGE}
 # A passwd entry for 10001, so getpass.getuser() (MLflow's user tag) works; HOME is /tmp so

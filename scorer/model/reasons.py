@@ -6,8 +6,8 @@ methods (``SCORER_REASONS_METHOD``):
 
 - ``path`` (the default): path contributions (Saabas), read off each row's path through the
   trees; xgboost's own ``approx_contribs`` computes the same values. An xgboost model given
-  one matrix is walked in compiled C (``scorer.model.tree_walk``), for less than the
-  prediction; lightgbm, and xgboost given a DataFrame, sum a per-leaf table over the leaves
+  one matrix is walked in compiled C (``scorer.model.tree_walk``), for about one and a
+  half predictions; lightgbm, and xgboost given a DataFrame, sum a per-leaf table over the leaves
   the library's ``pred_leaf`` gives (``scorer.model.tree_paths``), for about three times it.
 - ``shapley``: exact Shapley values by TreeSHAP, the libraries' ``pred_contribs`` (xgboost) and
   ``pred_contrib`` (lightgbm), at trees x leaves x depth^2 per row: about a hundred times the

@@ -127,6 +127,8 @@ def encode(names: Sequence[str], contributions: Contributions, k: int) -> wire.F
     ``names``, in their order (more columns, such as the bias, are left out). One pass of
     ``_reasons.c`` over the chunk."""
     rows, inputs = contributions.shape[0], len(names)
+    if contributions.ndim != 2 or contributions.shape[1] < inputs:
+        raise ValueError(f"contributions of {inputs} inputs expected, not {contributions.shape}")
     k = min(k, inputs)
     quoted = [json.dumps(name, ensure_ascii=False).encode() for name in names]
     starts = np.cumsum([0, *map(len, quoted)], dtype=np.int64)

@@ -259,6 +259,8 @@ def _append_field(rows: bytes, ids: npt.NDArray[Any], count: int, last: Fields) 
     """Each of ``rows`` (encoded from ``ids``, ``count`` fields each) with one more field, its
     row's from ``last`` (by ``_append_field.c``: one copy of each)."""
     n = int(ids.size)
+    if last.ends.shape != (n,):
+        raise ValueError(f"{last.ends.size} fields for {n} rows")
     if n == 0:
         return rows
     sizes = np.zeros(n, dtype=np.int64)

@@ -120,3 +120,14 @@ def test_no_rows_with_reasons_is_an_empty_stream() -> None:
     empty = np.array([], dtype=np.int64)
     stream = wire.encode_predictions(empty, np.array([]), None, fields_of([]))
     assert stream == HEADER + wire.TRAILER
+
+
+def test_fields_for_another_number_of_rows_are_refused() -> None:
+    ids = np.array([7, 8], dtype=np.int64)
+    with pytest.raises(ValueError, match="1 fields for 2 rows"):
+        wire.encode_predictions(ids, np.array([0.1, 0.2]), None, fields_of([b"\x01[]"]))
+
+
+def test_contributions_narrower_than_the_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="contributions of 3 inputs"):
+        reasons.encode(["a", "b", "c"], np.zeros((4, 2)), 1)
